@@ -1,0 +1,194 @@
+//! The evidence manifest: the versioned contract between an agent repository's CI and vaia.
+//! `evidence/<owner>/<repo>/<sha>/manifest.json` is uploaded last and lists every file of
+//! the bundle with its sha256; see `docs/evidence.md`.
+
+use crate::ids::{CommitSha, ImageDigest, Repository};
+use serde::{Deserialize, Serialize};
+
+pub const MANIFEST_SCHEMA_V1: &str = "vaia.evidence/v1";
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub schema: String,
+    pub repository: Repository,
+    pub commit: CommitSha,
+    pub image: ImageRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetSnapshot>,
+    pub files: Vec<ManifestFile>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRef {
+    pub digest: ImageDigest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_digest: Option<ImageDigest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSnapshot {
+    pub path: String,
+    pub md5: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestFile {
+    pub name: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {path}: {message}")]
+pub struct ManifestError {
+    pub origin: String,
+    /// JSON path of the offending value, `$` for the document.
+    pub path: String,
+    pub message: String,
+}
+
+impl Manifest {
+    /// Parses and validates a manifest; errors name `origin` (the blob key or file) and
+    /// the JSON path of the offending value.
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<Self, ManifestError> {
+        let fail = |path: String, message: String| ManifestError {
+            origin: origin.to_string(),
+            path,
+            message,
+        };
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+            fail(
+                "$".into(),
+                format!("not JSON (line {}, column {}): {e}", e.line(), e.column()),
+            )
+        })?;
+        let manifest: Manifest = serde_json::from_value(value.clone())
+            .map_err(|e| fail(locate_serde_error(&value, &e.to_string()), e.to_string()))?;
+        if manifest.schema != MANIFEST_SCHEMA_V1 {
+            return Err(fail(
+                "$.schema".into(),
+                format!(
+                    "unsupported schema {:?} (expected {MANIFEST_SCHEMA_V1:?})",
+                    manifest.schema
+                ),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, f) in manifest.files.iter().enumerate() {
+            let at = format!("$.files[{i}]");
+            let name_ok = !f.name.is_empty()
+                && f.name != MANIFEST_FILE
+                && f.name.len() <= 128
+                && !f.name.starts_with('.')
+                && f.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !name_ok {
+                return Err(fail(
+                    format!("{at}.name"),
+                    format!("file name {:?} must be a plain file name (letters, digits, - _ .), not the manifest itself", f.name),
+                ));
+            }
+            if !names.insert(f.name.as_str()) {
+                return Err(fail(
+                    format!("{at}.name"),
+                    format!("file {:?} is listed twice", f.name),
+                ));
+            }
+            if f.sha256.len() != 64
+                || !f
+                    .sha256
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                return Err(fail(
+                    format!("{at}.sha256"),
+                    "expected 64 lowercase hex characters".into(),
+                ));
+            }
+        }
+        Ok(manifest)
+    }
+
+    pub fn file(&self, name: &str) -> Option<&ManifestFile> {
+        self.files.iter().find(|f| f.name == name)
+    }
+}
+
+/// serde_json's errors name a line and column of the re-serialised value, which is useless
+/// for a user; find the first key it mentions instead, as a best-effort JSON path.
+fn locate_serde_error(value: &serde_json::Value, message: &str) -> String {
+    let field = message.split('`').nth(1);
+    if let (Some(field), Some(obj)) = (field, value.as_object()) {
+        if obj.contains_key(field) {
+            return format!("$.{field}");
+        }
+        for (k, v) in obj {
+            if let Some(inner) = v.as_object() {
+                if inner.contains_key(field) {
+                    return format!("$.{k}.{field}");
+                }
+            }
+        }
+    }
+    "$".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> serde_json::Value {
+        serde_json::json!({
+            "schema": "vaia.evidence/v1",
+            "repository": "octo/agent",
+            "commit": "0123456789abcdef0123456789abcdef01234567",
+            "image": {"digest": format!("sha256:{}", "a".repeat(64))},
+            "files": [{"name": "tools.json", "sha256": "b".repeat(64), "bytes": 12}],
+            "created_at": "2026-11-27T10:00:00Z"
+        })
+    }
+
+    #[test]
+    fn parses_a_valid_manifest() {
+        let m = Manifest::parse(sample().to_string().as_bytes(), "m.json").unwrap();
+        assert_eq!(m.file("tools.json").unwrap().bytes, 12);
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let mut v = sample();
+        v["files"][0]["sha256"] = "nope".into();
+        let e = Manifest::parse(v.to_string().as_bytes(), "m.json").unwrap_err();
+        assert_eq!(e.path, "$.files[0].sha256");
+        let mut v = sample();
+        v["files"][0]["name"] = "../x".into();
+        let e = Manifest::parse(v.to_string().as_bytes(), "m.json").unwrap_err();
+        assert_eq!(e.path, "$.files[0].name");
+        let mut v = sample();
+        v["schema"] = "vaia.evidence/v9".into();
+        assert_eq!(
+            Manifest::parse(v.to_string().as_bytes(), "m")
+                .unwrap_err()
+                .path,
+            "$.schema"
+        );
+        let mut v = sample();
+        v["commit"] = "xyz".into();
+        let e = Manifest::parse(v.to_string().as_bytes(), "m").unwrap_err();
+        assert!(e.message.contains("commit SHA"), "{e}");
+        let e = Manifest::parse(b"{not json", "m.json").unwrap_err();
+        assert!(
+            e.to_string().starts_with("m.json: $: not JSON (line 1"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! The messages that chain the pipeline: queue names and bodies. Every message that can
+//! move a run names the state it expects, so a late or duplicated copy is recognised as
+//! stale and changes nothing.
+
+use crate::evidence::DatasetSnapshot;
+use crate::ids::{BlobKey, CommitSha, GateName, ImageDigest, Repository, RunId};
+use crate::run::EvidenceRecord;
+use crate::state::{PipelineState, Stage};
+use crate::verdict::Outcome;
+use crate::version::Bump;
+use semver::Version;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Queue names. Gate queues are `gate-<name>`.
+pub mod queues {
+    pub const ADVANCE: &str = "advance";
+    pub const REGISTRY: &str = "registry";
+    pub const BLOB_EVENTS: &str = "blob-events";
+
+    pub fn gate(gate: &crate::ids::GateName) -> String {
+        format!("gate-{gate}")
+    }
+
+    /// The dead-letter queue of `queue`.
+    pub fn dead_letter(queue: &str) -> String {
+        format!("{queue}-dlq")
+    }
+}
+
+/// A request to the orchestrator, the only writer of run state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdvanceMessage {
+    pub run_id: RunId,
+    /// The state the sender saw; a message whose expectation no longer holds is stale.
+    /// Operator requests carry none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<PipelineState>,
+    /// Who sent it: a function name or an operator.
+    pub actor: String,
+    pub signal: Signal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Signal {
+    /// A trigger was accepted for the run's commit.
+    Trigger,
+    /// The registry verified the evidence bundle.
+    EvidenceVerified { evidence: EvidenceRecord },
+    /// The evidence bundle is unusable.
+    EvidenceRejected { manifest: BlobKey, reason: String },
+    /// A gate finished.
+    GateVerdict {
+        gate: GateName,
+        stage: Stage,
+        outcome: Outcome,
+        summary: String,
+        #[serde(default)]
+        metrics: Map<String, Value>,
+        verdict: BlobKey,
+    },
+    /// The registry assigned the candidate a version.
+    ArtifactRegistered {
+        version: Version,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_version: Option<Version>,
+        bump: Bump,
+        image_digest: ImageDigest,
+    },
+    /// The registry could not register the artifact.
+    RegistrationFailed { reason: String },
+    /// The candidate is recorded as the continuous-training baseline.
+    CtBaselineRecorded {
+        version: Version,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dataset: Option<DatasetSnapshot>,
+        record: BlobKey,
+    },
+    /// An operator approves promotion.
+    Approve,
+    /// An operator or a firing alert asks to roll back a promoted run.
+    Rollback { reason: String },
+    /// The sweeper found the run past its deadline.
+    Timeout,
+}
+
+impl Signal {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Signal::Trigger => "trigger",
+            Signal::EvidenceVerified { .. } => "evidence_verified",
+            Signal::EvidenceRejected { .. } => "evidence_rejected",
+            Signal::GateVerdict { .. } => "gate_verdict",
+            Signal::ArtifactRegistered { .. } => "artifact_registered",
+            Signal::RegistrationFailed { .. } => "registration_failed",
+            Signal::CtBaselineRecorded { .. } => "ct_baseline_recorded",
+            Signal::Approve => "approve",
+            Signal::Rollback { .. } => "rollback",
+            Signal::Timeout => "timeout",
+        }
+    }
+}
+
+/// Work for a gate function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateJob {
+    pub run_id: RunId,
+    pub repository: Repository,
+    pub commit: CommitSha,
+    pub gate: GateName,
+    pub stage: Stage,
+}
+
+/// Work for the registry function, other than object-created events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RegistryJob {
+    /// Verify the commit's evidence if its manifest is already there (it may have arrived
+    /// before the run was triggered).
+    VerifyEvidence { run_id: RunId },
+    /// Assign the candidate's semantic version and record its image.
+    RegisterArtifact { run_id: RunId },
+    /// Record the candidate as the continuous-training baseline.
+    RecordCtBaseline { run_id: RunId },
+    /// Point the repository's `prod` alias at the run's version.
+    Promote { run_id: RunId },
+    /// Point `prod` back at the version promoted before this run's.
+    RestorePrevious { run_id: RunId },
+}
+
+impl RegistryJob {
+    pub fn run_id(&self) -> &RunId {
+        match self {
+            RegistryJob::VerifyEvidence { run_id }
+            | RegistryJob::RegisterArtifact { run_id }
+            | RegistryJob::RecordCtBaseline { run_id }
+            | RegistryJob::Promote { run_id }
+            | RegistryJob::RestorePrevious { run_id } => run_id,
+        }
+    }
+}
+
+/// An object-created notification, in the shape vaia needs of S3's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectCreated {
+    pub key: BlobKey,
+    pub size: u64,
+    /// Orders events for one key; a later sequencer means a later write.
+    pub sequencer: String,
+}
+
+/// Something the orchestrator must send once a transition is written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Effect {
+    Gate(GateJob),
+    Registry(RegistryJob),
+}
+
+impl Effect {
+    pub fn queue(&self) -> String {
+        match self {
+            Effect::Gate(job) => queues::gate(&job.gate),
+            Effect::Registry(_) => queues::REGISTRY.to_string(),
+        }
+    }
+
+    /// A deduplication key: the same effect of the same run is the same message.
+    pub fn dedupe_key(&self) -> String {
+        match self {
+            Effect::Gate(job) => format!("{}:gate:{}:{}", job.run_id, job.gate, job.stage),
+            Effect::Registry(job) => {
+                let kind = serde_json::to_value(job)
+                    .ok()
+                    .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+                    .unwrap_or_default();
+                format!("{}:registry:{kind}", job.run_id())
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Ports: the small traits through which handlers reach storage, queues, blobs, time and
+//! metrics. Adapters (SQLite and the filesystem locally, DynamoDB, SQS and S3 on AWS)
+//! translate their own errors into the error types here; handlers never see a driver error.
+
+use crate::ids::{BlobKey, RunId};
+use crate::messages::ObjectCreated;
+use crate::run::{Run, RunEvent, Timestamp};
+use crate::state::PipelineState;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Errors every port can return.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// A conditional write lost: the item's version was not the expected one. Carries the
+    /// version found, if the adapter could learn it without an extra read.
+    #[error("conflict on {what}: expected version {expected}, found {found:?}")]
+    Conflict {
+        what: String,
+        expected: u64,
+        found: Option<u64>,
+    },
+    /// The backing service failed in a way that may pass (I/O, throttling, timeout).
+    #[error("{0} (retryable)")]
+    Unavailable(String),
+    /// Stored data could not be decoded, or an argument was refused; retrying will not help.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl PortError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PortError::Unavailable(_) | PortError::Conflict { .. })
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    Created,
+    /// A run for this id already existed; it is returned as stored.
+    Exists(Box<Run>),
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPage {
+    pub runs: Vec<Run>,
+    /// Pass as `after` to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Runs and their event logs.
+///
+/// Contract: `create` is insert-if-absent on the run id. `save` writes the run only if
+/// the stored version equals `expected_version`, sets it to `run.version` (which the
+/// caller has made `expected_version + 1`), and appends `events` in the same write: the
+/// events are stored if and only if the run is. A lost condition is
+/// [`PortError::Conflict`] and writes nothing.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    async fn create(&self, run: &Run, events: &[RunEvent]) -> PortResult<Created>;
+    async fn get(&self, id: &RunId) -> PortResult<Option<Run>>;
+    async fn save(&self, run: &Run, expected_version: u64, events: &[RunEvent]) -> PortResult<()>;
+    /// Newest first (by creation time, then id); `after` is a cursor from a previous page.
+    async fn list(&self, limit: usize, after: Option<&str>) -> PortResult<RunPage>;
+    async fn events(&self, id: &RunId) -> PortResult<Vec<RunEvent>>;
+    async fn count_by_state(&self) -> PortResult<BTreeMap<PipelineState, u64>>;
+    /// In-flight runs whose deadline is at or before `now`, at most `limit` of them.
+    async fn overdue(&self, now: Timestamp, limit: usize) -> PortResult<Vec<Run>>;
+}
+
+/// The outcome of claiming an idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The caller owns the key and must `complete` or `release` it.
+    Claimed,
+    /// Another caller owns the key and has not finished; try again later.
+    InProgress,
+    /// The work was done; here is its stored result.
+    Completed(String),
+}
+
+/// Idempotency records in the manner of Powertools for AWS Lambda: a key is claimed
+/// (in progress, expiring after `in_progress_ttl` so a crashed owner does not block it
+/// forever), then completed with the result that duplicates receive.
+///
+/// Contract: of any number of concurrent `claim`s of one key, exactly one gets `Claimed`.
+#[async_trait]
+pub trait Idempotency: Send + Sync {
+    async fn claim(
+        &self,
+        key: &str,
+        in_progress_ttl: Duration,
+        now: Timestamp,
+    ) -> PortResult<Claim>;
+    async fn complete(&self, key: &str, result: &str, now: Timestamp) -> PortResult<()>;
+    /// Gives up a claim so that a retry may take it (the work failed without side effects).
+    async fn release(&self, key: &str) -> PortResult<()>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingMessage {
+    pub body: String,
+    /// Messages with the same key sent within the deduplication window are one message.
+    pub dedupe_key: Option<String>,
+    /// Messages of one group are delivered in order, one at a time (the run id).
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedMessage {
+    pub id: String,
+    /// Identifies this delivery; needed to delete or fail the message.
+    pub receipt: String,
+    pub body: String,
+    /// 1 on first delivery.
+    pub receive_count: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub dead: u64,
+}
+
+/// Queues with SQS semantics: at-least-once delivery; a received message is invisible
+/// for the visibility timeout, then delivered again unless deleted; after the queue's
+/// maximum receives it moves to the dead-letter queue with the last failure reason.
+///
+/// Contract: `delete` and `fail` with a stale receipt (the message was redelivered since)
+/// are no-ops, not errors. `fail` with `retryable = false` dead-letters at once.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    async fn send(&self, queue: &str, message: OutgoingMessage) -> PortResult<String>;
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> PortResult<Vec<ReceivedMessage>>;
+    async fn delete(&self, queue: &str, receipt: &str) -> PortResult<()>;
+    async fn fail(
+        &self,
+        queue: &str,
+        receipt: &str,
+        reason: &str,
+        retryable: bool,
+    ) -> PortResult<()>;
+    async fn depth(&self, queue: &str) -> PortResult<QueueDepth>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlobMeta {
+    pub key: BlobKey,
+    pub size: u64,
+}
+
+/// Blobs (evidence bundles, verdicts, registry records). `put` emits an
+/// [`ObjectCreated`] notification to whoever the deployment routes it to.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    async fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated>;
+    /// `None` when there is no such blob.
+    async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>>;
+    /// Keys under `prefix` (a whole-segment prefix such as `evidence/o/r/`), sorted.
+    async fn list(&self, prefix: &str) -> PortResult<Vec<BlobMeta>>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        chrono::Utc::now()
+    }
+}
+
+/// What handlers count. Gauges (runs by state, queue depth) are read from the stores
+/// when metrics are scraped, so they are not here.
+pub trait Metrics: Send + Sync {
+    fn transition(&self, from: PipelineState, to: PipelineState, time_in_from: Duration);
+    fn verdict(&self, gate: &str, outcome: &str);
+    fn dead_lettered(&self, queue: &str);
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMetrics;
+
+impl Metrics for NoMetrics {
+    fn transition(&self, _: PipelineState, _: PipelineState, _: Duration) {}
+    fn verdict(&self, _: &str, _: &str) {}
+    fn dead_lettered(&self, _: &str) {}
+}
+
+/// Why a handler could not process a message. Retryable failures are delivered again
+/// (after the visibility timeout); others go to the dead-letter queue with `reason`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct HandlerError {
+    pub reason: String,
+    pub retryable: bool,
+}
+
+impl HandlerError {
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            retryable: true,
+        }
+    }
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            retryable: false,
+        }
+    }
+}
+
+impl From<PortError> for HandlerError {
+    fn from(e: PortError) -> Self {
+        Self {
+            retryable: e.is_retryable(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// A consumer of one queue: the orchestrator, a gate, the registry.
+#[async_trait]
+pub trait MessageHandler: Send + Sync {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError>;
+}
