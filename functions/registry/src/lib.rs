@@ -1,1 +1,443 @@
-//! placeholder
+//! The registry: verifies evidence bundles when their manifest lands, assigns candidates a
+//! semantic version, records CT baselines and moves the `prod` alias. It never writes run
+//! state; it tells the orchestrator what it found. Every job checks the run's state first,
+//! so duplicates and late copies are no-ops.
+
+use async_trait::async_trait;
+use semver::Version;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use vaia_core::evidence::{Manifest, MANIFEST_FILE};
+use vaia_core::layout::{
+    alias_key, ct_baseline_key, version_key, AliasRecord, AliasTarget, CtBaselineRecord,
+    VersionRecord, PROD_ALIAS,
+};
+use vaia_core::messages::{parse_body, queues, send_signal, ObjectCreated, RegistryJob, Signal};
+use vaia_core::ports::{
+    BlobStore, Clock, HandlerError, MessageHandler, PortError, Queue, ReceivedMessage, RunStore,
+};
+use vaia_core::run::{EvidenceRecord, Run};
+use vaia_core::version::{next_version, Bump};
+use vaia_core::{BlobKey, GateName, PipelineState, Repository, RunId};
+
+const ACTOR: &str = "registry";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("run {0} not found")]
+    RunNotFound(RunId),
+    #[error("{key}: stored record is unreadable: {message}")]
+    Corrupt { key: String, message: String },
+    /// A key built from stored identifiers is invalid (cannot happen for validated ids).
+    #[error(transparent)]
+    Key(#[from] vaia_core::IdError),
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl From<RegistryError> for HandlerError {
+    fn from(e: RegistryError) -> Self {
+        let retryable = match &e {
+            RegistryError::Port(p) => p.is_retryable(),
+            RegistryError::RunNotFound(_)
+            | RegistryError::Corrupt { .. }
+            | RegistryError::Key(_) => false,
+        };
+        HandlerError {
+            retryable,
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// What a registry job did, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    Signalled(&'static str),
+    Skipped(String),
+}
+
+pub struct Registry {
+    store: Arc<dyn RunStore>,
+    blobs: Arc<dyn BlobStore>,
+    queue: Arc<dyn Queue>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Registry {
+    pub fn new(
+        store: Arc<dyn RunStore>,
+        blobs: Arc<dyn BlobStore>,
+        queue: Arc<dyn Queue>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            blobs,
+            queue,
+            clock,
+        }
+    }
+
+    /// An object landed. Only evidence manifests matter; a manifest for a commit with no
+    /// run yet is left where it is: the run's TRIGGERED entry action verifies it.
+    pub async fn object_created(&self, event: &ObjectCreated) -> Result<Done, RegistryError> {
+        let Some((repo, commit, file)) = event.key.parse_evidence() else {
+            return Ok(Done::Skipped(format!("{} is not evidence", event.key)));
+        };
+        if file != MANIFEST_FILE {
+            return Ok(Done::Skipped(format!("{} is not a manifest", event.key)));
+        }
+        let run_id = RunId::for_commit(&repo, &commit);
+        match self.store.get(&run_id).await? {
+            None => Ok(Done::Skipped(format!(
+                "manifest for {repo}@{} arrived before its run; it is verified when the run is triggered",
+                commit.short()
+            ))),
+            Some(run) => self.verify(&run).await,
+        }
+    }
+
+    pub async fn job(&self, job: &RegistryJob) -> Result<Done, RegistryError> {
+        let run = self
+            .store
+            .get(job.run_id())
+            .await?
+            .ok_or_else(|| RegistryError::RunNotFound(job.run_id().clone()))?;
+        match job {
+            RegistryJob::VerifyEvidence { .. } => self.verify(&run).await,
+            RegistryJob::RegisterArtifact { .. } => self.register(&run).await,
+            RegistryJob::RecordCtBaseline { .. } => self.record_ct(&run).await,
+            RegistryJob::Promote { .. } => self.promote(&run).await,
+            RegistryJob::RestorePrevious { .. } => self.restore(&run).await,
+        }
+    }
+
+    async fn signal(&self, run: &Run, signal: Signal, dedupe: &str) -> Result<Done, RegistryError> {
+        let name = signal.name();
+        send_signal(
+            &*self.queue,
+            &run.id,
+            Some(run.state),
+            ACTOR,
+            signal,
+            dedupe,
+        )
+        .await?;
+        Ok(Done::Signalled(name))
+    }
+
+    /// Checks every file the manifest lists against its sha256 and size.
+    async fn verify(&self, run: &Run) -> Result<Done, RegistryError> {
+        if run.state != PipelineState::Triggered {
+            return Ok(Done::Skipped(format!(
+                "run is {}, not TRIGGERED",
+                run.state
+            )));
+        }
+        let key = evidence_key(&run.repository, run, MANIFEST_FILE)?;
+        let Some(bytes) = self.blobs.get(&key).await? else {
+            return Ok(Done::Skipped(format!("{key} not uploaded yet")));
+        };
+        match self.check_bundle(run, &key, &bytes).await? {
+            Ok(evidence) => {
+                self.signal(run, Signal::EvidenceVerified { evidence }, "evidence")
+                    .await
+            }
+            Err(reason) => {
+                tracing::warn!(run_id = %run.id, %reason, "evidence rejected");
+                self.signal(
+                    run,
+                    Signal::EvidenceRejected {
+                        manifest: key,
+                        reason,
+                    },
+                    "evidence",
+                )
+                .await
+            }
+        }
+    }
+
+    /// `Ok(Err(reason))` when the bundle is unusable; `Err` only for storage faults.
+    async fn check_bundle(
+        &self,
+        run: &Run,
+        key: &BlobKey,
+        bytes: &[u8],
+    ) -> Result<Result<EvidenceRecord, String>, RegistryError> {
+        let manifest = match Manifest::parse(bytes, key.as_str()) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if manifest.repository != run.repository || manifest.commit != run.commit {
+            return Ok(Err(format!(
+                "{key}: $.repository/$.commit name {}@{}, but the bundle is stored for {}@{}",
+                manifest.repository, manifest.commit, run.repository, run.commit
+            )));
+        }
+        for (i, file) in manifest.files.iter().enumerate() {
+            let fkey = evidence_key(&run.repository, run, &file.name)?;
+            let Some(content) = self.blobs.get(&fkey).await? else {
+                return Ok(Err(format!(
+                    "{key}: $.files[{i}]: {} is listed but missing from the bundle",
+                    file.name
+                )));
+            };
+            let actual = hex::encode(Sha256::digest(&content));
+            if actual != file.sha256 {
+                return Ok(Err(format!(
+                    "{key}: $.files[{i}]: {} sha256 mismatch: manifest says {}, file has {actual}",
+                    file.name, file.sha256
+                )));
+            }
+            if content.len() as u64 != file.bytes {
+                return Ok(Err(format!(
+                    "{key}: $.files[{i}]: {} is {} bytes, manifest says {}",
+                    file.name,
+                    content.len(),
+                    file.bytes
+                )));
+            }
+        }
+        Ok(Ok(EvidenceRecord {
+            manifest: key.clone(),
+            manifest_sha256: hex::encode(Sha256::digest(bytes)),
+            image_digest: manifest.image.digest,
+            base_digest: manifest.image.base_digest,
+            dataset: manifest.dataset,
+            files: manifest.files.into_iter().map(|f| f.name).collect(),
+        }))
+    }
+
+    /// The version bump the schema gate classified; patch when no gate classified one
+    /// (no schema gate in the policy, or nothing promoted to compare against).
+    fn bump_of(run: &Run) -> Bump {
+        GateName::new("schema")
+            .ok()
+            .and_then(|g| run.verdicts.get(&g))
+            .and_then(|r| r.metrics.get("bump"))
+            .and_then(|b| b.as_str())
+            .and_then(Bump::parse)
+            .unwrap_or(Bump::Patch)
+    }
+
+    async fn register(&self, run: &Run) -> Result<Done, RegistryError> {
+        if run.state != PipelineState::Build {
+            return Ok(Done::Skipped(format!("run is {}, not BUILD", run.state)));
+        }
+        let Some(image_digest) = run.candidate.image_digest.clone() else {
+            let reason = "the evidence recorded no image digest".to_string();
+            return self
+                .signal(run, Signal::RegistrationFailed { reason }, "registered")
+                .await;
+        };
+        let previous = self.alias(&run.repository).await?.map(|a| a.target.version);
+        let bump = Self::bump_of(run);
+        let mut version = next_version(previous.as_ref(), bump);
+        // A version is assigned once: skip versions another run already holds (a rolled
+        // back release, or a concurrent candidate), reuse this run's own on redelivery.
+        let record = loop {
+            let key = version_key(&run.repository, &version)?;
+            match self.read::<VersionRecord>(&key).await? {
+                Some(existing) if existing.run_id == run.id => break existing,
+                Some(_) => version = Version::new(version.major, version.minor, version.patch + 1),
+                None => {
+                    let record = VersionRecord {
+                        version: version.clone(),
+                        run_id: run.id.clone(),
+                        commit: run.commit.clone(),
+                        image_digest: image_digest.clone(),
+                        bump,
+                        previous: previous.clone(),
+                        created_at: self.clock.now(),
+                    };
+                    self.write(&key, &record).await?;
+                    break record;
+                }
+            }
+        };
+        let signal = Signal::ArtifactRegistered {
+            version: record.version,
+            previous_version: record.previous,
+            bump: record.bump,
+            image_digest: record.image_digest,
+        };
+        self.signal(run, signal, "registered").await
+    }
+
+    async fn record_ct(&self, run: &Run) -> Result<Done, RegistryError> {
+        if run.state != PipelineState::CtQueued {
+            return Ok(Done::Skipped(format!(
+                "run is {}, not CT_QUEUED",
+                run.state
+            )));
+        }
+        let Some(version) = run.candidate.version.clone() else {
+            return Ok(Done::Skipped("run has no version".into()));
+        };
+        let dataset = run
+            .candidate
+            .evidence
+            .as_ref()
+            .and_then(|e| e.dataset.clone());
+        let key = ct_baseline_key(&run.repository)?;
+        let record = CtBaselineRecord {
+            version: version.clone(),
+            run_id: run.id.clone(),
+            commit: run.commit.clone(),
+            dataset: dataset.clone(),
+            recorded_at: self.clock.now(),
+        };
+        self.write(&key, &record).await?;
+        self.signal(
+            run,
+            Signal::CtBaselineRecorded {
+                version,
+                dataset,
+                record: key,
+            },
+            "ct",
+        )
+        .await
+    }
+
+    async fn promote(&self, run: &Run) -> Result<Done, RegistryError> {
+        if run.state != PipelineState::Promoted {
+            return Ok(Done::Skipped(format!("run is {}, not PROMOTED", run.state)));
+        }
+        let (Some(version), Some(image_digest)) = (
+            run.candidate.version.clone(),
+            run.candidate.image_digest.clone(),
+        ) else {
+            return Ok(Done::Skipped("run has no version or image".into()));
+        };
+        let current = self.alias(&run.repository).await?;
+        if current.as_ref().is_some_and(|a| a.target.run_id == run.id) {
+            return Ok(Done::Skipped("prod already points at this run".into()));
+        }
+        let mut history = Vec::new();
+        if let Some(c) = current {
+            history.push(c.target);
+            history.extend(c.history);
+            history.truncate(20);
+        }
+        let target = AliasTarget {
+            version,
+            run_id: run.id.clone(),
+            commit: run.commit.clone(),
+            image_digest,
+        };
+        let record = AliasRecord {
+            alias: PROD_ALIAS.into(),
+            target,
+            history,
+            updated_at: self.clock.now(),
+        };
+        self.write(&alias_key(&run.repository, PROD_ALIAS)?, &record)
+            .await?;
+        tracing::info!(run_id = %run.id, version = %record.target.version, "prod alias moved");
+        Ok(Done::Skipped("prod alias moved".into()))
+    }
+
+    async fn restore(&self, run: &Run) -> Result<Done, RegistryError> {
+        if run.state != PipelineState::Rollback {
+            return Ok(Done::Skipped(format!("run is {}, not ROLLBACK", run.state)));
+        }
+        let Some(current) = self.alias(&run.repository).await? else {
+            return Ok(Done::Skipped("no prod alias".into()));
+        };
+        if current.target.run_id != run.id {
+            return Ok(Done::Skipped(format!(
+                "prod points at {} (run {}), not this run; left as is",
+                current.target.version, current.target.run_id
+            )));
+        }
+        let mut history = current.history.into_iter();
+        let Some(previous) = history.next() else {
+            return Ok(Done::Skipped(
+                "nothing was promoted before this run; prod left as is".into(),
+            ));
+        };
+        let record = AliasRecord {
+            alias: PROD_ALIAS.into(),
+            target: previous,
+            history: history.collect(),
+            updated_at: self.clock.now(),
+        };
+        self.write(&alias_key(&run.repository, PROD_ALIAS)?, &record)
+            .await?;
+        Ok(Done::Skipped(format!(
+            "prod restored to {}",
+            record.target.version
+        )))
+    }
+
+    /// The repository's `prod` alias, if anything was promoted.
+    pub async fn alias(&self, repo: &Repository) -> Result<Option<AliasRecord>, RegistryError> {
+        self.read(&alias_key(repo, PROD_ALIAS)?).await
+    }
+
+    async fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &BlobKey,
+    ) -> Result<Option<T>, RegistryError> {
+        let Some(bytes) = self.blobs.get(key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| RegistryError::Corrupt {
+                key: key.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    async fn write<T: serde::Serialize>(
+        &self,
+        key: &BlobKey,
+        value: &T,
+    ) -> Result<(), RegistryError> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| RegistryError::Corrupt {
+            key: key.to_string(),
+            message: e.to_string(),
+        })?;
+        self.blobs.put(key, &bytes).await?;
+        Ok(())
+    }
+}
+
+fn evidence_key(repo: &Repository, run: &Run, file: &str) -> Result<BlobKey, RegistryError> {
+    Ok(BlobKey::evidence(repo, &run.commit, file)?)
+}
+
+/// Consumes the registry queue (jobs from the orchestrator).
+pub struct RegistryJobs(pub Arc<Registry>);
+
+/// Consumes object-created notifications.
+pub struct ObjectEvents(pub Arc<Registry>);
+
+#[async_trait]
+impl MessageHandler for RegistryJobs {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        let job: RegistryJob = parse_body(queues::REGISTRY, &message.id, &message.body)
+            .map_err(HandlerError::permanent)?;
+        let done = self.0.job(&job).await?;
+        tracing::debug!(run_id = %job.run_id(), ?done, "registry job");
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MessageHandler for ObjectEvents {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        let event: ObjectCreated = parse_body(queues::BLOB_EVENTS, &message.id, &message.body)
+            .map_err(HandlerError::permanent)?;
+        let done = self.0.object_created(&event).await?;
+        tracing::debug!(key = %event.key, ?done, "object created");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -3,6 +3,7 @@
 
 pub mod evidence;
 pub mod ids;
+pub mod layout;
 pub mod machine;
 pub mod memory;
 pub mod messages;

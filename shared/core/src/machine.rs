@@ -169,7 +169,7 @@ fn guard_failure(run: &Run) -> Result<(), String> {
 fn guard_trigger(run: &Run) -> Result<(), String> {
     // The commit SHA is validated by construction; the trigger must be one vaia accepts.
     match run.trigger.kind.as_str() {
-        "push" | "evidence" | "manual" => Ok(()),
+        "push" | "workflow_run" | "evidence" | "manual" => Ok(()),
         other => Err(format!("trigger kind {other:?} is not accepted")),
     }
 }
@@ -758,5 +758,449 @@ fn evidence_of(row: &Transition, run: &Run) -> Option<String> {
             .and_then(|g| run.verdicts.get(g))
             .map(|r| r.verdict.to_string()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{BlobKey, CommitSha, ImageDigest, Repository};
+    use crate::policy::Policy;
+    use crate::run::{EvidenceRecord, Trigger};
+    use crate::version::Bump;
+    use chrono::TimeZone;
+    use semver::Version;
+
+    fn t0() -> Timestamp {
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, 27, 10, 0, 0)
+            .unwrap()
+    }
+
+    fn digest() -> ImageDigest {
+        ImageDigest::new(format!("sha256:{}", "d".repeat(64))).unwrap()
+    }
+
+    fn new_run(policy: Policy) -> Run {
+        let trigger = Trigger {
+            kind: "push".into(),
+            delivery: None,
+            actor: Some("octocat".into()),
+            at: t0(),
+        };
+        Run::new(
+            Repository::new("octo/agent").unwrap(),
+            CommitSha::new("c".repeat(40)).unwrap(),
+            Some("main".into()),
+            trigger,
+            policy,
+            t0(),
+        )
+    }
+
+    fn msg(expect: Option<PipelineState>, signal: Signal) -> AdvanceMessage {
+        AdvanceMessage {
+            run_id: new_run(Policy::default()).id,
+            expect,
+            actor: "test".into(),
+            signal,
+        }
+    }
+
+    fn evidence() -> EvidenceRecord {
+        EvidenceRecord {
+            manifest: BlobKey::new("evidence/octo/agent/x/manifest.json").unwrap(),
+            manifest_sha256: "0".repeat(64),
+            image_digest: digest(),
+            base_digest: None,
+            dataset: None,
+            files: vec!["tools.json".into()],
+        }
+    }
+
+    fn verdict(outcome: Outcome) -> Signal {
+        Signal::GateVerdict {
+            gate: GateName::new("schema").unwrap(),
+            stage: Stage::Ci,
+            outcome,
+            summary: "3 tools, no changes".into(),
+            metrics: Default::default(),
+            verdict: BlobKey::new("verdicts/r/schema.json").unwrap(),
+        }
+    }
+
+    fn registered() -> Signal {
+        Signal::ArtifactRegistered {
+            version: Version::new(0, 1, 0),
+            previous_version: None,
+            bump: Bump::Patch,
+            image_digest: digest(),
+        }
+    }
+
+    fn ct() -> Signal {
+        Signal::CtBaselineRecorded {
+            version: Version::new(0, 1, 0),
+            dataset: None,
+            record: BlobKey::new("ct/octo/agent/baseline.json").unwrap(),
+        }
+    }
+
+    /// Applies `signal` and returns the new run and the decision's parts.
+    fn apply(run: &Run, expect: Option<PipelineState>, signal: Signal) -> Applied {
+        match decide(run, &msg(expect, signal), "m-1", t0()) {
+            Decision::Apply(a) => *a,
+            Decision::Ignore(why) => panic!("ignored: {why}"),
+        }
+    }
+
+    fn ignored(run: &Run, expect: Option<PipelineState>, signal: Signal) -> String {
+        match decide(run, &msg(expect, signal), "m-2", t0()) {
+            Decision::Ignore(why) => why,
+            Decision::Apply(a) => panic!("applied: {:?}", a.events),
+        }
+    }
+
+    /// A run driven to `state` along the happy path with the default policy.
+    fn run_in(state: PipelineState) -> Run {
+        let mut run = new_run(Policy::default());
+        let path: Vec<(PipelineState, Signal)> = vec![
+            (Idle, Signal::Trigger),
+            (
+                Triggered,
+                Signal::EvidenceVerified {
+                    evidence: evidence(),
+                },
+            ),
+            (CiRunning, verdict(Outcome::Pass)),
+            (Build, registered()),
+            (CtQueued, ct()),
+        ];
+        for (from, signal) in path {
+            if run.state == state {
+                break;
+            }
+            assert_eq!(run.state, from);
+            run = apply(&run, Some(from), signal).run;
+        }
+        assert_eq!(run.state, state, "could not reach {state}");
+        run
+    }
+
+    #[test]
+    fn every_row_guard_holds_when_its_data_is_there_and_not_otherwise() {
+        for row in TABLE {
+            let mut run = match row.from {
+                Idle | Triggered | CiRunning | Build | CtQueued | Promoted => run_in(row.from),
+                StagingEval => {
+                    let mut r = run_in(Build);
+                    r.state = StagingEval;
+                    r
+                }
+                _ => unreachable!("no rows from terminal states"),
+            };
+            let before = (row.guard)(&run);
+            match row.to {
+                Failed => {
+                    assert!(before.is_err(), "{row:?} holds without a failure");
+                    run.failure = Some(Failure {
+                        gate: None,
+                        reason: "x".into(),
+                        at: t0(),
+                    });
+                }
+                Triggered => {
+                    assert!(before.is_ok());
+                    run.trigger.kind = "carrier-pigeon".into();
+                    assert!((row.guard)(&run).is_err());
+                    continue;
+                }
+                CiRunning => {
+                    assert!(before.is_err());
+                    run.candidate.evidence = Some(evidence());
+                }
+                Build => {
+                    assert!(before.is_err(), "CI gates not passed yet");
+                    run.verdicts.insert(
+                        GateName::new("schema").unwrap(),
+                        GateRecord {
+                            stage: Stage::Ci,
+                            outcome: Outcome::Pass,
+                            summary: String::new(),
+                            metrics: Default::default(),
+                            verdict: BlobKey::new("v/x").unwrap(),
+                            at: t0(),
+                        },
+                    );
+                }
+                StagingEval => {
+                    assert!(before.is_err());
+                    run.candidate.version = Some(Version::new(1, 0, 0));
+                }
+                CtQueued => {
+                    // No staging gates by default: the guard holds vacuously.
+                    assert!(before.is_ok());
+                    continue;
+                }
+                Promoted => {
+                    assert!(before.is_err());
+                    run.ct = Some(CtBaseline {
+                        version: Version::new(1, 0, 0),
+                        dataset: None,
+                        record: BlobKey::new("ct/x").unwrap(),
+                        at: t0(),
+                    });
+                }
+                Rollback => {
+                    assert!(before.is_err());
+                    run.rollback = Some(RollbackRequest {
+                        actor: "op".into(),
+                        reason: "alert".into(),
+                        at: t0(),
+                    });
+                }
+                other => panic!("unexpected row to {other}"),
+            }
+            assert_eq!((row.guard)(&run), Ok(()), "{} → {}", row.from, row.to);
+        }
+    }
+
+    #[test]
+    fn table_has_the_design_rows_and_nothing_leaves_a_terminal_state() {
+        let happy = [
+            Idle,
+            Triggered,
+            CiRunning,
+            Build,
+            StagingEval,
+            CtQueued,
+            Promoted,
+        ];
+        for pair in happy.windows(2) {
+            assert!(
+                find(pair[0], pair[1]).is_some(),
+                "{} → {}",
+                pair[0],
+                pair[1]
+            );
+        }
+        assert!(find(Promoted, Rollback).is_some());
+        for s in [Idle, Triggered, CiRunning, Build, StagingEval, CtQueued] {
+            assert!(find(s, Failed).is_some(), "{s} → FAILED");
+        }
+        assert!(find(Promoted, Failed).is_none());
+        for t in TABLE {
+            assert!(!t.from.is_terminal());
+        }
+        assert!(check(&run_in(Idle), Promoted)
+            .unwrap_err()
+            .contains("no transition"));
+    }
+
+    #[test]
+    fn happy_path_logs_every_step_and_sends_entry_effects() {
+        let run = new_run(Policy::default());
+        let a = apply(&run, Some(Idle), Signal::Trigger);
+        assert_eq!(a.run.state, Triggered);
+        assert_eq!(a.run.version, 1);
+        assert!(matches!(
+            &a.effects[..],
+            [Effect::Registry(RegistryJob::VerifyEvidence { .. })]
+        ));
+        assert_eq!(a.events[0].kind, EventKind::Transition);
+        assert!(
+            a.events[0].reason.contains("push trigger"),
+            "{}",
+            a.events[0].reason
+        );
+
+        let a = apply(
+            &a.run,
+            Some(Triggered),
+            Signal::EvidenceVerified {
+                evidence: evidence(),
+            },
+        );
+        assert_eq!(a.run.state, CiRunning);
+        assert!(matches!(&a.effects[..], [Effect::Gate(g)] if g.gate.as_str() == "schema"));
+
+        let a = apply(&a.run, Some(CiRunning), verdict(Outcome::Pass));
+        assert_eq!(a.run.state, Build);
+        assert_eq!(a.events[0].kind, EventKind::Note);
+        assert!(matches!(
+            &a.effects[..],
+            [Effect::Registry(RegistryJob::RegisterArtifact { .. })]
+        ));
+
+        // Registration moves through STAGING_EVAL (no gates: noted) straight to CT_QUEUED.
+        let a = apply(&a.run, Some(Build), registered());
+        assert_eq!(a.run.state, CtQueued);
+        let reasons: Vec<&str> = a.events.iter().map(|e| e.reason.as_str()).collect();
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("staging stage has no gates")),
+            "{reasons:?}"
+        );
+        assert_eq!(a.changes.len(), 2);
+        assert!(matches!(
+            &a.effects[..],
+            [Effect::Registry(RegistryJob::RecordCtBaseline { .. })]
+        ));
+
+        let a = apply(&a.run, Some(CtQueued), ct());
+        assert_eq!(a.run.state, Promoted);
+        assert!(matches!(
+            &a.effects[..],
+            [Effect::Registry(RegistryJob::Promote { .. })]
+        ));
+        let seqs: Vec<u64> = a.events.iter().map(|e| e.seq).collect();
+        assert_eq!(*seqs.last().unwrap(), a.run.events);
+    }
+
+    #[test]
+    fn failing_gate_fails_the_run_with_its_reason() {
+        let run = run_in(CiRunning);
+        let a = apply(&run, Some(CiRunning), verdict(Outcome::Fail));
+        assert_eq!(a.run.state, Failed);
+        let last = a.events.last().unwrap();
+        assert_eq!(last.to, Some(Failed));
+        assert!(last.reason.contains("gate schema fail"), "{}", last.reason);
+        assert_eq!(last.evidence.as_deref(), Some("verdicts/r/schema.json"));
+        assert!(a.effects.is_empty());
+        for o in [Outcome::Error, Outcome::Inconclusive] {
+            assert_eq!(apply(&run, Some(CiRunning), verdict(o)).run.state, Failed);
+        }
+    }
+
+    #[test]
+    fn stale_and_duplicate_messages_change_nothing() {
+        let run = run_in(CiRunning);
+        assert!(ignored(
+            &run,
+            Some(Triggered),
+            Signal::EvidenceVerified {
+                evidence: evidence()
+            }
+        )
+        .contains("stale"));
+        let mut policy = Policy::default();
+        policy.stages.ci.push(GateName::new("other").unwrap());
+        let mut two = run_in(CiRunning);
+        two.policy = policy;
+        let a = apply(&two, Some(CiRunning), verdict(Outcome::Pass));
+        assert_eq!(a.run.state, CiRunning, "still waiting for the other gate");
+        assert!(
+            ignored(&a.run, Some(CiRunning), verdict(Outcome::Pass)).contains("already recorded")
+        );
+        assert!(ignored(&run_in(Idle), None, registered()).contains("while run is IDLE"));
+        assert!(ignored(&run_in(Triggered), None, Signal::Trigger).contains("trigger"));
+    }
+
+    #[test]
+    fn refused_requests_are_recorded_without_a_state_change() {
+        let run = run_in(Build);
+        let a = apply(&run, None, Signal::Approve);
+        assert_eq!(a.run.state, Build);
+        assert_eq!(a.events.len(), 1);
+        assert_eq!(a.events[0].kind, EventKind::Refused);
+        assert!(
+            a.events[0].reason.contains("CT_QUEUED"),
+            "{}",
+            a.events[0].reason
+        );
+        assert!(a.run.approval.is_none());
+
+        let a = apply(
+            &run_in(CiRunning),
+            None,
+            Signal::Rollback {
+                reason: "alert".into(),
+            },
+        );
+        assert_eq!(a.events[0].kind, EventKind::Refused);
+        assert_eq!(a.events[0].to, Some(Rollback));
+
+        // Approval early in CT_QUEUED: recorded, but promotion waits for the CT baseline.
+        let mut policy = Policy::default();
+        policy.promotion.require_approval = true;
+        let mut r = run_in(CtQueued);
+        r.policy = policy;
+        let a = apply(&r, None, Signal::Approve);
+        assert_eq!(a.run.state, CtQueued);
+        assert_eq!(a.events.last().unwrap().kind, EventKind::Refused);
+        assert!(a.events.last().unwrap().reason.contains("CT readiness"));
+        let a = apply(&a.run, Some(CtQueued), ct());
+        assert_eq!(a.run.state, Promoted);
+        assert!(a.events.last().unwrap().reason.contains("approved"));
+    }
+
+    #[test]
+    fn approval_required_holds_promotion() {
+        let mut r = run_in(CtQueued);
+        r.policy.promotion.require_approval = true;
+        let a = apply(&r, Some(CtQueued), ct());
+        assert_eq!(a.run.state, CtQueued);
+        assert_eq!(
+            check(&a.run, Promoted).unwrap_err(),
+            "the policy requires an approval"
+        );
+        let a = apply(&a.run, None, Signal::Approve);
+        assert_eq!(a.run.state, Promoted);
+        assert_eq!(a.run.approval.as_ref().unwrap().actor, "test");
+    }
+
+    #[test]
+    fn rollback_of_a_promoted_run() {
+        let a = apply(
+            &run_in(Promoted),
+            None,
+            Signal::Rollback {
+                reason: "alert AgentErrors firing".into(),
+            },
+        );
+        assert_eq!(a.run.state, Rollback);
+        assert!(matches!(
+            &a.effects[..],
+            [Effect::Registry(RegistryJob::RestorePrevious { .. })]
+        ));
+        assert_eq!(a.events[0].reason, "alert AgentErrors firing");
+    }
+
+    #[test]
+    fn timeout_fails_only_overdue_in_flight_runs() {
+        let run = run_in(Triggered);
+        assert!(ignored(&run, None, Signal::Timeout).contains("timeout"));
+        let late = t0() + chrono::Duration::seconds(3601);
+        let d = decide(&run, &msg(None, Signal::Timeout), "m", late);
+        let Decision::Apply(a) = d else {
+            panic!("not applied")
+        };
+        assert_eq!(a.run.state, Failed);
+        assert!(a.events[0].reason.contains("timed out in TRIGGERED"));
+        assert!(matches!(
+            decide(&run_in(Promoted), &msg(None, Signal::Timeout), "m", late),
+            Decision::Ignore(_)
+        ));
+    }
+
+    #[test]
+    fn rejected_evidence_fails_the_run() {
+        let a = apply(
+            &run_in(Triggered),
+            Some(Triggered),
+            Signal::EvidenceRejected {
+                manifest: BlobKey::new("evidence/m.json").unwrap(),
+                reason: "tools.json: sha256 mismatch".into(),
+            },
+        );
+        assert_eq!(a.run.state, Failed);
+        assert!(a.run.failure.unwrap().reason.contains("sha256 mismatch"));
+    }
+
+    #[test]
+    fn events_carry_the_cause_for_redelivery_detection() {
+        let a = apply(&new_run(Policy::default()), Some(Idle), Signal::Trigger);
+        assert!(a.events.iter().all(|e| e.cause.as_deref() == Some("m-1")));
     }
 }

@@ -180,3 +180,66 @@ impl Effect {
         }
     }
 }
+
+/// Serialises `body` as JSON and sends it to `queue`.
+pub async fn send_json<T: Serialize + Sync>(
+    queue: &dyn crate::ports::Queue,
+    name: &str,
+    body: &T,
+    dedupe_key: Option<String>,
+    group: Option<String>,
+) -> crate::ports::PortResult<String> {
+    let body = serde_json::to_string(body)
+        .map_err(|e| crate::ports::PortError::Invalid(format!("cannot encode message: {e}")))?;
+    queue
+        .send(
+            name,
+            crate::ports::OutgoingMessage {
+                body,
+                dedupe_key,
+                group,
+            },
+        )
+        .await
+}
+
+/// Sends a signal to the orchestrator; `dedupe` names the signal within the run so that a
+/// re-sent copy is one message.
+pub async fn send_signal(
+    queue: &dyn crate::ports::Queue,
+    run_id: &RunId,
+    expect: Option<PipelineState>,
+    actor: &str,
+    signal: Signal,
+    dedupe: &str,
+) -> crate::ports::PortResult<String> {
+    let msg = AdvanceMessage {
+        run_id: run_id.clone(),
+        expect,
+        actor: actor.to_string(),
+        signal,
+    };
+    send_json(
+        queue,
+        queues::ADVANCE,
+        &msg,
+        Some(format!("{run_id}:{dedupe}")),
+        Some(run_id.to_string()),
+    )
+    .await
+}
+
+/// Parses a message body, naming the queue and the message in the error.
+pub fn parse_body<T: serde::de::DeserializeOwned>(
+    queue: &str,
+    message_id: &str,
+    body: &str,
+) -> Result<T, String> {
+    serde_json::from_str(body).map_err(|e| {
+        format!(
+            "{queue} message {message_id}: bad body (line {}, column {}): {e}",
+            e.line(),
+            e.column()
+        )
+    })
+}
