@@ -1,1 +1,11 @@
-//! placeholder
+//! The `vaia` command-line tool as a library: the local stack (`vaia up`), its HTTP API,
+//! gates as commands, the client and the demo. `main.rs` only parses arguments.
+
+pub mod api;
+pub mod cli_runs;
+pub mod client;
+pub mod demo;
+pub mod gate_cmd;
+pub mod metrics;
+pub mod stack;
+pub mod telemetry;

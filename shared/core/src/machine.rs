@@ -702,8 +702,9 @@ fn describe(row: &Transition, run: &Run) -> String {
         }
         (Triggered, CiRunning) => match &run.candidate.evidence {
             Some(e) => format!(
-                "evidence verified: {} files match the manifest, image {}",
+                "evidence verified: {} file{} match the manifest, image {}",
                 e.files.len(),
+                if e.files.len() == 1 { "" } else { "s" },
                 e.image_digest
             ),
             None => row.guard_doc.into(),

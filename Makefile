@@ -1,0 +1,27 @@
+# The two commands of the README, and their helpers.
+CARGO ?= cargo
+
+.PHONY: demo demo-ci test lint fmt bench
+
+## Start a local stack, push three commits through it, show the runs, keep serving.
+demo:
+	$(CARGO) run --quiet -p vaia -- demo
+
+## The same, exiting after it has shown the runs (what CI runs).
+demo-ci:
+	$(CARGO) run --quiet -p vaia -- demo --exit --port 0
+
+## Every test of the workspace.
+test:
+	$(CARGO) test --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Criterion benchmarks (see bench/README.md).
+bench:
+	$(CARGO) bench -p vaia-bench

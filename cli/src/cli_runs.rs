@@ -1,0 +1,105 @@
+//! `vaia runs ...` and `vaia evidence upload`: talk to a running stack over its API and
+//! print for people (or JSON with `--json`).
+
+use anyhow::{Context, Result};
+use std::fmt::Write as _;
+use std::path::Path;
+use vaia_core::run::EventKind;
+use vaia_core::{CommitSha, ImageDigest, Repository};
+
+use crate::api::{RunDetail, RunList};
+use crate::client::{read_bundle, Client};
+
+pub async fn list(url: &str, limit: usize, json: bool) -> Result<()> {
+    let runs = Client::new(url).runs(limit).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+    } else {
+        print!("{}", render_list(&runs));
+    }
+    Ok(())
+}
+
+pub fn render_list(list: &RunList) -> String {
+    let mut out = format!(
+        "{:<25}  {:<12}  {:<24}  {:<7}  {:<8}  {}\n",
+        "RUN", "STATE", "REPOSITORY", "COMMIT", "VERSION", "GATES"
+    );
+    for r in &list.runs {
+        let gates: Vec<String> = r.gates.iter().map(|(g, o)| format!("{g}:{o}")).collect();
+        let _ = writeln!(
+            out,
+            "{:<25}  {:<12}  {:<24}  {:<7}  {:<8}  {}",
+            r.id,
+            r.state.as_str(),
+            r.repository.as_str(),
+            r.commit.short(),
+            r.version.as_deref().unwrap_or("-"),
+            if gates.is_empty() { "-".into() } else { gates.join(" ") }
+        );
+    }
+    if list.runs.is_empty() {
+        out.push_str("(no runs yet)\n");
+    }
+    out
+}
+
+pub async fn show(url: &str, id: &str, json: bool) -> Result<()> {
+    let detail = Client::new(url).run(id).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&detail)?);
+    } else {
+        print!("{}", render_detail(&detail));
+    }
+    Ok(())
+}
+
+pub fn render_detail(d: &RunDetail) -> String {
+    let r = &d.run;
+    let mut out = String::new();
+    let _ = writeln!(out, "run {}  {}@{}  {}", r.id, r.repository, r.commit.short(), r.state);
+    if let Some(v) = &r.candidate.version {
+        let prev = r.candidate.previous_version.as_ref().map(|p| format!(" (after {p})")).unwrap_or_default();
+        let _ = writeln!(out, "version {v}{prev}");
+    }
+    if let Some(f) = &r.failure {
+        let _ = writeln!(out, "failed: {}", f.reason);
+    }
+    for (gate, v) in &d.verdicts {
+        let _ = writeln!(out, "gate {gate}: {} — {}", v.outcome.as_str(), v.summary);
+        for f in v.findings.iter().take(20) {
+            let at = f.location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default();
+            let _ = writeln!(out, "  [{:?}] {}{at}: {}", f.severity, f.rule, f.message);
+        }
+        if v.findings.len() > 20 {
+            let _ = writeln!(out, "  … {} more findings", v.findings.len() - 20);
+        }
+    }
+    let _ = writeln!(out, "log:");
+    for e in &d.events {
+        let what = match (e.kind, e.to) {
+            (EventKind::Transition, Some(to)) => format!("{} → {}", e.from, to),
+            (EventKind::Refused, Some(to)) => format!("{} ↛ {} refused", e.from, to),
+            _ => format!("{} note", e.from),
+        };
+        let _ = writeln!(out, "  {:>3} {} {:<28} {}  [{}]", e.seq, e.at.format("%H:%M:%S%.3f"), what, e.reason, e.actor);
+    }
+    out
+}
+
+pub async fn action(url: &str, id: &str, action: &str, reason: Option<&str>) -> Result<()> {
+    let v = Client::new(url).post_action(id, action, reason).await?;
+    println!("{action} requested for run {id}: {v}");
+    println!("the orchestrator decides; see `vaia runs show {id}` for the outcome");
+    Ok(())
+}
+
+pub async fn upload(url: &str, dir: &Path, repo: &str, commit: &str, image: &str) -> Result<()> {
+    let repo = Repository::new(repo).context("--repo")?;
+    let commit = CommitSha::new(commit).context("--commit")?;
+    let image = ImageDigest::new(image).context("--image-digest")?;
+    let files = read_bundle(dir)?;
+    let manifest = Client::new(url).upload_evidence(&repo, &commit, &image, None, &files).await?;
+    println!("uploaded {} files and the manifest for {repo}@{}", manifest.files.len(), commit.short());
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! A small HTTP client for a running vaia stack: what `vaia runs`, `vaia evidence upload`
+//! and the demo use. It speaks the public API only.
+
+use anyhow::{bail, Context, Result};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use vaia_core::evidence::{Manifest, ManifestFile, MANIFEST_FILE, MANIFEST_SCHEMA_V1};
+use vaia_core::evidence::{DatasetSnapshot, ImageRef};
+use vaia_core::{CommitSha, ImageDigest, Repository};
+
+use crate::api::{RunDetail, RunList};
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Self {
+        Self { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let res = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+        let status = res.status();
+        let text = res.text().await.with_context(|| format!("GET {url}: reading body"))?;
+        if !status.is_success() {
+            bail!("GET {url}: {status}: {text}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("GET {url}: unexpected body"))
+    }
+
+    pub async fn runs(&self, limit: usize) -> Result<RunList> {
+        self.get_json(&format!("/api/runs?limit={limit}")).await
+    }
+
+    pub async fn run(&self, id: &str) -> Result<RunDetail> {
+        self.get_json(&format!("/api/runs/{id}")).await
+    }
+
+    pub async fn post_action(&self, id: &str, action: &str, reason: Option<&str>) -> Result<serde_json::Value> {
+        let url = format!("{}/api/runs/{id}/{action}", self.base);
+        let body = serde_json::json!({ "actor": whoami(), "reason": reason });
+        let body = strip_nulls(body);
+        let res = self.http.post(&url).json(&body).send().await.with_context(|| format!("POST {url}"))?;
+        let status = res.status();
+        let v: serde_json::Value = res.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("POST {url}: {status}: {v}");
+        }
+        Ok(v)
+    }
+
+    /// Sends a GitHub webhook signed with `secret`, as GitHub does.
+    pub async fn send_webhook(
+        &self,
+        secret: &str,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+    ) -> Result<(u16, serde_json::Value)> {
+        let url = format!("{}/webhooks/github", self.base);
+        let res = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", sign(secret, body))
+            .body(body.to_vec())
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = res.status().as_u16();
+        Ok((status, res.json().await.unwrap_or_default()))
+    }
+
+    /// Uploads every file, then a manifest listing them with their sha256 (last, as the
+    /// evidence contract demands). Returns the manifest.
+    pub async fn upload_evidence(
+        &self,
+        repo: &Repository,
+        commit: &CommitSha,
+        image: &ImageDigest,
+        dataset: Option<DatasetSnapshot>,
+        files: &[(String, Vec<u8>)],
+    ) -> Result<Manifest> {
+        let mut listed = Vec::new();
+        for (name, bytes) in files {
+            self.put_evidence(repo, commit, name, bytes.clone()).await?;
+            listed.push(ManifestFile {
+                name: name.clone(),
+                sha256: hex::encode(Sha256::digest(bytes)),
+                bytes: bytes.len() as u64,
+            });
+        }
+        let manifest = Manifest {
+            schema: MANIFEST_SCHEMA_V1.into(),
+            repository: repo.clone(),
+            commit: commit.clone(),
+            image: ImageRef { digest: image.clone(), base_digest: None },
+            dataset,
+            files: listed,
+            created_at: chrono::Utc::now(),
+        };
+        self.put_evidence(repo, commit, MANIFEST_FILE, serde_json::to_vec_pretty(&manifest)?).await?;
+        Ok(manifest)
+    }
+
+    async fn put_evidence(&self, repo: &Repository, commit: &CommitSha, name: &str, bytes: Vec<u8>) -> Result<()> {
+        let url = format!("{}/api/evidence/{repo}/{commit}/{name}", self.base);
+        let res = self.http.put(&url).body(bytes).send().await.with_context(|| format!("PUT {url}"))?;
+        if !res.status().is_success() {
+            let status = res.status();
+            bail!("PUT {url}: {status}: {}", res.text().await.unwrap_or_default());
+        }
+        Ok(())
+    }
+}
+
+/// Reads a directory's regular files (not the manifest) as an evidence bundle.
+pub fn read_bundle(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.file_type()?.is_file() || name == MANIFEST_FILE || name.starts_with('.') {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path()).with_context(|| format!("reading {}", entry.path().display()))?;
+        files.push((name, bytes));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// `sha256=<hex>` of the body keyed by the secret, as in `X-Hub-Signature-256`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    // HMAC takes keys of any length, so this cannot fail; an empty signature would be
+    // refused by the server anyway.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => m.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+        other => other,
+    }
+}

@@ -1,0 +1,130 @@
+//! `vaia demo`: starts a local stack, pushes three commits of a small support agent
+//! through it over real HTTP (signed webhook, evidence upload), and shows each run: an
+//! initial release and an additive change promoted, then a breaking tool change failed
+//! by the schema gate. Nothing here decides an outcome; it only drives and reports.
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use vaia_core::policy::Policy;
+use vaia_core::{CommitSha, ImageDigest, PipelineState, Repository};
+use vaia_webhook::WebhookSecret;
+
+use crate::api::RunDetail;
+use crate::cli_runs::{render_detail, render_list};
+use crate::client::Client;
+use crate::stack::{wait_for_signal, Stack, StackConfig};
+
+const PUSH_FIXTURE: &str = include_str!("../../events/github/push.json");
+const REPO: &str = "vaia-demo/support-agent";
+
+struct Step {
+    title: &'static str,
+    tools: &'static str,
+    expect: PipelineState,
+}
+
+const STEPS: &[Step] = &[
+    Step {
+        title: "first release",
+        tools: include_str!("../../examples/demo/tools-v1.json"),
+        expect: PipelineState::Promoted,
+    },
+    Step {
+        title: "additive change: a new tool and an optional property",
+        tools: include_str!("../../examples/demo/tools-v2.json"),
+        expect: PipelineState::Promoted,
+    },
+    Step {
+        title: "breaking change: a tool removed, a property newly required",
+        tools: include_str!("../../examples/demo/tools-v3-breaking.json"),
+        expect: PipelineState::Failed,
+    },
+];
+
+pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()> {
+    let tmp;
+    let data_dir = match data_dir {
+        Some(d) => d,
+        None => {
+            tmp = tempfile::tempdir().context("creating a temporary data directory")?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let secret_text = hex::encode(Sha256::digest(format!("{:?}{}", Instant::now(), std::process::id())));
+    let secret = WebhookSecret::new(secret_text.clone())?;
+    let config = StackConfig { data_dir: data_dir.clone(), bind: "127.0.0.1".into(), port, policy: Policy::default(), secret };
+    let stack = Stack::start(config).await?;
+    let client = Client::new(&stack.url());
+    println!("vaia demo: local stack on {} (data in {})\n", stack.url(), data_dir.display());
+
+    let outcome = drive(&client, &secret_text).await;
+    match &outcome {
+        Ok(()) => println!("\nruns:\n{}", render_list(&client.runs(20).await?)),
+        Err(e) => eprintln!("vaia demo: {e:#}"),
+    }
+    if outcome.is_ok() && !exit {
+        println!("The stack keeps running: try `vaia runs list --url {}` or open {}/metrics.", stack.url(), stack.url());
+        println!("Press Ctrl-C to stop.");
+        wait_for_signal().await;
+    }
+    stack.stop().await;
+    outcome
+}
+
+async fn drive(client: &Client, secret: &str) -> Result<()> {
+    let repo = Repository::new(REPO)?;
+    let salt = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    for (i, step) in STEPS.iter().enumerate() {
+        let commit = CommitSha::new(hex::encode(&Sha256::digest(format!("{REPO} {salt} {i}"))[..20]))?;
+        println!("── {} ({}) ─────────────────────────────", step.title, commit.short());
+        let payload = push_payload(&repo, &commit)?;
+        let delivery = format!("demo-{salt}-{i}");
+        let (status, answer) = client.send_webhook(secret, "push", &delivery, &payload).await?;
+        println!("webhook push → {status} {answer}");
+        if status != 201 {
+            bail!("the webhook did not create a run: {status} {answer}");
+        }
+        let image = ImageDigest::new(format!("sha256:{}", hex::encode(Sha256::digest(step.tools))))?;
+        let files = vec![("tools.json".to_string(), step.tools.as_bytes().to_vec())];
+        client.upload_evidence(&repo, &commit, &image, None, &files).await?;
+        println!("evidence uploaded: tools.json + manifest.json");
+        let run_id = answer["run_id"].as_str().context("webhook answer has no run_id")?.to_string();
+        let detail = wait_settled(client, &run_id, Duration::from_secs(30)).await?;
+        println!("{}", render_detail(&detail));
+        if detail.run.state != step.expect {
+            bail!("run {run_id} ended {} but the demo expected {}", detail.run.state, step.expect);
+        }
+    }
+    Ok(())
+}
+
+/// Polls until the run is PROMOTED, FAILED or ROLLBACK.
+pub async fn wait_settled(client: &Client, run_id: &str, timeout: Duration) -> Result<RunDetail> {
+    let start = Instant::now();
+    loop {
+        let detail = client.run(run_id).await?;
+        if !detail.run.state.is_in_flight() {
+            return Ok(detail);
+        }
+        if start.elapsed() > timeout {
+            bail!("run {run_id} still {} after {timeout:?}", detail.run.state);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// GitHub's push payload (events/github/push.json) for `repo` at `commit`.
+pub fn push_payload(repo: &Repository, commit: &CommitSha) -> Result<Vec<u8>> {
+    let mut p: serde_json::Value = serde_json::from_str(PUSH_FIXTURE).context("events/github/push.json")?;
+    let branch = p["repository"]["default_branch"].as_str().unwrap_or("main").to_string();
+    p["ref"] = format!("refs/heads/{branch}").into();
+    p["after"] = commit.as_str().into();
+    p["head_commit"]["id"] = commit.as_str().into();
+    p["repository"]["full_name"] = repo.as_str().into();
+    p["repository"]["name"] = repo.name().into();
+    p["repository"]["owner"]["login"] = repo.owner().into();
+    p["repository"]["owner"]["name"] = repo.owner().into();
+    Ok(serde_json::to_vec(&p)?)
+}

@@ -1,0 +1,138 @@
+//! Prometheus metrics of the local stack (`GET /metrics`): counters the handlers bump
+//! through the [`Metrics`] port, and gauges read from the stores at scrape time.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+use std::time::Duration;
+use vaia_core::ports::{Metrics, PortResult, Queue, RunStore};
+use vaia_core::PipelineState;
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+pub struct PromMetrics {
+    registry: Mutex<Registry>,
+    transitions: Family<Labels, Counter>,
+    time_in_state: Family<Labels, Histogram>,
+    verdicts: Family<Labels, Counter>,
+    dead_lettered: Family<Labels, Counter>,
+    runs: Family<Labels, Gauge>,
+    queue_messages: Family<Labels, Gauge>,
+    dead_letter_messages: Family<Labels, Gauge>,
+}
+
+impl Default for PromMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PromMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let transitions = Family::<Labels, Counter>::default();
+        let time_in_state = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0])
+        });
+        let verdicts = Family::<Labels, Counter>::default();
+        let dead_lettered = Family::<Labels, Counter>::default();
+        let runs = Family::<Labels, Gauge>::default();
+        let queue_messages = Family::<Labels, Gauge>::default();
+        let dead_letter_messages = Family::<Labels, Gauge>::default();
+        registry.register(
+            "vaia_transitions",
+            "Applied run state transitions, by from and to state",
+            transitions.clone(),
+        );
+        registry.register(
+            "vaia_time_in_state_seconds",
+            "Time a run spent in a state before leaving it",
+            time_in_state.clone(),
+        );
+        registry.register(
+            "vaia_gate_verdicts",
+            "Gate verdicts recorded on runs, by gate and outcome",
+            verdicts.clone(),
+        );
+        registry.register(
+            "vaia_dead_lettered",
+            "Messages moved to a dead-letter queue by this process",
+            dead_lettered.clone(),
+        );
+        registry.register("vaia_runs", "Runs by current state", runs.clone());
+        registry.register(
+            "vaia_queue_messages",
+            "Messages in a queue, by status (visible or in_flight)",
+            queue_messages.clone(),
+        );
+        registry.register(
+            "vaia_dead_letter_messages",
+            "Messages in a queue's dead-letter queue",
+            dead_letter_messages.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            transitions,
+            time_in_state,
+            verdicts,
+            dead_lettered,
+            runs,
+            queue_messages,
+            dead_letter_messages,
+        }
+    }
+
+    /// Reads the gauges from the stores and renders the text exposition format.
+    pub async fn render(
+        &self,
+        store: &dyn RunStore,
+        queue: &dyn Queue,
+        queues: &[String],
+    ) -> PortResult<String> {
+        let counts = store.count_by_state().await?;
+        for state in PipelineState::ALL {
+            let n = counts.get(&state).copied().unwrap_or(0);
+            self.runs.get_or_create(&labels(&[("state", state.as_str())])).set(n as i64);
+        }
+        for name in queues {
+            let depth = queue.depth(name).await?;
+            let q = name.as_str();
+            self.queue_messages
+                .get_or_create(&labels(&[("queue", q), ("status", "visible")]))
+                .set(depth.visible as i64);
+            self.queue_messages
+                .get_or_create(&labels(&[("queue", q), ("status", "in_flight")]))
+                .set(depth.in_flight as i64);
+            self.dead_letter_messages.get_or_create(&labels(&[("queue", q)])).set(depth.dead as i64);
+        }
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        encode(&mut out, &registry).map_err(|e| vaia_core::ports::PortError::Invalid(e.to_string()))?;
+        Ok(out)
+    }
+}
+
+impl Metrics for PromMetrics {
+    fn transition(&self, from: PipelineState, to: PipelineState, time_in_from: Duration) {
+        self.transitions.get_or_create(&labels(&[("from", from.as_str()), ("to", to.as_str())])).inc();
+        self.time_in_state
+            .get_or_create(&labels(&[("state", from.as_str())]))
+            .observe(time_in_from.as_secs_f64());
+    }
+
+    fn verdict(&self, gate: &str, outcome: &str) {
+        self.verdicts.get_or_create(&labels(&[("gate", gate), ("outcome", outcome)])).inc();
+    }
+
+    fn dead_lettered(&self, queue: &str) {
+        self.dead_lettered.get_or_create(&labels(&[("queue", queue)])).inc();
+    }
+}

@@ -1,0 +1,199 @@
+//! The local stack: every handler in one process over the SQLite/filesystem adapters,
+//! the in-process router delivering queue messages and object-created events, a sweeper
+//! that times out stuck runs, and the HTTP API on one port.
+
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use vaia_core::messages::queues;
+use vaia_core::policy::Policy;
+use vaia_core::ports::{BlobStore, Clock, Idempotency, MessageHandler, Metrics, Queue, RunStore, SystemClock};
+use vaia_gate_schema::SchemaGate;
+use vaia_local::{LocalOptions, LocalStore, RouteOptions};
+use vaia_orchestrator::Orchestrator;
+use vaia_registry::{ObjectEvents, Registry, RegistryJobs};
+use vaia_webhook::{Webhook, WebhookSecret};
+
+use crate::api::{self, AppState};
+use crate::metrics::PromMetrics;
+
+pub const SECRET_ENV: &str = "VAIA_GITHUB_WEBHOOK_SECRET";
+
+/// How often the sweeper looks for runs past their deadline.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+pub struct StackConfig {
+    pub data_dir: PathBuf,
+    pub bind: String,
+    /// 0 picks a free port.
+    pub port: u16,
+    pub policy: Policy,
+    pub secret: WebhookSecret,
+}
+
+pub fn webhook_secret_from_env() -> Result<WebhookSecret> {
+    let value = std::env::var(SECRET_ENV).with_context(|| {
+        format!("{SECRET_ENV} is not set: the webhook cannot verify GitHub's signatures without it")
+    })?;
+    WebhookSecret::new(value).with_context(|| format!("{SECRET_ENV}"))
+}
+
+/// The ports every handler is built over.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn RunStore>,
+    pub idempotency: Arc<dyn Idempotency>,
+    pub queue: Arc<dyn Queue>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn Metrics>,
+}
+
+/// Every queue consumer of the pipeline, by queue name. The same set runs on the local
+/// stack, in tests and in benchmarks.
+pub fn consumers(p: &Ports) -> Vec<(String, Arc<dyn MessageHandler>)> {
+    let orchestrator = Arc::new(Orchestrator::new(
+        p.store.clone(),
+        p.queue.clone(),
+        p.clock.clone(),
+        p.metrics.clone(),
+    ));
+    let registry = Arc::new(Registry::new(p.store.clone(), p.blobs.clone(), p.queue.clone(), p.clock.clone()));
+    let schema = Arc::new(SchemaGate::new(p.store.clone(), p.blobs.clone(), p.queue.clone()));
+    let gate = vaia_core::GateName::new(vaia_gates::schema::GATE).map(|g| queues::gate(&g));
+    let mut out: Vec<(String, Arc<dyn MessageHandler>)> = vec![
+        (queues::ADVANCE.to_string(), orchestrator),
+        (queues::REGISTRY.to_string(), Arc::new(RegistryJobs(registry.clone()))),
+        (queues::BLOB_EVENTS.to_string(), Arc::new(ObjectEvents(registry))),
+    ];
+    if let Ok(gate) = gate {
+        out.push((gate, schema));
+    }
+    out
+}
+
+pub struct Stack {
+    pub addr: SocketAddr,
+    pub ports: Ports,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Stack {
+    pub async fn start(config: StackConfig) -> Result<Stack> {
+        let local = LocalStore::open(&config.data_dir, LocalOptions::default())
+            .with_context(|| format!("opening the local store in {}", config.data_dir.display()))?;
+        let prom = Arc::new(PromMetrics::new());
+        let ports = Ports {
+            store: local.runs.clone(),
+            idempotency: local.idempotency.clone(),
+            queue: local.queue.clone(),
+            blobs: local.blobs.clone(),
+            clock: Arc::new(SystemClock),
+            metrics: prom.clone(),
+        };
+        let (shutdown, watch_rx) = watch::channel(false);
+        let mut router = local.router();
+        let consumers = consumers(&ports);
+        let queue_names: Vec<String> = consumers.iter().map(|(q, _)| q.clone()).collect();
+        for (queue, handler) in consumers {
+            router.route(queue, handler, RouteOptions::default());
+        }
+        let mut tasks = router.spawn(watch_rx.clone());
+        tasks.push(spawn_sweeper(&ports, watch_rx.clone()));
+
+        let webhook = Arc::new(Webhook::new(
+            ports.store.clone(),
+            ports.idempotency.clone(),
+            ports.queue.clone(),
+            ports.clock.clone(),
+            config.secret,
+            config.policy,
+        ));
+        let state = AppState {
+            webhook,
+            store: ports.store.clone(),
+            blobs: ports.blobs.clone(),
+            queue: ports.queue.clone(),
+            metrics: prom,
+            queues: Arc::new(queue_names),
+        };
+        let listener = tokio::net::TcpListener::bind((config.bind.as_str(), config.port))
+            .await
+            .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
+        let addr = listener.local_addr()?;
+        let app = api::router(state).fallback(api::not_found);
+        let mut rx = watch_rx;
+        tasks.push(tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                tracing::error!(error = %e, "http server stopped");
+            }
+        }));
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "vaia stack up");
+        Ok(Stack { addr, ports, shutdown, tasks })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting work, lets in-flight handlers finish, and returns.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn spawn_sweeper(p: &Ports, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    let orchestrator = Orchestrator::new(p.store.clone(), p.queue.clone(), p.clock.clone(), p.metrics.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            }
+            match orchestrator.sweep(100).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(runs = n, "timed out overdue runs"),
+                Err(e) => tracing::warn!(error = %e, "sweep failed"),
+            }
+        }
+    })
+}
+
+/// `vaia up`: serve until SIGINT or SIGTERM.
+pub async fn serve_until_interrupted(config: StackConfig) -> Result<()> {
+    let stack = Stack::start(config).await?;
+    eprintln!("vaia is up on {}", stack.url());
+    eprintln!("  webhook  POST {}/webhooks/github", stack.url());
+    eprintln!("  runs     GET  {}/api/runs   (or: vaia runs list)", stack.url());
+    eprintln!("  metrics  GET  {}/metrics", stack.url());
+    wait_for_signal().await;
+    eprintln!("vaia: stopping");
+    stack.stop().await;
+    Ok(())
+}
+
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
