@@ -85,7 +85,13 @@ async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
-    let res = s.webhook.handle(&WebhookRequest { headers: &headers, body: &body }).await;
+    let res = s
+        .webhook
+        .handle(&WebhookRequest {
+            headers: &headers,
+            body: &body,
+        })
+        .await;
     let status = StatusCode::from_u16(res.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(res.body)).into_response()
 }
@@ -148,13 +154,19 @@ async fn list_runs(
 ) -> Result<Json<RunList>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(bad_request(format!("query parameter limit: {limit} is not within 1..=500")));
+        return Err(bad_request(format!(
+            "query parameter limit: {limit} is not within 1..=500"
+        )));
     }
     if let Some(after) = &q.after {
-        RunId::new(after.as_str()).map_err(|e| bad_request(format!("query parameter after: {e}")))?;
+        RunId::new(after.as_str())
+            .map_err(|e| bad_request(format!("query parameter after: {e}")))?;
     }
     let page = s.store.list(limit, q.after.as_deref()).await?;
-    Ok(Json(RunList { runs: page.runs.iter().map(RunSummary::from).collect(), next: page.next }))
+    Ok(Json(RunList {
+        runs: page.runs.iter().map(RunSummary::from).collect(),
+        next: page.next,
+    }))
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -187,12 +199,19 @@ async fn show_run(
     for (gate, record) in &run.verdicts {
         if let Some(bytes) = s.blobs.get(&record.verdict).await? {
             let verdict: Verdict = serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", record.verdict))
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("{}: {e}", record.verdict),
+                )
             })?;
             verdicts.insert(gate.to_string(), verdict);
         }
     }
-    Ok(Json(RunDetail { run, events, verdicts }))
+    Ok(Json(RunDetail {
+        run,
+        events,
+        verdicts,
+    }))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,13 +230,20 @@ fn action_body(body: &Bytes) -> Result<ActionBody, ApiError> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("request body: {e}")))
 }
 
-async fn operator_signal(s: &AppState, id: &str, body: &Bytes, signal: Signal) -> Result<Response, ApiError> {
+async fn operator_signal(
+    s: &AppState,
+    id: &str,
+    body: &Bytes,
+    signal: Signal,
+) -> Result<Response, ApiError> {
     let run = load(s, id).await?;
     let b = action_body(body)?;
     let actor = format!("operator:{}", b.actor.as_deref().unwrap_or("api"));
     let signal = match signal {
         Signal::Rollback { .. } => Signal::Rollback {
-            reason: b.reason.unwrap_or_else(|| format!("rollback requested by {actor}")),
+            reason: b
+                .reason
+                .unwrap_or_else(|| format!("rollback requested by {actor}")),
         },
         other => other,
     };
@@ -225,16 +251,35 @@ async fn operator_signal(s: &AppState, id: &str, body: &Bytes, signal: Signal) -
     let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
     let dedupe = format!("{}:{nanos}", signal.name());
     let id = send_signal(&*s.queue, &run.id, None, &actor, signal, &dedupe).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"status": "accepted", "run_id": run.id, "message_id": id})))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "accepted", "run_id": run.id, "message_id": id})),
+    )
         .into_response())
 }
 
-async fn approve(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+async fn approve(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     operator_signal(&s, &id, &body, Signal::Approve).await
 }
 
-async fn rollback(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
-    operator_signal(&s, &id, &body, Signal::Rollback { reason: String::new() }).await
+async fn rollback(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    operator_signal(
+        &s,
+        &id,
+        &body,
+        Signal::Rollback {
+            reason: String::new(),
+        },
+    )
+    .await
 }
 
 async fn upload_evidence(
@@ -242,11 +287,17 @@ async fn upload_evidence(
     Path((owner, repo, commit, file)): Path<(String, String, String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let repo = Repository::new(format!("{owner}/{repo}")).map_err(|e| bad_request(format!("path: {e}")))?;
+    let repo = Repository::new(format!("{owner}/{repo}"))
+        .map_err(|e| bad_request(format!("path: {e}")))?;
     let commit = CommitSha::new(commit).map_err(|e| bad_request(format!("path: {e}")))?;
-    let key = BlobKey::evidence(&repo, &commit, &file).map_err(|e| bad_request(format!("path: {e}")))?;
+    let key =
+        BlobKey::evidence(&repo, &commit, &file).map_err(|e| bad_request(format!("path: {e}")))?;
     let event = s.blobs.put(&key, &body).await?;
-    Ok((StatusCode::CREATED, Json(json!({"key": event.key, "size": event.size}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"key": event.key, "size": event.size})),
+    )
+        .into_response())
 }
 
 async fn openapi() -> Response {
@@ -255,7 +306,13 @@ async fn openapi() -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let text = s.metrics.render(&*s.store, &*s.queue, &s.queues).await?;
-    Ok(([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+    Ok((
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
         .into_response())
 }
 

@@ -35,7 +35,11 @@ pub fn render_list(list: &RunList) -> String {
             r.repository.as_str(),
             r.commit.short(),
             r.version.as_deref().unwrap_or("-"),
-            if gates.is_empty() { "-".into() } else { gates.join(" ") }
+            if gates.is_empty() {
+                "-".into()
+            } else {
+                gates.join(" ")
+            }
         );
     }
     if list.runs.is_empty() {
@@ -57,9 +61,21 @@ pub async fn show(url: &str, id: &str, json: bool) -> Result<()> {
 pub fn render_detail(d: &RunDetail) -> String {
     let r = &d.run;
     let mut out = String::new();
-    let _ = writeln!(out, "run {}  {}@{}  {}", r.id, r.repository, r.commit.short(), r.state);
+    let _ = writeln!(
+        out,
+        "run {}  {}@{}  {}",
+        r.id,
+        r.repository,
+        r.commit.short(),
+        r.state
+    );
     if let Some(v) = &r.candidate.version {
-        let prev = r.candidate.previous_version.as_ref().map(|p| format!(" (after {p})")).unwrap_or_default();
+        let prev = r
+            .candidate
+            .previous_version
+            .as_ref()
+            .map(|p| format!(" (after {p})"))
+            .unwrap_or_default();
         let _ = writeln!(out, "version {v}{prev}");
     }
     if let Some(f) = &r.failure {
@@ -68,7 +84,11 @@ pub fn render_detail(d: &RunDetail) -> String {
     for (gate, v) in &d.verdicts {
         let _ = writeln!(out, "gate {gate}: {} — {}", v.outcome.as_str(), v.summary);
         for f in v.findings.iter().take(20) {
-            let at = f.location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default();
+            let at = f
+                .location
+                .as_deref()
+                .map(|l| format!(" at {l}"))
+                .unwrap_or_default();
             let _ = writeln!(out, "  [{:?}] {}{at}: {}", f.severity, f.rule, f.message);
         }
         if v.findings.len() > 20 {
@@ -82,7 +102,15 @@ pub fn render_detail(d: &RunDetail) -> String {
             (EventKind::Refused, Some(to)) => format!("{} ↛ {} refused", e.from, to),
             _ => format!("{} note", e.from),
         };
-        let _ = writeln!(out, "  {:>3} {} {:<28} {}  [{}]", e.seq, e.at.format("%H:%M:%S%.3f"), what, e.reason, e.actor);
+        let _ = writeln!(
+            out,
+            "  {:>3} {} {:<28} {}  [{}]",
+            e.seq,
+            e.at.format("%H:%M:%S%.3f"),
+            what,
+            e.reason,
+            e.actor
+        );
     }
     out
 }
@@ -99,7 +127,13 @@ pub async fn upload(url: &str, dir: &Path, repo: &str, commit: &str, image: &str
     let commit = CommitSha::new(commit).context("--commit")?;
     let image = ImageDigest::new(image).context("--image-digest")?;
     let files = read_bundle(dir)?;
-    let manifest = Client::new(url).upload_evidence(&repo, &commit, &image, None, &files).await?;
-    println!("uploaded {} files and the manifest for {repo}@{}", manifest.files.len(), commit.short());
+    let manifest = Client::new(url)
+        .upload_evidence(&repo, &commit, &image, None, &files)
+        .await?;
+    println!(
+        "uploaded {} files and the manifest for {repo}@{}",
+        manifest.files.len(),
+        commit.short()
+    );
     Ok(())
 }

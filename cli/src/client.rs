@@ -5,8 +5,8 @@ use anyhow::{bail, Context, Result};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use vaia_core::evidence::{Manifest, ManifestFile, MANIFEST_FILE, MANIFEST_SCHEMA_V1};
 use vaia_core::evidence::{DatasetSnapshot, ImageRef};
+use vaia_core::evidence::{Manifest, ManifestFile, MANIFEST_FILE, MANIFEST_SCHEMA_V1};
 use vaia_core::{CommitSha, ImageDigest, Repository};
 
 use crate::api::{RunDetail, RunList};
@@ -19,14 +19,25 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str) -> Self {
-        Self { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         let url = format!("{}{path}", self.base);
-        let res = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+        let res = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
         let status = res.status();
-        let text = res.text().await.with_context(|| format!("GET {url}: reading body"))?;
+        let text = res
+            .text()
+            .await
+            .with_context(|| format!("GET {url}: reading body"))?;
         if !status.is_success() {
             bail!("GET {url}: {status}: {text}");
         }
@@ -41,11 +52,22 @@ impl Client {
         self.get_json(&format!("/api/runs/{id}")).await
     }
 
-    pub async fn post_action(&self, id: &str, action: &str, reason: Option<&str>) -> Result<serde_json::Value> {
+    pub async fn post_action(
+        &self,
+        id: &str,
+        action: &str,
+        reason: Option<&str>,
+    ) -> Result<serde_json::Value> {
         let url = format!("{}/api/runs/{id}/{action}", self.base);
         let body = serde_json::json!({ "actor": whoami(), "reason": reason });
         let body = strip_nulls(body);
-        let res = self.http.post(&url).json(&body).send().await.with_context(|| format!("POST {url}"))?;
+        let res = self
+            .http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
         let status = res.status();
         let v: serde_json::Value = res.json().await.unwrap_or_default();
         if !status.is_success() {
@@ -101,21 +123,45 @@ impl Client {
             schema: MANIFEST_SCHEMA_V1.into(),
             repository: repo.clone(),
             commit: commit.clone(),
-            image: ImageRef { digest: image.clone(), base_digest: None },
+            image: ImageRef {
+                digest: image.clone(),
+                base_digest: None,
+            },
             dataset,
             files: listed,
             created_at: chrono::Utc::now(),
         };
-        self.put_evidence(repo, commit, MANIFEST_FILE, serde_json::to_vec_pretty(&manifest)?).await?;
+        self.put_evidence(
+            repo,
+            commit,
+            MANIFEST_FILE,
+            serde_json::to_vec_pretty(&manifest)?,
+        )
+        .await?;
         Ok(manifest)
     }
 
-    async fn put_evidence(&self, repo: &Repository, commit: &CommitSha, name: &str, bytes: Vec<u8>) -> Result<()> {
+    async fn put_evidence(
+        &self,
+        repo: &Repository,
+        commit: &CommitSha,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
         let url = format!("{}/api/evidence/{repo}/{commit}/{name}", self.base);
-        let res = self.http.put(&url).body(bytes).send().await.with_context(|| format!("PUT {url}"))?;
+        let res = self
+            .http
+            .put(&url)
+            .body(bytes)
+            .send()
+            .await
+            .with_context(|| format!("PUT {url}"))?;
         if !res.status().is_success() {
             let status = res.status();
-            bail!("PUT {url}: {status}: {}", res.text().await.unwrap_or_default());
+            bail!(
+                "PUT {url}: {status}: {}",
+                res.text().await.unwrap_or_default()
+            );
         }
         Ok(())
     }
@@ -130,7 +176,8 @@ pub fn read_bundle(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
         if !entry.file_type()?.is_file() || name == MANIFEST_FILE || name.starts_with('.') {
             continue;
         }
-        let bytes = std::fs::read(entry.path()).with_context(|| format!("reading {}", entry.path().display()))?;
+        let bytes = std::fs::read(entry.path())
+            .with_context(|| format!("reading {}", entry.path().display()))?;
         files.push((name, bytes));
     }
     files.sort();

@@ -52,12 +52,26 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
             tmp.path().to_path_buf()
         }
     };
-    let secret_text = hex::encode(Sha256::digest(format!("{:?}{}", Instant::now(), std::process::id())));
+    let secret_text = hex::encode(Sha256::digest(format!(
+        "{:?}{}",
+        Instant::now(),
+        std::process::id()
+    )));
     let secret = WebhookSecret::new(secret_text.clone())?;
-    let config = StackConfig { data_dir: data_dir.clone(), bind: "127.0.0.1".into(), port, policy: Policy::default(), secret };
+    let config = StackConfig {
+        data_dir: data_dir.clone(),
+        bind: "127.0.0.1".into(),
+        port,
+        policy: Policy::default(),
+        secret,
+    };
     let stack = Stack::start(config).await?;
     let client = Client::new(&stack.url());
-    println!("vaia demo: local stack on {} (data in {})\n", stack.url(), data_dir.display());
+    println!(
+        "vaia demo: local stack on {} (data in {})\n",
+        stack.url(),
+        data_dir.display()
+    );
 
     let outcome = drive(&client, &secret_text).await;
     match &outcome {
@@ -65,7 +79,11 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
         Err(e) => eprintln!("vaia demo: {e:#}"),
     }
     if outcome.is_ok() && !exit {
-        println!("The stack keeps running: try `vaia runs list --url {}` or open {}/metrics.", stack.url(), stack.url());
+        println!(
+            "The stack keeps running: try `vaia runs list --url {}` or open {}/metrics.",
+            stack.url(),
+            stack.url()
+        );
         println!("Press Ctrl-C to stop.");
         wait_for_signal().await;
     }
@@ -77,24 +95,44 @@ async fn drive(client: &Client, secret: &str) -> Result<()> {
     let repo = Repository::new(REPO)?;
     let salt = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
     for (i, step) in STEPS.iter().enumerate() {
-        let commit = CommitSha::new(hex::encode(&Sha256::digest(format!("{REPO} {salt} {i}"))[..20]))?;
-        println!("── {} ({}) ─────────────────────────────", step.title, commit.short());
+        let commit = CommitSha::new(hex::encode(
+            &Sha256::digest(format!("{REPO} {salt} {i}"))[..20],
+        ))?;
+        println!(
+            "── {} ({}) ─────────────────────────────",
+            step.title,
+            commit.short()
+        );
         let payload = push_payload(&repo, &commit)?;
         let delivery = format!("demo-{salt}-{i}");
-        let (status, answer) = client.send_webhook(secret, "push", &delivery, &payload).await?;
+        let (status, answer) = client
+            .send_webhook(secret, "push", &delivery, &payload)
+            .await?;
         println!("webhook push → {status} {answer}");
         if status != 201 {
             bail!("the webhook did not create a run: {status} {answer}");
         }
-        let image = ImageDigest::new(format!("sha256:{}", hex::encode(Sha256::digest(step.tools))))?;
+        let image = ImageDigest::new(format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(step.tools))
+        ))?;
         let files = vec![("tools.json".to_string(), step.tools.as_bytes().to_vec())];
-        client.upload_evidence(&repo, &commit, &image, None, &files).await?;
+        client
+            .upload_evidence(&repo, &commit, &image, None, &files)
+            .await?;
         println!("evidence uploaded: tools.json + manifest.json");
-        let run_id = answer["run_id"].as_str().context("webhook answer has no run_id")?.to_string();
+        let run_id = answer["run_id"]
+            .as_str()
+            .context("webhook answer has no run_id")?
+            .to_string();
         let detail = wait_settled(client, &run_id, Duration::from_secs(30)).await?;
         println!("{}", render_detail(&detail));
         if detail.run.state != step.expect {
-            bail!("run {run_id} ended {} but the demo expected {}", detail.run.state, step.expect);
+            bail!(
+                "run {run_id} ended {} but the demo expected {}",
+                detail.run.state,
+                step.expect
+            );
         }
     }
     Ok(())
@@ -117,8 +155,12 @@ pub async fn wait_settled(client: &Client, run_id: &str, timeout: Duration) -> R
 
 /// GitHub's push payload (events/github/push.json) for `repo` at `commit`.
 pub fn push_payload(repo: &Repository, commit: &CommitSha) -> Result<Vec<u8>> {
-    let mut p: serde_json::Value = serde_json::from_str(PUSH_FIXTURE).context("events/github/push.json")?;
-    let branch = p["repository"]["default_branch"].as_str().unwrap_or("main").to_string();
+    let mut p: serde_json::Value =
+        serde_json::from_str(PUSH_FIXTURE).context("events/github/push.json")?;
+    let branch = p["repository"]["default_branch"]
+        .as_str()
+        .unwrap_or("main")
+        .to_string();
     p["ref"] = format!("refs/heads/{branch}").into();
     p["after"] = commit.as_str().into();
     p["head_commit"]["id"] = commit.as_str().into();

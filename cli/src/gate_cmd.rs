@@ -11,7 +11,10 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 #[derive(Debug, thiserror::Error)]
 pub enum BadInput {
     #[error("{path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Policy(#[from] vaia_core::policy::PolicyError),
     #[error(transparent)]
@@ -19,7 +22,10 @@ pub enum BadInput {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, BadInput> {
-    std::fs::read(path).map_err(|source| BadInput::Read { path: path.display().to_string(), source })
+    std::fs::read(path).map_err(|source| BadInput::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 pub fn load_policy(path: Option<&Path>) -> Result<Policy, BadInput> {
@@ -43,11 +49,22 @@ pub fn schema(
     let cand_bytes = read(candidate)?;
     let base_bytes = baseline.map(read).transpose()?;
     let cand_origin = candidate.display().to_string();
-    let base_origin = baseline.map(|p| p.display().to_string()).unwrap_or_default();
-    let cand = Input { origin: &cand_origin, bytes: &cand_bytes };
-    let base = base_bytes.as_ref().map(|b| Input { origin: &base_origin, bytes: b });
-    let opts = SchemaOptions { allow_major: allow_major || policy.schema.allow_major };
+    let base_origin = baseline
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let cand = Input {
+        origin: &cand_origin,
+        bytes: &cand_bytes,
+    };
+    let base = base_bytes.as_ref().map(|b| Input {
+        origin: &base_origin,
+        bytes: b,
+    });
+    let opts = SchemaOptions {
+        allow_major: allow_major || policy.schema.allow_major,
+    };
     let verdict = schema::evaluate(&cand, base.as_ref(), &opts)?;
-    let json = serde_json::to_string_pretty(&verdict).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let json =
+        serde_json::to_string_pretty(&verdict).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     Ok((json, verdict.outcome.exit_code()))
 }

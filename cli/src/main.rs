@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use vaia::gate_cmd;
 
 #[derive(Parser)]
-#[command(name = "vaia", version, about = "Automated promotion pipeline for LLM agent services")]
+#[command(
+    name = "vaia",
+    version,
+    about = "Automated promotion pipeline for LLM agent services"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -123,8 +127,18 @@ enum EvidenceCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Gate(GateCommand::Schema { candidate, baseline, allow_major, policy }) => {
-            match gate_cmd::schema(&candidate, baseline.as_deref(), allow_major, policy.as_deref()) {
+        Command::Gate(GateCommand::Schema {
+            candidate,
+            baseline,
+            allow_major,
+            policy,
+        }) => {
+            match gate_cmd::schema(
+                &candidate,
+                baseline.as_deref(),
+                allow_major,
+                policy.as_deref(),
+            ) {
                 Ok((json, code)) => {
                     println!("{json}");
                     exit(code)
@@ -136,8 +150,15 @@ fn main() -> ExitCode {
             }
         }
         other => {
-            vaia::telemetry::init(if matches!(other, Command::Demo { .. }) { "warn" } else { "info" });
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            vaia::telemetry::init(if matches!(other, Command::Demo { .. }) {
+                "warn"
+            } else {
+                "info"
+            });
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("vaia: cannot start the async runtime: {e}");
@@ -162,22 +183,45 @@ fn exit(code: i32) -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     use vaia::{cli_runs, demo, stack};
     match command {
-        Command::Up { port, bind, data_dir, policy } => {
+        Command::Up {
+            port,
+            bind,
+            data_dir,
+            policy,
+        } => {
             let policy = gate_cmd::load_policy(policy.as_deref())?;
             let secret = stack::webhook_secret_from_env()?;
-            let config = stack::StackConfig { data_dir, bind, port, policy, secret };
+            let config = stack::StackConfig {
+                data_dir,
+                bind,
+                port,
+                policy,
+                secret,
+            };
             stack::serve_until_interrupted(config).await
         }
-        Command::Demo { port, data_dir, exit } => demo::run(port, data_dir, exit).await,
-        Command::Runs(RunsCommand::List { url, limit, json }) => cli_runs::list(&url, limit, json).await,
+        Command::Demo {
+            port,
+            data_dir,
+            exit,
+        } => demo::run(port, data_dir, exit).await,
+        Command::Runs(RunsCommand::List { url, limit, json }) => {
+            cli_runs::list(&url, limit, json).await
+        }
         Command::Runs(RunsCommand::Show { id, url, json }) => cli_runs::show(&url, &id, json).await,
-        Command::Runs(RunsCommand::Approve { id, url }) => cli_runs::action(&url, &id, "approve", None).await,
+        Command::Runs(RunsCommand::Approve { id, url }) => {
+            cli_runs::action(&url, &id, "approve", None).await
+        }
         Command::Runs(RunsCommand::Rollback { id, reason, url }) => {
             cli_runs::action(&url, &id, "rollback", reason.as_deref()).await
         }
-        Command::Evidence(EvidenceCommand::Upload { dir, repo, commit, image_digest, url }) => {
-            cli_runs::upload(&url, &dir, &repo, &commit, &image_digest).await
-        }
+        Command::Evidence(EvidenceCommand::Upload {
+            dir,
+            repo,
+            commit,
+            image_digest,
+            url,
+        }) => cli_runs::upload(&url, &dir, &repo, &commit, &image_digest).await,
         Command::Gate(_) => Ok(()),
     }
 }

@@ -15,7 +15,10 @@ use vaia_core::PipelineState;
 type Labels = Vec<(String, String)>;
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 pub struct PromMetrics {
@@ -100,7 +103,9 @@ impl PromMetrics {
         let counts = store.count_by_state().await?;
         for state in PipelineState::ALL {
             let n = counts.get(&state).copied().unwrap_or(0);
-            self.runs.get_or_create(&labels(&[("state", state.as_str())])).set(n as i64);
+            self.runs
+                .get_or_create(&labels(&[("state", state.as_str())]))
+                .set(n as i64);
         }
         for name in queues {
             let depth = queue.depth(name).await?;
@@ -111,28 +116,37 @@ impl PromMetrics {
             self.queue_messages
                 .get_or_create(&labels(&[("queue", q), ("status", "in_flight")]))
                 .set(depth.in_flight as i64);
-            self.dead_letter_messages.get_or_create(&labels(&[("queue", q)])).set(depth.dead as i64);
+            self.dead_letter_messages
+                .get_or_create(&labels(&[("queue", q)]))
+                .set(depth.dead as i64);
         }
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        encode(&mut out, &registry).map_err(|e| vaia_core::ports::PortError::Invalid(e.to_string()))?;
+        encode(&mut out, &registry)
+            .map_err(|e| vaia_core::ports::PortError::Invalid(e.to_string()))?;
         Ok(out)
     }
 }
 
 impl Metrics for PromMetrics {
     fn transition(&self, from: PipelineState, to: PipelineState, time_in_from: Duration) {
-        self.transitions.get_or_create(&labels(&[("from", from.as_str()), ("to", to.as_str())])).inc();
+        self.transitions
+            .get_or_create(&labels(&[("from", from.as_str()), ("to", to.as_str())]))
+            .inc();
         self.time_in_state
             .get_or_create(&labels(&[("state", from.as_str())]))
             .observe(time_in_from.as_secs_f64());
     }
 
     fn verdict(&self, gate: &str, outcome: &str) {
-        self.verdicts.get_or_create(&labels(&[("gate", gate), ("outcome", outcome)])).inc();
+        self.verdicts
+            .get_or_create(&labels(&[("gate", gate), ("outcome", outcome)]))
+            .inc();
     }
 
     fn dead_lettered(&self, queue: &str) {
-        self.dead_lettered.get_or_create(&labels(&[("queue", queue)])).inc();
+        self.dead_lettered
+            .get_or_create(&labels(&[("queue", queue)]))
+            .inc();
     }
 }

@@ -11,7 +11,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vaia_core::messages::queues;
 use vaia_core::policy::Policy;
-use vaia_core::ports::{BlobStore, Clock, Idempotency, MessageHandler, Metrics, Queue, RunStore, SystemClock};
+use vaia_core::ports::{
+    BlobStore, Clock, Idempotency, MessageHandler, Metrics, Queue, RunStore, SystemClock,
+};
 use vaia_gate_schema::SchemaGate;
 use vaia_local::{LocalOptions, LocalStore, RouteOptions};
 use vaia_orchestrator::Orchestrator;
@@ -39,7 +41,7 @@ pub fn webhook_secret_from_env() -> Result<WebhookSecret> {
     let value = std::env::var(SECRET_ENV).with_context(|| {
         format!("{SECRET_ENV} is not set: the webhook cannot verify GitHub's signatures without it")
     })?;
-    WebhookSecret::new(value).with_context(|| format!("{SECRET_ENV}"))
+    WebhookSecret::new(value).context(SECRET_ENV)
 }
 
 /// The ports every handler is built over.
@@ -62,13 +64,28 @@ pub fn consumers(p: &Ports) -> Vec<(String, Arc<dyn MessageHandler>)> {
         p.clock.clone(),
         p.metrics.clone(),
     ));
-    let registry = Arc::new(Registry::new(p.store.clone(), p.blobs.clone(), p.queue.clone(), p.clock.clone()));
-    let schema = Arc::new(SchemaGate::new(p.store.clone(), p.blobs.clone(), p.queue.clone()));
+    let registry = Arc::new(Registry::new(
+        p.store.clone(),
+        p.blobs.clone(),
+        p.queue.clone(),
+        p.clock.clone(),
+    ));
+    let schema = Arc::new(SchemaGate::new(
+        p.store.clone(),
+        p.blobs.clone(),
+        p.queue.clone(),
+    ));
     let gate = vaia_core::GateName::new(vaia_gates::schema::GATE).map(|g| queues::gate(&g));
     let mut out: Vec<(String, Arc<dyn MessageHandler>)> = vec![
         (queues::ADVANCE.to_string(), orchestrator),
-        (queues::REGISTRY.to_string(), Arc::new(RegistryJobs(registry.clone()))),
-        (queues::BLOB_EVENTS.to_string(), Arc::new(ObjectEvents(registry))),
+        (
+            queues::REGISTRY.to_string(),
+            Arc::new(RegistryJobs(registry.clone())),
+        ),
+        (
+            queues::BLOB_EVENTS.to_string(),
+            Arc::new(ObjectEvents(registry)),
+        ),
     ];
     if let Ok(gate) = gate {
         out.push((gate, schema));
@@ -132,12 +149,20 @@ impl Stack {
             let stop = async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
                 tracing::error!(error = %e, "http server stopped");
             }
         }));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "vaia stack up");
-        Ok(Stack { addr, ports, shutdown, tasks })
+        Ok(Stack {
+            addr,
+            ports,
+            shutdown,
+            tasks,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -154,7 +179,12 @@ impl Stack {
 }
 
 fn spawn_sweeper(p: &Ports, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-    let orchestrator = Orchestrator::new(p.store.clone(), p.queue.clone(), p.clock.clone(), p.metrics.clone());
+    let orchestrator = Orchestrator::new(
+        p.store.clone(),
+        p.queue.clone(),
+        p.clock.clone(),
+        p.metrics.clone(),
+    );
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -175,7 +205,10 @@ pub async fn serve_until_interrupted(config: StackConfig) -> Result<()> {
     let stack = Stack::start(config).await?;
     eprintln!("vaia is up on {}", stack.url());
     eprintln!("  webhook  POST {}/webhooks/github", stack.url());
-    eprintln!("  runs     GET  {}/api/runs   (or: vaia runs list)", stack.url());
+    eprintln!(
+        "  runs     GET  {}/api/runs   (or: vaia runs list)",
+        stack.url()
+    );
     eprintln!("  metrics  GET  {}/metrics", stack.url());
     wait_for_signal().await;
     eprintln!("vaia: stopping");

@@ -1,1 +1,175 @@
-//! placeholder
+//! The schema gate as a pipeline function: reads the candidate's `tools.json` from its
+//! evidence bundle and the production tool set (the evidence of the run `prod` points
+//! at), evaluates it with [`vaia_gates::schema`], stores the full verdict and tells the
+//! orchestrator. A job for a run no longer in the job's stage is a no-op.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use vaia_core::layout::{alias_key, verdict_key, AliasRecord, PROD_ALIAS};
+use vaia_core::messages::{parse_body, send_signal, GateJob, Signal};
+use vaia_core::ports::{
+    BlobStore, HandlerError, MessageHandler, PortError, Queue, ReceivedMessage, RunStore,
+};
+use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
+use vaia_gates::schema::{self, Input, SchemaOptions};
+
+pub const TOOLS_FILE: &str = "tools.json";
+
+pub struct SchemaGate {
+    store: Arc<dyn RunStore>,
+    blobs: Arc<dyn BlobStore>,
+    queue: Arc<dyn Queue>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("run {0} not found")]
+    RunNotFound(String),
+    #[error(transparent)]
+    Key(#[from] vaia_core::IdError),
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl From<GateError> for HandlerError {
+    fn from(e: GateError) -> Self {
+        let retryable = matches!(&e, GateError::Port(p) if p.is_retryable());
+        HandlerError {
+            retryable,
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl SchemaGate {
+    pub fn new(store: Arc<dyn RunStore>, blobs: Arc<dyn BlobStore>, queue: Arc<dyn Queue>) -> Self {
+        Self {
+            store,
+            blobs,
+            queue,
+        }
+    }
+
+    /// Runs the gate for `job`; `None` when the job is stale.
+    pub async fn run(&self, job: &GateJob) -> Result<Option<Verdict>, GateError> {
+        let run = self
+            .store
+            .get(&job.run_id)
+            .await?
+            .ok_or_else(|| GateError::RunNotFound(job.run_id.to_string()))?;
+        if run.state.stage() != Some(job.stage) {
+            tracing::debug!(run_id = %run.id, state = %run.state, "stale schema job");
+            return Ok(None);
+        }
+        let verdict = self.evaluate(&run.repository, job, &run.policy).await?;
+        let key = verdict_key(&run.id, job.stage, &job.gate)?;
+        let bytes = serde_json::to_vec_pretty(&verdict)
+            .map_err(|e| PortError::Invalid(format!("cannot encode verdict: {e}")))?;
+        self.blobs.put(&key, &bytes).await?;
+        let signal = Signal::GateVerdict {
+            gate: job.gate.clone(),
+            stage: job.stage,
+            outcome: verdict.outcome,
+            summary: verdict.summary.clone(),
+            metrics: verdict.metrics.clone(),
+            verdict: key,
+        };
+        let dedupe = format!("verdict:{}:{}", job.gate, job.stage);
+        send_signal(
+            &*self.queue,
+            &run.id,
+            Some(job.stage.state()),
+            "gate-schema",
+            signal,
+            &dedupe,
+        )
+        .await?;
+        Ok(Some(verdict))
+    }
+
+    async fn evaluate(
+        &self,
+        repo: &vaia_core::Repository,
+        job: &GateJob,
+        policy: &vaia_core::policy::Policy,
+    ) -> Result<Verdict, GateError> {
+        let gate = job.gate.clone();
+        let candidate_key = BlobKey::evidence(repo, &job.commit, TOOLS_FILE)?;
+        let Some(candidate) = self.blobs.get(&candidate_key).await? else {
+            return Ok(Verdict::new(
+                gate,
+                Outcome::Error,
+                format!("{TOOLS_FILE} is not in the evidence bundle ({candidate_key})"),
+            ));
+        };
+        let baseline = match self.production_tools(repo).await? {
+            Ok(b) => b,
+            Err(reason) => return Ok(Verdict::new(gate, Outcome::Error, reason)),
+        };
+        let origin = candidate_key.to_string();
+        let candidate = Input {
+            origin: &origin,
+            bytes: &candidate,
+        };
+        let baseline_input = baseline.as_ref().map(|(k, b)| Input {
+            origin: k.as_str(),
+            bytes: b,
+        });
+        let opts = SchemaOptions {
+            allow_major: policy.schema.allow_major,
+        };
+        Ok(
+            match schema::evaluate(&candidate, baseline_input.as_ref(), &opts) {
+                Ok(v) => v,
+                // In the pipeline an unreadable candidate is the candidate's defect: it fails.
+                Err(e) => {
+                    let mut v = Verdict::new(
+                        gate,
+                        Outcome::Fail,
+                        format!("{TOOLS_FILE} is unreadable: {e}"),
+                    );
+                    v.findings.push(
+                        Finding::new("schema.unreadable", Severity::High, e.to_string()).at(origin),
+                    );
+                    v
+                }
+            },
+        )
+    }
+
+    /// The tool file of the version `prod` points at: `Ok(None)` when nothing was promoted,
+    /// `Err(reason)` when the registry points at evidence that is gone or unreadable.
+    async fn production_tools(
+        &self,
+        repo: &vaia_core::Repository,
+    ) -> Result<Result<Option<(BlobKey, Vec<u8>)>, String>, GateError> {
+        let alias_key = alias_key(repo, PROD_ALIAS)?;
+        let Some(bytes) = self.blobs.get(&alias_key).await? else {
+            return Ok(Ok(None));
+        };
+        let alias: AliasRecord = match serde_json::from_slice(&bytes) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(format!("{alias_key} is unreadable: {e}"))),
+        };
+        let key = BlobKey::evidence(repo, &alias.target.commit, TOOLS_FILE)?;
+        match self.blobs.get(&key).await? {
+            Some(b) => Ok(Ok(Some((key, b)))),
+            None => Ok(Err(format!(
+                "production version {} has no {TOOLS_FILE} at {key}: cannot compare",
+                alias.target.version
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl MessageHandler for SchemaGate {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        let job: GateJob = parse_body("gate-schema", &message.id, &message.body)
+            .map_err(HandlerError::permanent)?;
+        if let Some(v) = self.run(&job).await? {
+            tracing::info!(run_id = %job.run_id, outcome = v.outcome.as_str(), "schema verdict");
+        }
+        Ok(())
+    }
+}

@@ -1,6 +1,6 @@
 //! The evidence manifest: the versioned contract between an agent repository's CI and vaia.
 //! `evidence/<owner>/<repo>/<sha>/manifest.json` is uploaded last and lists every file of
-//! the bundle with its sha256; see `docs/evidence.md`.
+//! the bundle with its sha256; see `docs/architecture.md`.
 
 use crate::ids::{CommitSha, ImageDigest, Repository};
 use serde::{Deserialize, Serialize};

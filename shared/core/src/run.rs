@@ -49,7 +49,7 @@ pub struct Run {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trigger {
-    /// `push`, `evidence` or `manual`.
+    /// `push`, `workflow_run`, `evidence` or `manual`.
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliveryId>,

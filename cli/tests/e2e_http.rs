@@ -1,0 +1,224 @@
+//! End to end over HTTP against a real `vaia up` process: a signed push and an evidence
+//! upload take a run to PROMOTED through every state; a breaking tool change fails at
+//! the schema gate with its finding in the log; killing the process mid-run and starting
+//! it again on the same data directory loses nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use vaia::client::Client;
+use vaia::demo::{push_payload, wait_settled};
+use vaia_core::run::EventKind;
+use vaia_core::{CommitSha, ImageDigest, PipelineState, Repository};
+
+const SECRET: &str = "e2e-secret-8c1f";
+const V1: &str = include_str!("../../examples/demo/tools-v1.json");
+const V2: &str = include_str!("../../examples/demo/tools-v2.json");
+const V3: &str = include_str!("../../examples/demo/tools-v3-breaking.json");
+
+struct Vaia {
+    child: Child,
+    url: String,
+}
+
+impl Vaia {
+    /// Starts `vaia up` on a free port and waits until it says where it listens.
+    fn start(data_dir: &std::path::Path) -> Vaia {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vaia"))
+            .args(["up", "--port", "0", "--data-dir"])
+            .arg(data_dir)
+            .env("VAIA_GITHUB_WEBHOOK_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vaia up");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("vaia is up on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("vaia up did not start");
+        Vaia { child, url }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Vaia {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn commit(n: u8) -> CommitSha {
+    CommitSha::new(format!("{:02x}", n).repeat(20)).unwrap()
+}
+
+async fn push(client: &Client, repo: &Repository, sha: &CommitSha, delivery: &str) -> String {
+    let body = push_payload(repo, sha).unwrap();
+    let (status, answer) = client
+        .send_webhook(SECRET, "push", delivery, &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{answer}");
+    answer["run_id"].as_str().unwrap().to_string()
+}
+
+async fn upload(client: &Client, repo: &Repository, sha: &CommitSha, tools: &str) {
+    let image = ImageDigest::new(format!("sha256:{}", "ab".repeat(32))).unwrap();
+    let files = vec![("tools.json".to_string(), tools.as_bytes().to_vec())];
+    client
+        .upload_evidence(repo, sha, &image, None, &files)
+        .await
+        .unwrap();
+}
+
+fn states(detail: &vaia::api::RunDetail) -> Vec<PipelineState> {
+    let mut out = vec![PipelineState::Idle];
+    out.extend(
+        detail
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::Transition)
+            .filter_map(|e| e.to),
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_to_promotion_failure_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::new("octo/support-agent").unwrap();
+    let vaia = Vaia::start(dir.path());
+    let client = Client::new(&vaia.url);
+
+    // 1. A signed push and its evidence take a run through every state to PROMOTED.
+    let run = push(&client, &repo, &commit(1), "d-1").await;
+    upload(&client, &repo, &commit(1), V1).await;
+    let done = wait_settled(&client, &run, Duration::from_secs(30))
+        .await
+        .unwrap();
+    use PipelineState::*;
+    assert_eq!(
+        states(&done),
+        vec![
+            Idle,
+            Triggered,
+            CiRunning,
+            Build,
+            StagingEval,
+            CtQueued,
+            Promoted
+        ]
+    );
+    assert_eq!(done.verdicts["schema"].outcome, vaia_core::Outcome::Pass);
+    assert_eq!(
+        done.run.candidate.version.as_ref().unwrap().to_string(),
+        "0.1.0"
+    );
+
+    // 2. A breaking tool change fails at the schema gate, with the finding in the log.
+    let run = push(&client, &repo, &commit(2), "d-2").await;
+    upload(&client, &repo, &commit(2), V3).await;
+    let failed = wait_settled(&client, &run, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(failed.run.state, Failed);
+    let last = failed.events.last().unwrap();
+    assert_eq!(last.to, Some(Failed));
+    assert!(
+        last.reason.contains("tool get_order_status removed"),
+        "{}",
+        last.reason
+    );
+    assert!(failed.verdicts["schema"]
+        .findings
+        .iter()
+        .any(|f| f.rule == "schema.breaking.tool-removed"));
+
+    // 3. Kill the process right after the evidence lands, start it again: the run ends.
+    let run = push(&client, &repo, &commit(3), "d-3").await;
+    upload(&client, &repo, &commit(3), V2).await;
+    vaia.kill();
+    let vaia = Vaia::start(dir.path());
+    let client = Client::new(&vaia.url);
+    let resumed = wait_settled(&client, &run, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(resumed.run.state, Promoted, "{:#?}", resumed.events);
+    assert_eq!(
+        resumed.run.candidate.version.as_ref().unwrap().to_string(),
+        "0.2.0"
+    );
+    // The earlier runs survived the restart as they were.
+    let list = client.runs(10).await.unwrap();
+    assert_eq!(list.runs.len(), 3);
+
+    // 4. A redelivered push creates nothing new.
+    let body = push_payload(&repo, &commit(3)).unwrap();
+    let (status, _) = client
+        .send_webhook(SECRET, "push", "d-3", &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "the first answer is replayed");
+    assert_eq!(client.runs(10).await.unwrap().runs.len(), 3);
+    drop(vaia);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let vaia = Vaia::start(dir.path());
+    let client = Client::new(&vaia.url);
+    let repo = Repository::new("octo/support-agent").unwrap();
+    let body = push_payload(&repo, &commit(9)).unwrap();
+    let (status, answer) = client
+        .send_webhook("wrong-secret", "push", "x-1", &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "{answer}");
+    assert!(!answer.to_string().contains(SECRET));
+    let http = reqwest::Client::new();
+    let res = http
+        .get(format!("{}/api/runs/not-a-run", vaia.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = http
+        .put(format!(
+            "{}/api/evidence/octo/support-agent/{}/..%2Fescape",
+            vaia.url,
+            commit(9)
+        ))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(client.runs(10).await.unwrap().runs.is_empty());
+    let start = Instant::now();
+    let metrics = http
+        .get(format!("{}/metrics", vaia.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("vaia_runs{state=\"IDLE\"} 0"), "{metrics}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
