@@ -1,0 +1,303 @@
+//! [`BlobStore`] over a directory: the blob `a/b/c.json` is the file `<root>/a/b/c.json`.
+//! Writes are atomic (a temporary file under `<root>/~tmp/`, synced, then renamed; `~` is
+//! not allowed in blob keys, so temporaries are never listed), and each `put` sends an
+//! [`ObjectCreated`] to the notify queue like an S3 → SQS notification.
+//!
+//! Keys are validated by [`BlobKey`]; as defence in depth every path is also checked to
+//! stay inside the root, after resolving symbolic links.
+//!
+//! Sequencers are nanoseconds since the epoch, bumped to stay strictly increasing within
+//! the process, as 16 hex digits: a later write has a greater sequencer, across restarts
+//! too as long as the system clock does not step back past the previous process's writes.
+
+use async_trait::async_trait;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use vaia_core::ids::BlobKey;
+use vaia_core::messages::ObjectCreated;
+use vaia_core::ports::{BlobMeta, BlobStore, OutgoingMessage, PortError, PortResult, Queue};
+
+/// The directory of in-progress writes, inside the root.
+const TMP_DIR: &str = "~tmp";
+
+pub struct FsBlobStore {
+    notify: Option<(Arc<dyn Queue>, String)>,
+    inner: Arc<Inner>,
+}
+
+/// What the blocking file work needs.
+struct Inner {
+    root: PathBuf,
+    /// Serialises rename + sequencer so that a later write of a key gets a later sequencer.
+    publish: Mutex<()>,
+    last_sequencer: AtomicU64,
+    temp_counter: AtomicU64,
+}
+
+impl std::fmt::Debug for FsBlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsBlobStore")
+            .field("root", &self.inner.root)
+            .field("notify", &self.notify.as_ref().map(|(_, name)| name))
+            .finish()
+    }
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> PortError {
+    PortError::Unavailable(format!("{what} {}: {e}", path.display()))
+}
+
+impl FsBlobStore {
+    /// Opens (creating) the blob directory `root`. Each `put` is announced to `notify`
+    /// (queue, queue name) when given.
+    pub fn open(
+        root: impl Into<PathBuf>,
+        notify: Option<(Arc<dyn Queue>, String)>,
+    ) -> std::io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join(TMP_DIR))?;
+        let root = root.canonicalize()?;
+        Ok(Self {
+            notify,
+            inner: Arc::new(Inner {
+                root,
+                publish: Mutex::new(()),
+                last_sequencer: AtomicU64::new(0),
+                temp_counter: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> PortResult<T> + Send + 'static,
+    ) -> PortResult<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| PortError::Unavailable(format!("blob task failed: {e}")))?
+    }
+}
+
+impl Inner {
+    /// The path of `key`, refused if it would leave the root.
+    fn path(&self, key: &str) -> PortResult<PathBuf> {
+        let rel = Path::new(key);
+        if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(PortError::Invalid(format!(
+                "blob key {key:?} escapes the store"
+            )));
+        }
+        let path = self.root.join(rel);
+        if !path.starts_with(&self.root) {
+            return Err(PortError::Invalid(format!(
+                "blob key {key:?} escapes the store"
+            )));
+        }
+        Ok(path)
+    }
+
+    /// Refuses `path` if, with symbolic links resolved, it is outside the root.
+    fn check_inside(&self, path: &Path) -> PortResult<()> {
+        let real = path
+            .canonicalize()
+            .map_err(|e| io_error("cannot resolve", path, e))?;
+        if real.starts_with(&self.root) {
+            Ok(())
+        } else {
+            Err(PortError::Invalid(format!(
+                "{} resolves outside the blob store",
+                path.display()
+            )))
+        }
+    }
+
+    fn next_sequencer(&self) -> String {
+        let now = chrono::Utc::now()
+            .timestamp_nanos_opt()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
+        let prev = self
+            .last_sequencer
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.max(last.saturating_add(1)))
+            })
+            .unwrap_or(now);
+        format!("{:016X}", now.max(prev.saturating_add(1)))
+    }
+
+    fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated> {
+        let path = self.path(key.as_str())?;
+        let parent = path
+            .parent()
+            .ok_or_else(|| PortError::Invalid(format!("blob key {key} has no parent")))?;
+        std::fs::create_dir_all(parent).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+                PortError::Invalid(format!("blob key {key}: a parent is an existing blob"))
+            }
+            _ => io_error("cannot create", parent, e),
+        })?;
+        self.check_inside(parent)?;
+        if path.is_dir() {
+            return Err(PortError::Invalid(format!(
+                "blob key {key} is a prefix of other blobs"
+            )));
+        }
+
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .root
+            .join(TMP_DIR)
+            .join(format!("{}-{n}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_error("cannot write", &tmp, e));
+        }
+        let _guard = self
+            .publish
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(e) = std::fs::rename(&tmp, &path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_error("cannot rename into", &path, e));
+        }
+        Ok(ObjectCreated {
+            key: key.clone(),
+            size: bytes.len() as u64,
+            sequencer: self.next_sequencer(),
+        })
+    }
+
+    fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {
+        let path = self.path(key.as_str())?;
+        // Only regular files are blobs; symbolic links are not followed.
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(None),
+            Err(e) => return Err(io_error("cannot read", &path, e)),
+        }
+        if let Some(parent) = path.parent() {
+            self.check_inside(parent)?;
+        }
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("cannot read", &path, e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> PortResult<Vec<BlobMeta>> {
+        // Walk from the deepest directory the prefix names; a prefix that no valid key can
+        // start with lists nothing (and never walks outside the root).
+        let dir_part = prefix.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            if BlobKey::new(dir_part).is_err() {
+                return Ok(Vec::new());
+            }
+            self.path(dir_part)?
+        };
+        if std::fs::symlink_metadata(&start).is_err() {
+            return Ok(Vec::new()); // nothing there
+        }
+        self.check_inside(&start)?;
+        let mut out = Vec::new();
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(io_error("cannot list", &dir, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| io_error("cannot list", &dir, e))?;
+                let kind = entry
+                    .file_type()
+                    .map_err(|e| io_error("cannot stat", &entry.path(), e))?;
+                let path = entry.path();
+                if kind.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if !kind.is_file() {
+                    continue; // symbolic links and other oddities are not blobs
+                }
+                let Ok(rel) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
+                let Some(rel) = rel.to_str() else { continue };
+                let rel = rel.replace(std::path::MAIN_SEPARATOR, "/");
+                if !rel.starts_with(prefix) {
+                    continue;
+                }
+                let Ok(key) = BlobKey::new(rel) else {
+                    continue; // temporaries and foreign files
+                };
+                let size = entry
+                    .metadata()
+                    .map_err(|e| io_error("cannot stat", &path, e))?
+                    .len();
+                out.push(BlobMeta { key, size });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated> {
+        let key_owned = key.clone();
+        let bytes = bytes.to_vec();
+        let event = self
+            .blocking(move |inner| inner.put(&key_owned, &bytes))
+            .await?;
+        if let Some((queue, name)) = &self.notify {
+            let body =
+                serde_json::to_string(&event).map_err(|e| PortError::Invalid(e.to_string()))?;
+            queue
+                .send(
+                    name,
+                    OutgoingMessage {
+                        body,
+                        dedupe_key: None,
+                        group: None,
+                    },
+                )
+                .await?;
+        }
+        Ok(event)
+    }
+
+    async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {
+        let key = key.clone();
+        self.blocking(move |inner| inner.get(&key)).await
+    }
+
+    async fn list(&self, prefix: &str) -> PortResult<Vec<BlobMeta>> {
+        let prefix = prefix.to_string();
+        self.blocking(move |inner| inner.list(&prefix)).await
+    }
+}

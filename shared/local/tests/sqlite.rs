@@ -1,0 +1,256 @@
+//! Behaviour of the local adapters beyond the port contract: persistence across restarts,
+//! schema versioning, WAL, error mapping, dedupe windows, blob-path defences.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use vaia_core::contract::{base_time, sample_run};
+use vaia_core::ids::BlobKey;
+use vaia_core::memory::ManualClock;
+use vaia_core::messages::{queues, ObjectCreated};
+use vaia_core::ports::*;
+use vaia_local::{LocalError, LocalOptions, LocalStore, QueueOptions};
+
+fn opts(clock: Arc<dyn Clock>) -> LocalOptions {
+    LocalOptions {
+        clock,
+        ..LocalOptions::default()
+    }
+}
+
+fn msg(body: &str, key: Option<&str>) -> OutgoingMessage {
+    OutgoingMessage {
+        body: body.into(),
+        dedupe_key: key.map(String::from),
+        group: None,
+    }
+}
+
+fn raw(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join("vaia.db")).expect("raw connection")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = sample_run(7, base_time());
+    let key = BlobKey::new("evidence/octo/agent/x/manifest.json").expect("key");
+    let first_put;
+    {
+        let store = LocalStore::open(dir.path(), LocalOptions::default()).expect("open");
+        assert_eq!(store.runs.create(&run, &[]).await, Ok(Created::Created));
+        store
+            .queue
+            .send("work", msg("hello", Some("k")))
+            .await
+            .expect("send");
+        first_put = store.blobs.put(&key, b"one").await.expect("put");
+        assert!(dir
+            .path()
+            .join("blobs/evidence/octo/agent/x/manifest.json")
+            .is_file());
+    }
+    let store = LocalStore::open(dir.path(), LocalOptions::default()).expect("reopen");
+    assert_eq!(
+        store.db.schema_version(),
+        Ok(vaia_local::db::SCHEMA_VERSION)
+    );
+    assert_eq!(store.runs.get(&run.id).await, Ok(Some(run)));
+    // The dedupe window outlives the process.
+    store
+        .queue
+        .send("work", msg("hello again", Some("k")))
+        .await
+        .expect("send");
+    let got = store
+        .queue
+        .receive("work", 10, Duration::from_secs(5))
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, "hello");
+    assert_eq!(store.blobs.get(&key).await, Ok(Some(b"one".to_vec())));
+    let second_put = store.blobs.put(&key, b"two").await.expect("put");
+    assert!(
+        vaia_core::contract::compare_sequencers(&second_put.sequencer, &first_put.sequencer)
+            .is_gt(),
+        "sequencers increase across restarts"
+    );
+    // Both puts were announced on the blob-events queue.
+    let events = store
+        .queue
+        .receive(queues::BLOB_EVENTS, 10, Duration::from_secs(5))
+        .await
+        .expect("receive");
+    let events: Vec<ObjectCreated> = events
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).expect("json"))
+        .collect();
+    assert_eq!(events, vec![first_put, second_put]);
+
+    let mode: String = raw(dir.path())
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("journal_mode");
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(LocalStore::open(dir.path(), LocalOptions::default()).expect("open"));
+    raw(dir.path())
+        .pragma_update(None, "user_version", 99)
+        .expect("set user_version");
+    match LocalStore::open(dir.path(), LocalOptions::default()) {
+        Err(LocalError::SchemaTooNew {
+            found: 99,
+            supported: 1,
+            ..
+        }) => {}
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_locked_database_is_unavailable_and_bad_rows_are_invalid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(
+        dir.path(),
+        LocalOptions {
+            busy_timeout: Duration::from_millis(50),
+            ..LocalOptions::default()
+        },
+    )
+    .expect("open");
+    let run = sample_run(1, base_time());
+    store.runs.create(&run, &[]).await.expect("create");
+
+    let other = raw(dir.path());
+    other.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    let err = store
+        .queue
+        .send("work", msg("x", None))
+        .await
+        .expect_err("locked");
+    assert!(matches!(err, PortError::Unavailable(_)), "{err:?}");
+    assert!(err.is_retryable());
+    other.execute_batch("ROLLBACK").expect("unlock");
+    store
+        .queue
+        .send("work", msg("x", None))
+        .await
+        .expect("unlocked");
+
+    other
+        .execute(
+            "UPDATE runs SET json = '{\"nope\":1}' WHERE id = ?1",
+            [run.id.as_str()],
+        )
+        .expect("corrupt");
+    let err = store.runs.get(&run.id).await.expect_err("undecodable");
+    assert!(matches!(err, PortError::Invalid(_)), "{err:?}");
+    let err = store
+        .runs
+        .list(10, Some("not a cursor"))
+        .await
+        .expect_err("bad cursor");
+    assert!(matches!(err, PortError::Invalid(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn dedupe_keys_expire_after_the_window_and_max_receives_is_per_queue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(base_time()));
+    let store = LocalStore::open(dir.path(), opts(clock.clone())).expect("open");
+    let q = store.queue.as_ref();
+    let id = q.send("work", msg("a", Some("k"))).await.expect("send");
+    clock.advance(Duration::from_secs(299));
+    assert_eq!(q.send("work", msg("b", Some("k"))).await, Ok(id.clone()));
+    clock.advance(Duration::from_secs(2));
+    let id2 = q.send("work", msg("c", Some("k"))).await.expect("send");
+    assert_ne!(id, id2, "a new message once the window has passed");
+    assert_eq!(q.depth("work").await.expect("depth").visible, 2);
+
+    q.set_max_receives("strict", 1);
+    assert_eq!(q.max_receives("strict"), 1);
+    assert_eq!(q.max_receives("work"), QueueOptions::default().max_receives);
+    q.send("strict", msg("once", None)).await.expect("send");
+    let m = q
+        .receive("strict", 1, Duration::from_secs(1))
+        .await
+        .expect("receive");
+    q.fail("strict", &m[0].receipt, "nope", true)
+        .await
+        .expect("fail");
+    assert_eq!(q.depth("strict").await.expect("depth").dead, 1);
+}
+
+#[tokio::test]
+async fn a_redriven_message_gets_fresh_receipts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(dir.path(), LocalOptions::default()).expect("open");
+    let q = store.queue.as_ref();
+    q.send("work", msg("m", None)).await.expect("send");
+    let first = q
+        .receive("work", 1, Duration::from_secs(30))
+        .await
+        .expect("receive");
+    q.fail("work", &first[0].receipt, "bad", false)
+        .await
+        .expect("fail");
+    assert_eq!(store.queue.redrive("work").await, Ok(1));
+    let second = q
+        .receive("work", 1, Duration::from_secs(30))
+        .await
+        .expect("receive");
+    assert_eq!(second[0].receive_count, 1);
+    assert_ne!(second[0].receipt, first[0].receipt);
+    q.delete("work", &first[0].receipt)
+        .await
+        .expect("stale delete");
+    assert_eq!(q.depth("work").await.expect("depth").in_flight, 1);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_cannot_leave_the_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("outside");
+    std::fs::write(outside.path().join("secret"), b"s3cr3t").expect("write");
+    let store = LocalStore::open(dir.path(), LocalOptions::default()).expect("open");
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("blobs/evil")).expect("symlink");
+
+    let key = BlobKey::new("evil/secret").expect("key");
+    let err = store.blobs.get(&key).await.expect_err("escape refused");
+    assert!(matches!(err, PortError::Invalid(_)), "{err:?}");
+    let err = store
+        .blobs
+        .put(&BlobKey::new("evil/new").expect("key"), b"x")
+        .await;
+    assert!(matches!(err, Err(PortError::Invalid(_))), "{err:?}");
+    assert!(!outside.path().join("new").exists());
+    let listed = store.blobs.list("evil/").await;
+    assert!(matches!(listed, Err(PortError::Invalid(_))), "{listed:?}");
+    assert_eq!(store.blobs.list("../").await, Ok(vec![]));
+
+    // A key cannot be both a blob and a prefix of blobs.
+    let a = BlobKey::new("a/b").expect("key");
+    store.blobs.put(&a, b"1").await.expect("put");
+    let nested = store
+        .blobs
+        .put(&BlobKey::new("a/b/c").expect("key"), b"2")
+        .await;
+    assert!(matches!(nested, Err(PortError::Invalid(_))), "{nested:?}");
+    assert_eq!(store.blobs.get(&a).await, Ok(Some(b"1".to_vec())));
+    // Temporaries are never listed.
+    let keys: Vec<_> = store
+        .blobs
+        .list("")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(keys, vec![a]);
+}
