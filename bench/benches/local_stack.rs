@@ -3,13 +3,15 @@
 //! adapters, delivered by the router. Reported as elements per second, where an element
 //! is one applied state transition.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vaia::stack::{consumers, Ports};
 use vaia_core::messages::{queues, send_signal, Signal};
-use vaia_core::ports::{BlobStore, Clock, NoMetrics, RunStore, SystemClock};
 use vaia_core::policy::Policy;
+use vaia_core::ports::{BlobStore, NoMetrics, RunStore, SystemClock};
 use vaia_core::run::{Run, Trigger};
 use vaia_core::{BlobKey, CommitSha, PipelineState, Repository};
 use vaia_local::{LocalOptions, LocalStore, RouteOptions, Router};
@@ -39,14 +41,30 @@ fn local() -> Local {
     for (queue, handler) in consumers(&ports) {
         router.route(queue, handler, RouteOptions::default());
     }
-    Local { _dir: dir, ports, router }
+    Local {
+        _dir: dir,
+        ports,
+        router,
+    }
 }
 
 fn new_run(i: u64, salt: u64, now: chrono::DateTime<chrono::Utc>) -> Run {
     let repo = Repository::new("bench/agent").expect("repo");
     let sha = CommitSha::new(format!("{salt:020x}{i:020x}")).expect("sha");
-    let trigger = Trigger { kind: "push".into(), delivery: None, actor: None, at: now };
-    Run::new(repo, sha, Some("main".into()), trigger, Policy::default(), now)
+    let trigger = Trigger {
+        kind: "push".into(),
+        delivery: None,
+        actor: None,
+        at: now,
+    };
+    Run::new(
+        repo,
+        sha,
+        Some("main".into()),
+        trigger,
+        Policy::default(),
+        now,
+    )
 }
 
 /// Uploads a one-file evidence bundle for `run` (the manifest last).
@@ -63,7 +81,10 @@ async fn upload(blobs: &dyn BlobStore, run: &Run) {
         "created_at": "2026-11-27T10:00:00Z"
     });
     let key = BlobKey::evidence(&run.repository, &run.commit, "manifest.json").expect("key");
-    blobs.put(&key, manifest.to_string().as_bytes()).await.expect("put manifest");
+    blobs
+        .put(&key, manifest.to_string().as_bytes())
+        .await
+        .expect("put manifest");
 }
 
 /// Creates `n` runs with their evidence, drains the router, checks they all promoted.
@@ -73,22 +94,45 @@ async fn pipeline_runs(l: &Local, n: u64, salt: u64) -> Duration {
     let start = Instant::now();
     for run in &runs {
         l.ports.store.create(run, &[]).await.expect("create");
-        send_signal(&*l.ports.queue, &run.id, Some(PipelineState::Idle), "bench", Signal::Trigger, "trigger")
-            .await
-            .expect("send");
+        send_signal(
+            &*l.ports.queue,
+            &run.id,
+            Some(PipelineState::Idle),
+            "bench",
+            Signal::Trigger,
+            "trigger",
+        )
+        .await
+        .expect("send");
         upload(&*l.ports.blobs, run).await;
     }
     l.router.drain().await.expect("drain");
     let elapsed = start.elapsed();
     for run in &runs {
-        let state = l.ports.store.get(&run.id).await.expect("get").expect("run").state;
-        assert_eq!(state, PipelineState::Promoted, "run {} ended {state}", run.id);
+        let state = l
+            .ports
+            .store
+            .get(&run.id)
+            .await
+            .expect("get")
+            .expect("run")
+            .state;
+        assert_eq!(
+            state,
+            PipelineState::Promoted,
+            "run {} ended {state}",
+            run.id
+        );
     }
     elapsed
 }
 
 fn pipeline(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
     let l = local();
     let mut salt = 0u64;
     let mut g = c.benchmark_group("local_stack");
@@ -112,7 +156,11 @@ fn pipeline(c: &mut Criterion) {
 /// Bare orchestrator: runs already verified, so each message is one transition written
 /// and its effect sent; no gate or registry work. Measures the transition machinery alone.
 fn transitions(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LocalStore::open(dir.path(), LocalOptions::default()).expect("open");
     let runs: Arc<dyn RunStore> = store.runs.clone();
@@ -123,7 +171,15 @@ fn transitions(c: &mut Criterion) {
         Arc::new(NoMetrics),
     ));
     let mut router = store.router();
-    router.route(queues::ADVANCE, orchestrator, RouteOptions { batch: 10, visibility: Duration::from_secs(30), concurrency: 4 });
+    router.route(
+        queues::ADVANCE,
+        orchestrator,
+        RouteOptions {
+            batch: 10,
+            visibility: Duration::from_secs(30),
+            concurrency: 4,
+        },
+    );
     let mut salt = 1_000_000u64;
     let mut g = c.benchmark_group("local_stack");
     g.sample_size(10);
@@ -142,9 +198,16 @@ fn transitions(c: &mut Criterion) {
                     }
                     let start = Instant::now();
                     for run in &batch {
-                        send_signal(&*store.queue, &run.id, Some(PipelineState::Idle), "bench", Signal::Trigger, "t")
-                            .await
-                            .expect("send");
+                        send_signal(
+                            &*store.queue,
+                            &run.id,
+                            Some(PipelineState::Idle),
+                            "bench",
+                            Signal::Trigger,
+                            "t",
+                        )
+                        .await
+                        .expect("send");
                     }
                     router.drain().await.expect("drain");
                     start.elapsed()

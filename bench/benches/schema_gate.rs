@@ -46,7 +46,7 @@ fn tool(i: usize) -> Value {
         "name": format!("tool_{i:03}"),
         "description": format!("Tool number {i}: searches the {i}th collection."),
         "inputSchema": {"type": "object", "properties": props, "required": ["query"], "additionalProperties": false},
-        "annotations": {"readOnlyHint": i % 2 == 0}
+        "annotations": {"readOnlyHint": i.is_multiple_of(2)}
     })
 }
 

@@ -98,12 +98,42 @@ pub struct Stack {
     pub ports: Ports,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Held for the stack's life: one process owns a data directory.
+    _lock: std::fs::File,
+}
+
+pub const LOCK_FILE: &str = "vaia.lock";
+
+/// Takes the data directory's lock, so that two stacks never share one database (each
+/// would hand the other's in-flight messages back at start).
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "{} is in use by another vaia process (it holds {})",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 impl Stack {
     pub async fn start(config: StackConfig) -> Result<Stack> {
+        let lock = lock_data_dir(&config.data_dir)?;
         let local = LocalStore::open(&config.data_dir, LocalOptions::default())
             .with_context(|| format!("opening the local store in {}", config.data_dir.display()))?;
+        // Deliveries held by a previous process that died are handed back at once.
+        let released = local.queue.release_in_flight().await?;
+        if released > 0 {
+            tracing::info!(released, "released messages held by a previous process");
+        }
         let prom = Arc::new(PromMetrics::new());
         let ports = Ports {
             store: local.runs.clone(),
@@ -162,6 +192,7 @@ impl Stack {
             ports,
             shutdown,
             tasks,
+            _lock: lock,
         })
     }
 

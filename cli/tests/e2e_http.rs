@@ -153,6 +153,7 @@ async fn push_to_promotion_failure_and_restart() {
     let run = push(&client, &repo, &commit(3), "d-3").await;
     upload(&client, &repo, &commit(3), V2).await;
     vaia.kill();
+    let killed_at = chrono::Utc::now();
     let vaia = Vaia::start(dir.path());
     let client = Client::new(&vaia.url);
     let resumed = wait_settled(&client, &run, Duration::from_secs(60))
@@ -162,6 +163,16 @@ async fn push_to_promotion_failure_and_restart() {
     assert_eq!(
         resumed.run.candidate.version.as_ref().unwrap().to_string(),
         "0.2.0"
+    );
+    // The kill really was mid-run: the run reached PROMOTED in the second process.
+    let promoted = resumed
+        .events
+        .iter()
+        .find(|e| e.to == Some(Promoted))
+        .unwrap();
+    assert!(
+        promoted.at > killed_at,
+        "the run had finished before the kill"
     );
     // The earlier runs survived the restart as they were.
     let list = client.runs(10).await.unwrap();
@@ -221,4 +232,40 @@ async fn bad_requests_change_nothing() {
         .unwrap();
     assert!(metrics.contains("vaia_runs{state=\"IDLE\"} 0"), "{metrics}");
     assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_second_stack_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Vaia::start(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_vaia"))
+        .args(["up", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .env("VAIA_GITHUB_WEBHOOK_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is in use by another vaia process"),
+        "{stderr}"
+    );
+    drop(first);
+}
+
+#[test]
+fn up_without_a_webhook_secret_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vaia"))
+        .args(["up", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("VAIA_GITHUB_WEBHOOK_SECRET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("VAIA_GITHUB_WEBHOOK_SECRET is not set"),
+        "{stderr}"
+    );
 }

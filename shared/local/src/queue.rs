@@ -201,6 +201,23 @@ impl SqliteQueue {
         })
     }
 
+    /// Makes every received-but-unfinished message visible now, as if its visibility
+    /// timeout had ended; returns how many. For a process that owns the database and
+    /// restarts after a crash: the deliveries it held died with it, and waiting out their
+    /// timeouts would only delay recovery. Receive counts are kept, so a message that
+    /// crashes its handler still reaches the dead-letter queue.
+    pub async fn release_in_flight(&self) -> PortResult<u64> {
+        let now = nanos(self.clock.now());
+        let released = self.db.call(|c| {
+            Ok(c.prepare_cached(
+                "UPDATE messages SET visible_at = ?1, deliveries = deliveries + 1 \
+                 WHERE visible_at > ?1 AND receive_count > 0 AND queue NOT LIKE '%-dlq'",
+            )?
+            .execute(params![now])?)
+        })?;
+        Ok(released as u64)
+    }
+
     /// Moves every message of `queue`'s dead-letter queue back to `queue` for a fresh set
     /// of receives; returns how many moved.
     pub async fn redrive(&self, queue: &str) -> PortResult<u64> {
@@ -225,7 +242,10 @@ impl Queue for SqliteQueue {
     async fn send(&self, queue: &str, message: OutgoingMessage) -> PortResult<String> {
         let now = nanos(self.clock.now());
         let dedupe_until = now.saturating_add(duration_nanos(self.opts.dedupe_window));
-        let prune = self.sends.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == 0;
+        let prune = self
+            .sends
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(PRUNE_EVERY);
         let (id, new) = self.db.transaction(|tx| {
             if let Some(key) = &message.dedupe_key {
                 let existing: Option<String> = tx

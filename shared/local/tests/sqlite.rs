@@ -254,3 +254,42 @@ async fn blobs_cannot_leave_the_root() {
         .collect();
     assert_eq!(keys, vec![a]);
 }
+
+#[tokio::test]
+async fn release_in_flight_hands_back_a_crashed_process_deliveries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(base_time()));
+    let store = LocalStore::open(dir.path(), opts(clock.clone())).expect("open");
+    let q = &store.queue;
+    q.send("work", msg("a", None)).await.expect("send");
+    q.send("work", msg("b", None)).await.expect("send");
+    let held = q
+        .receive("work", 1, Duration::from_secs(300))
+        .await
+        .expect("receive");
+    assert_eq!(held.len(), 1);
+    // The holder "crashes": its message is invisible for five minutes...
+    assert_eq!(
+        q.receive("work", 10, Duration::from_secs(300))
+            .await
+            .expect("r")
+            .len(),
+        1
+    );
+    assert!(q
+        .receive("work", 10, Duration::from_secs(300))
+        .await
+        .expect("r")
+        .is_empty());
+    // ...unless the restarted owner releases it. Receive counts are kept.
+    assert_eq!(q.release_in_flight().await.expect("release"), 2);
+    let again = q
+        .receive("work", 10, Duration::from_secs(300))
+        .await
+        .expect("r");
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|m| m.receive_count == 2));
+    // The old receipt is stale now.
+    q.delete("work", &held[0].receipt).await.expect("delete");
+    assert_eq!(q.depth("work").await.expect("depth").in_flight, 2);
+}
