@@ -25,3 +25,58 @@ fmt:
 ## Criterion benchmarks (see bench/README.md).
 bench:
 	$(CARGO) bench -p vaia-bench
+
+# ---------------------------------------------------------------- AWS (issue 3)
+# Python tools live in virtualenvs under .venv/ (gitignored); each target creates its own.
+PYTHON ?= python3
+VENV := .venv
+LAMBDA_FUNCTIONS := webhook orchestrator sweeper registry gate-schema
+
+.PHONY: venvs moto-venv lambda-venv sam-venv checkov-venv infra-check lambda-build lambda-build-x86 bench-lambda
+
+$(VENV)/moto/bin/python:
+	$(PYTHON) -m venv $(VENV)/moto
+	$(VENV)/moto/bin/pip install -q 'moto[server]==5.2.5' boto3
+
+$(VENV)/lambda/bin/cargo-lambda:
+	$(PYTHON) -m venv $(VENV)/lambda
+	$(VENV)/lambda/bin/pip install -q 'cargo-lambda==1.9.2'
+
+$(VENV)/sam/bin/sam:
+	$(PYTHON) -m venv $(VENV)/sam
+	$(VENV)/sam/bin/pip install -q 'aws-sam-cli==1.170.*' 'cfn-lint==1.*'
+
+$(VENV)/checkov/bin/checkov:
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install -q 'checkov==3.*'
+
+## The local AWS-compatible server the AWS adapter tests start (moto).
+moto-venv: $(VENV)/moto/bin/python
+lambda-venv: $(VENV)/lambda/bin/cargo-lambda
+sam-venv: $(VENV)/sam/bin/sam
+checkov-venv: $(VENV)/checkov/bin/checkov
+venvs: moto-venv lambda-venv sam-venv checkov-venv
+
+## Validate infra/template.yaml offline: sam validate --lint, cfn-lint, checkov.
+infra-check: sam-venv checkov-venv
+	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x \
+	  AWS_EC2_METADATA_DISABLED=true $(VENV)/sam/bin/sam validate --lint -t infra/template.yaml
+	$(VENV)/sam/bin/cfn-lint infra/template.yaml
+	$(VENV)/checkov/bin/checkov --skip-download --quiet --compact --framework cloudformation -f infra/template.yaml
+
+## Every function for Lambda (arm64, release, provided.al2023) into target/lambda-arm64/.
+lambda-build: lambda-venv
+	rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(VENV)/lambda/bin:$$PATH" $(CARGO) lambda build --release --arm64 \
+	  --lambda-dir target/lambda-arm64 $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
+	@ls -l target/lambda-arm64/*/bootstrap
+
+## The same for x86_64 (what the init/RSS benchmark runs here) into target/lambda-x86_64/.
+lambda-build-x86: lambda-venv
+	PATH="$(CURDIR)/$(VENV)/lambda/bin:$$PATH" $(CARGO) lambda build --release --x86-64 \
+	  --lambda-dir target/lambda-x86_64 $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
+
+## Init time and max RSS of every function beside the Python/boto3 baseline (bench/README.md).
+bench-lambda: lambda-build-x86 moto-venv
+	$(CARGO) run --release -p vaia-bench --bin lambda-init -- --lambda-dir target/lambda-x86_64 \
+	  --python $(VENV)/moto/bin/python --runs 10
