@@ -64,16 +64,16 @@ infra-check: sam-venv checkov-venv
 	$(VENV)/sam/bin/cfn-lint infra/template.yaml
 	$(VENV)/checkov/bin/checkov --skip-download --quiet --compact --framework cloudformation -f infra/template.yaml
 
-## Every function for Lambda (arm64, release, provided.al2023) into target/lambda-arm64/.
+## Every function for Lambda (arm64, profile `lambda`, provided.al2023) into target/lambda-arm64/.
 lambda-build: lambda-venv
 	rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
-	PATH="$(CURDIR)/$(VENV)/lambda/bin:$$PATH" $(CARGO) lambda build --release --arm64 \
+	PATH="$(CURDIR)/$(VENV)/lambda/bin:$$PATH" $(CARGO) lambda build --profile lambda --arm64 \
 	  --lambda-dir target/lambda-arm64 $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
 	@ls -l target/lambda-arm64/*/bootstrap
 
 ## The same for x86_64 (what the init/RSS benchmark runs here) into target/lambda-x86_64/.
 lambda-build-x86: lambda-venv
-	PATH="$(CURDIR)/$(VENV)/lambda/bin:$$PATH" $(CARGO) lambda build --release --x86-64 \
+	PATH="$(CURDIR)/$(VENV)/lambda/bin:$$PATH" $(CARGO) lambda build --profile lambda --x86-64 \
 	  --lambda-dir target/lambda-x86_64 $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
 
 ## Init time and max RSS of every function beside the Python/boto3 baseline (bench/README.md).

@@ -1,0 +1,172 @@
+//! Configuration from environment variables, and the ports built from it once per
+//! container.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `VAIA_TABLE` | DynamoDB table name | required |
+//! | `VAIA_BUCKET` | artifacts bucket | required |
+//! | `VAIA_QUEUE_PREFIX` | prefix of every queue name (the stack name and a dash) | empty |
+//! | `VAIA_QUEUE_URL_<NAME>` | explicit URL of logical queue `<name>` | looked up |
+//! | `VAIA_MAX_RECEIVES` | the queues' `maxReceiveCount` | 5 |
+//! | `VAIA_IDEMPOTENCY_TTL_SECS` | how long completed idempotency records answer | 604800 |
+//! | `AWS_ENDPOINT_URL` | a local AWS-compatible server (S3 then uses path-style) | AWS |
+//! | `AWS_REGION` | region | set by Lambda |
+
+use crate::dynamo::{DynamoIdempotency, DynamoRunStore, DynamoTable};
+use crate::s3::S3BlobStore;
+use crate::sqs::{QueueNames, SqsQueue};
+use aws_config::BehaviorVersion;
+use std::sync::Arc;
+use std::time::Duration;
+use vaia_core::ports::{Clock, SystemClock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name}: {reason}")]
+    Bad { name: &'static str, reason: String },
+}
+
+/// Everything the adapters need, read from the environment.
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    pub table: String,
+    pub bucket: String,
+    pub queues: QueueNames,
+    pub max_receives: u32,
+    pub idempotency_ttl: Duration,
+    /// Overrides the AWS endpoint (a local server); S3 then uses path-style addressing.
+    pub endpoint: Option<String>,
+}
+
+fn required(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(ConfigError::Missing(name))
+}
+
+fn number(name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v.parse().map_err(|e| ConfigError::Bad {
+            name,
+            reason: format!("{v:?} is not a number: {e}"),
+        }),
+        _ => Ok(default),
+    }
+}
+
+impl AwsSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: required("VAIA_TABLE")?,
+            bucket: required("VAIA_BUCKET")?,
+            queues: QueueNames::from_env(),
+            max_receives: u32::try_from(number("VAIA_MAX_RECEIVES", 5)?).map_err(|e| {
+                ConfigError::Bad {
+                    name: "VAIA_MAX_RECEIVES",
+                    reason: e.to_string(),
+                }
+            })?,
+            idempotency_ttl: Duration::from_secs(number(
+                "VAIA_IDEMPOTENCY_TTL_SECS",
+                DynamoIdempotency::DEFAULT_COMPLETED_TTL.as_secs(),
+            )?),
+            endpoint: std::env::var("AWS_ENDPOINT_URL")
+                .ok()
+                .filter(|v| !v.is_empty()),
+        })
+    }
+}
+
+/// The SDK configuration: region, credentials and retry from the environment (the Lambda
+/// role on AWS), endpoint override when given.
+pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(url) = endpoint {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// An S3 client; path-style whenever the endpoint is overridden.
+pub fn s3_client(sdk: &aws_config::SdkConfig, endpoint_overridden: bool) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(endpoint_overridden)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Every port a function may use, built once per container. Clients share one HTTP
+/// connection pool; credentials resolve lazily on the first request.
+#[derive(Clone)]
+pub struct AwsPorts {
+    pub settings: AwsSettings,
+    pub sdk: aws_config::SdkConfig,
+    pub table: DynamoTable,
+    pub store: Arc<DynamoRunStore>,
+    pub idempotency: Arc<DynamoIdempotency>,
+    pub queue: Arc<SqsQueue>,
+    pub blobs: Arc<S3BlobStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AwsPorts {
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let settings = AwsSettings::from_env()?;
+        Ok(Self::new(settings).await)
+    }
+
+    pub async fn new(settings: AwsSettings) -> Self {
+        let sdk = sdk_config(settings.endpoint.as_deref()).await;
+        Self::with_sdk(settings, sdk)
+    }
+
+    pub fn with_sdk(settings: AwsSettings, sdk: aws_config::SdkConfig) -> Self {
+        let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&sdk), settings.table.clone());
+        let queue = SqsQueue::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            settings.queues.clone(),
+            settings.max_receives,
+        );
+        let blobs = S3BlobStore::new(
+            s3_client(&sdk, sdk.endpoint_url().is_some()),
+            settings.bucket.clone(),
+        );
+        Self {
+            store: Arc::new(DynamoRunStore::new(table.clone())),
+            idempotency: Arc::new(DynamoIdempotency::new(
+                table.clone(),
+                settings.idempotency_ttl,
+            )),
+            queue: Arc::new(queue),
+            blobs: Arc::new(blobs),
+            clock: Arc::new(SystemClock),
+            table,
+            sdk,
+            settings,
+        }
+    }
+}
+
+/// The decrypted value of SSM parameter `name` (a `SecureString` such as the webhook
+/// secret). Read once at init; never put secrets in plain environment values.
+pub async fn ssm_parameter(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+) -> Result<String, vaia_core::ports::PortError> {
+    let out = aws_sdk_ssm::Client::new(sdk)
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| crate::error::map_sdk(&format!("ssm GetParameter {name}"), e))?;
+    out.parameter()
+        .and_then(|p| p.value())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            vaia_core::ports::PortError::Invalid(format!("ssm parameter {name} has no value"))
+        })
+}

@@ -1,0 +1,659 @@
+//! DynamoDB adapters: the [`RunStore`] and the [`Idempotency`] records, in one table.
+//!
+//! Single-table layout (`pk`, `sk` strings; two sparse global secondary indexes):
+//!
+//! | item | pk | sk | other attributes |
+//! |---|---|---|---|
+//! | run | `RUN#<id>` | `RUN` | `version` (N), `state`, `events` (N), `body` (run JSON), `gsi1pk` = `RUNS`, `gsi1sk` = `<created>#<id>`; while in flight `gsi2pk` = `INFLIGHT`, `gsi2sk` = `<deadline>#<id>` |
+//! | event | `RUN#<id>` | `EV#<seq, 20 digits>` | `body` (event JSON) |
+//! | idempotency record | `IDEM#<key>` | `IDEM` | `status` (`in_progress`/`completed`), `until_ms` (N), `result`, `ttl` (N, DynamoDB TTL) |
+//!
+//! `GSI1` (`gsi1pk`, `gsi1sk`) serves `list` newest first; `GSI2` (`gsi2pk`, `gsi2sk`) is
+//! sparse and serves `overdue`: a run leaves it when a write drops the attributes.
+//! `count_by_state` queries `GSI1` projecting only the state.
+//!
+//! Events are stored if and only if the run is. A save or create that carries events is one
+//! `TransactWriteItems` (the conditional run write plus one insert-if-absent per event); a
+//! save without events is a single conditional `PutItem`. A lost condition is
+//! [`PortError::Conflict`], with the version found taken from the cancellation reason's
+//! item (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), never from an extra read. The
+//! transaction costs two write units per item instead of one; the alternative (events
+//! first under idempotent keys, then the run) needs orphan clean-up and leases to stay
+//! correct under racing writers, and a transition writes two small items, so the
+//! transaction is worth its price (see `bench/COST.md`).
+
+use crate::error::map_sdk;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use vaia_core::ports::{Claim, Created, Idempotency, PortError, PortResult, RunPage, RunStore};
+use vaia_core::run::{Run, RunEvent, Timestamp};
+use vaia_core::{PipelineState, RunId};
+
+pub const GSI_BY_CREATED: &str = "gsi1";
+pub const GSI_IN_FLIGHT: &str = "gsi2";
+const RUN_SK: &str = "RUN";
+const IDEM_SK: &str = "IDEM";
+const ALL_RUNS: &str = "RUNS";
+const IN_FLIGHT: &str = "INFLIGHT";
+/// Upper bound of a transaction's items, by DynamoDB's limit.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn run_pk(id: &RunId) -> String {
+    format!("RUN#{id}")
+}
+
+fn event_sk(seq: u64) -> String {
+    format!("EV#{seq:020}")
+}
+
+/// Fixed-width UTC time, so that string order is time order.
+pub fn sortable_time(t: Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn get_n(item: &Item, name: &str) -> Option<u64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(item: &Item, what: &str) -> PortResult<T> {
+    let body = get_s(item, "body")
+        .ok_or_else(|| PortError::Invalid(format!("{what}: item without a body")))?;
+    serde_json::from_str(body).map_err(|e| PortError::Invalid(format!("{what}: bad body: {e}")))
+}
+
+fn encode<T: serde::Serialize>(v: &T, what: &str) -> PortResult<String> {
+    serde_json::to_string(v).map_err(|e| PortError::Invalid(format!("{what}: cannot encode: {e}")))
+}
+
+fn run_item(run: &Run) -> PortResult<Item> {
+    let mut item = Item::new();
+    item.insert("pk".into(), s(run_pk(&run.id)));
+    item.insert("sk".into(), s(RUN_SK));
+    item.insert("version".into(), n(run.version));
+    item.insert("state".into(), s(run.state.to_string()));
+    item.insert("events".into(), n(run.events));
+    item.insert("body".into(), s(encode(run, "run")?));
+    item.insert("gsi1pk".into(), s(ALL_RUNS));
+    item.insert(
+        "gsi1sk".into(),
+        s(format!("{}#{}", sortable_time(run.created_at), run.id)),
+    );
+    if run.state.is_in_flight() {
+        item.insert("gsi2pk".into(), s(IN_FLIGHT));
+        item.insert(
+            "gsi2sk".into(),
+            s(format!("{}#{}", sortable_time(run.deadline()), run.id)),
+        );
+    }
+    Ok(item)
+}
+
+fn event_item(event: &RunEvent) -> PortResult<Item> {
+    let mut item = Item::new();
+    item.insert("pk".into(), s(run_pk(&event.run_id)));
+    item.insert("sk".into(), s(event_sk(event.seq)));
+    item.insert("body".into(), s(encode(event, "event")?));
+    Ok(item)
+}
+
+/// The run table, for both [`DynamoRunStore`] and [`DynamoIdempotency`].
+#[derive(Clone)]
+pub struct DynamoTable {
+    client: Client,
+    table: String,
+}
+
+impl DynamoTable {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn name(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table with its indexes (on demand). For tests and local servers; the
+    /// SAM template creates it on AWS.
+    pub async fn create(&self) -> PortResult<()> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+            Projection, ProjectionType, ScalarAttributeType,
+        };
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| PortError::Invalid(e.to_string()))
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(|e| PortError::Invalid(e.to_string()))
+        };
+        let gsi = |name: &str, pk: &str, sk: &str| -> PortResult<GlobalSecondaryIndex> {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(pk, KeyType::Hash)?)
+                .key_schema(key(sk, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(|e| PortError::Invalid(e.to_string()))
+        };
+        let mut req = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .global_secondary_indexes(gsi(GSI_BY_CREATED, "gsi1pk", "gsi1sk")?)
+            .global_secondary_indexes(gsi(GSI_IN_FLIGHT, "gsi2pk", "gsi2sk")?);
+        for a in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"] {
+            req = req.attribute_definitions(attr(a)?);
+        }
+        req.send()
+            .await
+            .map_err(|e| map_sdk("dynamodb CreateTable", e))?;
+        Ok(())
+    }
+}
+
+/// The [`RunStore`] over the table.
+#[derive(Clone)]
+pub struct DynamoRunStore {
+    t: DynamoTable,
+}
+
+impl DynamoRunStore {
+    pub fn new(table: DynamoTable) -> Self {
+        Self { t: table }
+    }
+
+    fn put(&self, item: Item, condition: &str, values: Option<Item>) -> PortResult<Put> {
+        Put::builder()
+            .table_name(&self.t.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(values)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| PortError::Invalid(format!("dynamodb put: {e}")))
+    }
+
+    /// Writes `run` under `condition` together with `events`; `Ok(None)` on success,
+    /// `Ok(Some(old))` when the run's condition failed (`old` is the stored item, if any).
+    async fn write(
+        &self,
+        run: &Run,
+        condition: &str,
+        values: Option<Item>,
+        events: &[RunEvent],
+    ) -> PortResult<Option<Option<Item>>> {
+        let item = run_item(run)?;
+        if events.is_empty() {
+            let r = self
+                .t
+                .client
+                .put_item()
+                .table_name(&self.t.table)
+                .set_item(Some(item))
+                .condition_expression(condition)
+                .set_expression_attribute_values(values)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            return match r {
+                Ok(_) => Ok(None),
+                Err(e) => match e.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(c)) => {
+                        Ok(Some(c.item().cloned()))
+                    }
+                    _ => Err(map_sdk("dynamodb PutItem run", e)),
+                },
+            };
+        }
+        if events.len() + 1 > MAX_TRANSACTION_ITEMS {
+            return Err(PortError::Invalid(format!(
+                "run {}: {} events in one write; the limit is {}",
+                run.id,
+                events.len(),
+                MAX_TRANSACTION_ITEMS - 1
+            )));
+        }
+        let mut req = self.t.client.transact_write_items().transact_items(
+            TransactWriteItem::builder()
+                .put(self.put(item, condition, values)?)
+                .build(),
+        );
+        for event in events {
+            if event.run_id != run.id {
+                return Err(PortError::Invalid(format!(
+                    "event of run {} written with run {}",
+                    event.run_id, run.id
+                )));
+            }
+            req = req.transact_items(
+                TransactWriteItem::builder()
+                    .put(self.put(event_item(event)?, "attribute_not_exists(pk)", None)?)
+                    .build(),
+            );
+        }
+        match req.send().await {
+            Ok(_) => Ok(None),
+            Err(e) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
+                    e.as_service_error()
+                {
+                    let reasons = c.cancellation_reasons();
+                    let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("");
+                    if code(0) == "ConditionalCheckFailed" {
+                        return Ok(Some(reasons.first().and_then(|r| r.item().cloned())));
+                    }
+                    if (1..reasons.len()).any(|i| code(i) == "ConditionalCheckFailed") {
+                        // An event slot was taken: another writer owns this sequence number.
+                        return Ok(Some(None));
+                    }
+                }
+                Err(map_sdk("dynamodb TransactWriteItems run+events", e))
+            }
+        }
+    }
+
+    async fn query_all(
+        &self,
+        index: Option<&str>,
+        key_condition: &str,
+        values: Item,
+        names: Option<HashMap<String, String>>,
+        projection: Option<&str>,
+    ) -> PortResult<Vec<Item>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let r = self
+                .t
+                .client
+                .query()
+                .table_name(&self.t.table)
+                .set_index_name(index.map(str::to_string))
+                .key_condition_expression(key_condition)
+                .set_expression_attribute_values(Some(values.clone()))
+                .set_expression_attribute_names(names.clone())
+                .set_projection_expression(projection.map(str::to_string))
+                .set_consistent_read(index.is_none().then_some(true))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| map_sdk("dynamodb Query", e))?;
+            out.extend(r.items().iter().cloned());
+            match r.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl RunStore for DynamoRunStore {
+    async fn create(&self, run: &Run, events: &[RunEvent]) -> PortResult<Created> {
+        match self
+            .write(run, "attribute_not_exists(pk)", None, events)
+            .await?
+        {
+            None => Ok(Created::Created),
+            Some(Some(old)) => Ok(Created::Exists(Box::new(decode(&old, "run")?))),
+            // The condition failed but the old item did not come back: read it.
+            Some(None) => match self.get(&run.id).await? {
+                Some(stored) => Ok(Created::Exists(Box::new(stored))),
+                None => Err(PortError::Unavailable(format!(
+                    "run {}: create lost a race with a writer that has not landed",
+                    run.id
+                ))),
+            },
+        }
+    }
+
+    async fn get(&self, id: &RunId) -> PortResult<Option<Run>> {
+        let r = self
+            .t
+            .client
+            .get_item()
+            .table_name(&self.t.table)
+            .key("pk", s(run_pk(id)))
+            .key("sk", s(RUN_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| map_sdk("dynamodb GetItem run", e))?;
+        r.item().map(|item| decode(item, "run")).transpose()
+    }
+
+    async fn save(&self, run: &Run, expected_version: u64, events: &[RunEvent]) -> PortResult<()> {
+        let values: Item = [(":v".to_string(), n(expected_version))].into();
+        match self
+            .write(run, "version = :v", Some(values), events)
+            .await?
+        {
+            None => Ok(()),
+            Some(old) => Err(PortError::Conflict {
+                what: format!("run {}", run.id),
+                expected: expected_version,
+                found: old.as_ref().and_then(|i| get_n(i, "version")),
+            }),
+        }
+    }
+
+    async fn list(&self, limit: usize, after: Option<&str>) -> PortResult<RunPage> {
+        if limit == 0 {
+            return Ok(RunPage {
+                runs: vec![],
+                next: None,
+            });
+        }
+        let start = match after {
+            Some(cursor) => {
+                let (_, id) = cursor
+                    .split_once('#')
+                    .ok_or_else(|| PortError::Invalid(format!("bad list cursor {cursor:?}")))?;
+                let mut k = Item::new();
+                k.insert("pk".into(), s(format!("RUN#{id}")));
+                k.insert("sk".into(), s(RUN_SK));
+                k.insert("gsi1pk".into(), s(ALL_RUNS));
+                k.insert("gsi1sk".into(), s(cursor));
+                Some(k)
+            }
+            None => None,
+        };
+        let want = limit.saturating_add(1);
+        let mut items: Vec<Item> = Vec::new();
+        let mut start = start;
+        loop {
+            let r = self
+                .t
+                .client
+                .query()
+                .table_name(&self.t.table)
+                .index_name(GSI_BY_CREATED)
+                .key_condition_expression("gsi1pk = :p")
+                .expression_attribute_values(":p", s(ALL_RUNS))
+                .scan_index_forward(false)
+                .limit(i32::try_from(want - items.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| map_sdk("dynamodb Query runs", e))?;
+            items.extend(r.items().iter().cloned());
+            match r.last_evaluated_key() {
+                Some(k) if !k.is_empty() && items.len() < want => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = if more {
+            items
+                .last()
+                .and_then(|i| get_s(i, "gsi1sk"))
+                .map(str::to_string)
+        } else {
+            None
+        };
+        let runs = items
+            .iter()
+            .map(|i| decode(i, "run"))
+            .collect::<PortResult<Vec<Run>>>()?;
+        Ok(RunPage { runs, next })
+    }
+
+    async fn events(&self, id: &RunId) -> PortResult<Vec<RunEvent>> {
+        let values: Item = [
+            (":p".to_string(), s(run_pk(id))),
+            (":e".to_string(), s("EV#")),
+        ]
+        .into();
+        let items = self
+            .query_all(None, "pk = :p AND begins_with(sk, :e)", values, None, None)
+            .await?;
+        items.iter().map(|i| decode(i, "event")).collect()
+    }
+
+    async fn count_by_state(&self) -> PortResult<BTreeMap<PipelineState, u64>> {
+        let values: Item = [(":p".to_string(), s(ALL_RUNS))].into();
+        let names: HashMap<String, String> = [("#s".to_string(), "state".to_string())].into();
+        let items = self
+            .query_all(
+                Some(GSI_BY_CREATED),
+                "gsi1pk = :p",
+                values,
+                Some(names),
+                Some("#s"),
+            )
+            .await?;
+        let mut out = BTreeMap::new();
+        for item in &items {
+            let state = get_s(item, "state").unwrap_or("");
+            let state: PipelineState = state
+                .parse()
+                .map_err(|e| PortError::Invalid(format!("run item: {e}")))?;
+            *out.entry(state).or_insert(0) += 1;
+        }
+        Ok(out)
+    }
+
+    async fn overdue(&self, now: Timestamp, limit: usize) -> PortResult<Vec<Run>> {
+        if limit == 0 {
+            return Ok(vec![]);
+        }
+        // '$' sorts after '#': every deadline at or before `now`, whatever the id.
+        let upper = format!("{}$", sortable_time(now));
+        let r = self
+            .t
+            .client
+            .query()
+            .table_name(&self.t.table)
+            .index_name(GSI_IN_FLIGHT)
+            .key_condition_expression("gsi2pk = :p AND gsi2sk < :u")
+            .expression_attribute_values(":p", s(IN_FLIGHT))
+            .expression_attribute_values(":u", s(upper))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| map_sdk("dynamodb Query overdue", e))?;
+        r.items().iter().map(|i| decode(i, "run")).collect()
+    }
+}
+
+/// Idempotency records in the run table, in the manner of Powertools for AWS Lambda.
+///
+/// `claim` is one conditional `PutItem`: it succeeds when the key is absent or its
+/// in-progress record has expired, so exactly one of racing claims wins; a loser learns
+/// the stored record from `ALL_OLD` on the failed condition. Completed records carry a
+/// DynamoDB TTL (`ttl`) of `completed_ttl` so the table does not grow for ever.
+#[derive(Clone)]
+pub struct DynamoIdempotency {
+    t: DynamoTable,
+    completed_ttl: Duration,
+}
+
+const IN_PROGRESS: &str = "in_progress";
+const COMPLETED: &str = "completed";
+
+impl DynamoIdempotency {
+    /// `completed_ttl`: how long a completed record answers duplicates (Powertools' default
+    /// is one hour; vaia's default, [`Self::DEFAULT_COMPLETED_TTL`], is seven days).
+    pub fn new(table: DynamoTable, completed_ttl: Duration) -> Self {
+        Self {
+            t: table,
+            completed_ttl,
+        }
+    }
+
+    pub const DEFAULT_COMPLETED_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+    fn key(key: &str) -> (AttributeValue, AttributeValue) {
+        (s(format!("IDEM#{key}")), s(IDEM_SK))
+    }
+
+    fn epoch_secs(t: Timestamp, plus: Duration) -> i64 {
+        t.timestamp()
+            .saturating_add(i64::try_from(plus.as_secs()).unwrap_or(i64::MAX / 2))
+    }
+
+    async fn read(&self, key: &str) -> PortResult<Option<Item>> {
+        let (pk, sk) = Self::key(key);
+        let r = self
+            .t
+            .client
+            .get_item()
+            .table_name(&self.t.table)
+            .key("pk", pk)
+            .key("sk", sk)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| map_sdk("dynamodb GetItem idempotency", e))?;
+        Ok(r.item().cloned())
+    }
+}
+
+fn claim_of(old: &Item) -> Claim {
+    if get_s(old, "status") == Some(COMPLETED) {
+        Claim::Completed(get_s(old, "result").unwrap_or_default().to_string())
+    } else {
+        Claim::InProgress
+    }
+}
+
+#[async_trait]
+impl Idempotency for DynamoIdempotency {
+    async fn claim(
+        &self,
+        key: &str,
+        in_progress_ttl: Duration,
+        now: Timestamp,
+    ) -> PortResult<Claim> {
+        let (pk, sk) = Self::key(key);
+        let now_ms = now.timestamp_millis();
+        let until_ms = now_ms
+            .saturating_add(i64::try_from(in_progress_ttl.as_millis()).unwrap_or(i64::MAX / 2));
+        let r = self
+            .t
+            .client
+            .put_item()
+            .table_name(&self.t.table)
+            .item("pk", pk)
+            .item("sk", sk)
+            .item("status", s(IN_PROGRESS))
+            .item("until_ms", n(until_ms))
+            .item(
+                "ttl",
+                n(Self::epoch_secs(now, in_progress_ttl + self.completed_ttl)),
+            )
+            .condition_expression("attribute_not_exists(pk) OR (#st = :ip AND until_ms <= :now)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":ip", s(IN_PROGRESS))
+            .expression_attribute_values(":now", n(now_ms))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(Claim::Claimed),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) => match c.item() {
+                    Some(old) => Ok(claim_of(old)),
+                    None => Ok(self
+                        .read(key)
+                        .await?
+                        .as_ref()
+                        .map_or(Claim::InProgress, claim_of)),
+                },
+                _ => Err(map_sdk("dynamodb PutItem idempotency claim", e)),
+            },
+        }
+    }
+
+    async fn complete(&self, key: &str, result: &str, now: Timestamp) -> PortResult<()> {
+        let (pk, sk) = Self::key(key);
+        self.t
+            .client
+            .put_item()
+            .table_name(&self.t.table)
+            .item("pk", pk)
+            .item("sk", sk)
+            .item("status", s(COMPLETED))
+            .item("result", s(result))
+            .item("ttl", n(Self::epoch_secs(now, self.completed_ttl)))
+            .send()
+            .await
+            .map_err(|e| map_sdk("dynamodb PutItem idempotency complete", e))?;
+        Ok(())
+    }
+
+    async fn release(&self, key: &str) -> PortResult<()> {
+        let (pk, sk) = Self::key(key);
+        let r = self
+            .t
+            .client
+            .delete_item()
+            .table_name(&self.t.table)
+            .key("pk", pk)
+            .key("sk", sk)
+            .condition_expression("#st = :ip")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":ip", s(IN_PROGRESS))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(map_sdk("dynamodb DeleteItem idempotency release", e)),
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! AWS adapters for vaia's ports and the Lambda glue shared by every function.
+//!
+//! - [`dynamo`]: the DynamoDB [`RunStore`](vaia_core::ports::RunStore) and
+//!   [`Idempotency`](vaia_core::ports::Idempotency) over one table;
+//! - [`sqs`]: the SQS [`Queue`](vaia_core::ports::Queue) (FIFO per run, dead letters with
+//!   reasons);
+//! - [`s3`]: the S3 [`BlobStore`](vaia_core::ports::BlobStore);
+//! - [`s3event`]: S3 bucket notifications parsed with `aws_lambda_events`;
+//! - [`lambda`]: SQS batches to message handlers with partial batch failures;
+//! - [`config`]: settings from the environment and the ports built once per container;
+//! - [`error`]: SDK errors mapped to [`PortError`](vaia_core::ports::PortError).
+//!
+//! The domain crates never see an AWS type: everything here implements the core's ports.
+
+pub mod config;
+pub mod dynamo;
+pub mod error;
+pub mod http;
+pub mod lambda;
+#[cfg(feature = "testing")]
+pub mod runtime_api;
+pub mod s3;
+pub mod s3event;
+pub mod sqs;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::{AwsPorts, AwsSettings, ConfigError};
+pub use dynamo::{DynamoIdempotency, DynamoRunStore, DynamoTable};
+pub use lambda::{RecordOutcome, Route, Source, SqsBatch};
+pub use s3::S3BlobStore;
+pub use sqs::{QueueNames, SqsQueue};

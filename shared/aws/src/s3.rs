@@ -1,0 +1,129 @@
+//! The S3 [`BlobStore`]. Object-created notifications come from S3 itself (bucket
+//! notifications to SQS, see [`crate::s3event`]); `put` returns the [`ObjectCreated`] the
+//! caller may log, with a time-based sequencer (S3 does not return its own on `PutObject`).
+
+use crate::error::map_sdk;
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use std::sync::atomic::{AtomicI64, Ordering};
+use vaia_core::messages::ObjectCreated;
+use vaia_core::ports::{BlobMeta, BlobStore, PortError, PortResult};
+use vaia_core::BlobKey;
+
+pub struct S3BlobStore {
+    client: Client,
+    bucket: String,
+    last: AtomicI64,
+}
+
+impl S3BlobStore {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+            last: AtomicI64::new(0),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// A sequencer that grows with every put of this process (nanoseconds since the epoch,
+    /// 16 upper-case hex digits like S3's).
+    fn sequencer(&self) -> String {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let prev = self.last.fetch_max(now, Ordering::SeqCst);
+        let value = if now > prev {
+            now
+        } else {
+            self.last.fetch_add(1, Ordering::SeqCst) + 1
+        };
+        format!("{value:016X}")
+    }
+
+    /// Creates the bucket (tests and local servers).
+    pub async fn create_bucket(&self) -> PortResult<()> {
+        self.client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| map_sdk("s3 CreateBucket", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3BlobStore {
+    async fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .body(ByteStream::from(bytes.to_vec()))
+            .send()
+            .await
+            .map_err(|e| map_sdk(&format!("s3 PutObject {key}"), e))?;
+        Ok(ObjectCreated {
+            key: key.clone(),
+            size: bytes.len() as u64,
+            sequencer: self.sequencer(),
+        })
+    }
+
+    async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {
+        let r = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await;
+        let out = match r {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(map_sdk(&format!("s3 GetObject {key}"), e)),
+        };
+        let bytes = out.body.collect().await.map_err(|e| {
+            PortError::Unavailable(format!("s3 GetObject {key}: reading body: {e}"))
+        })?;
+        Ok(Some(bytes.into_bytes().to_vec()))
+    }
+
+    async fn list(&self, prefix: &str) -> PortResult<Vec<BlobMeta>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let r = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| map_sdk(&format!("s3 ListObjectsV2 {prefix}"), e))?;
+            for o in r.contents() {
+                let Some(k) = o.key() else { continue };
+                let key = BlobKey::new(k)
+                    .map_err(|e| PortError::Invalid(format!("s3 key {k:?}: {e}")))?;
+                out.push(BlobMeta {
+                    key,
+                    size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
+                });
+            }
+            match r.next_continuation_token() {
+                Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}

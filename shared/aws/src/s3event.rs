@@ -1,0 +1,214 @@
+//! S3 event notifications as they arrive in SQS message bodies, parsed with
+//! `aws_lambda_events` and turned into the domain's [`ObjectCreated`].
+//!
+//! Lenient where S3-compatible servers are: records without `userIdentity`,
+//! `requestParameters` or `responseElements` are completed with empty values before
+//! parsing. Keys are URL-decoded (S3 encodes them form-style: `%2F`, `+` for a space).
+//! A missing sequencer falls back to the eTag. The `s3:TestEvent` S3 sends when a notification is configured is recognised and
+//! yields no objects. Only `ObjectCreated:*` records produce objects.
+
+use aws_lambda_events::s3::{S3Event, S3EventRecord};
+use serde_json::{json, Value};
+use vaia_core::messages::ObjectCreated;
+use vaia_core::BlobKey;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum S3EventError {
+    #[error("S3 event is not JSON: {0}")]
+    NotJson(String),
+    #[error("S3 event record {index}: {reason}")]
+    Record { index: usize, reason: String },
+    #[error("S3 event: {0}")]
+    Shape(String),
+}
+
+/// What an SQS message body from an S3 bucket notification holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum S3Notification {
+    /// The `s3:TestEvent` S3 sends when notifications are configured.
+    Test,
+    /// Object-created records, each with the idempotency key of its object version.
+    Objects(Vec<S3Object>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Object {
+    pub bucket: String,
+    pub created: ObjectCreated,
+    pub version_id: Option<String>,
+}
+
+impl S3Object {
+    /// `s3:<bucket>/<key>@<version or sequencer>`: one per object version.
+    pub fn idempotency_key(&self) -> String {
+        let v = self
+            .version_id
+            .as_deref()
+            .filter(|v| !v.is_empty() && *v != "null")
+            .unwrap_or(&self.created.sequencer);
+        format!("s3:{}/{}@{v}", self.bucket, self.created.key)
+    }
+}
+
+/// Decodes an S3 event key: `+` is a space, `%XX` a byte; the result must be UTF-8.
+pub fn decode_key(raw: &str) -> Result<String, String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' => {
+                let hex = raw
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("bad percent escape at byte {i} of {raw:?}"))?;
+                out.push(hex);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("key {raw:?} does not decode to UTF-8"))
+}
+
+/// Fills the fields S3-compatible servers leave out, so the strict type parses.
+fn complete(mut v: Value) -> Value {
+    if let Some(records) = v.get_mut("Records").and_then(Value::as_array_mut) {
+        for r in records {
+            if let Some(obj) = r.as_object_mut() {
+                obj.entry("userIdentity")
+                    .or_insert_with(|| json!({"principalId": ""}));
+                obj.entry("requestParameters")
+                    .or_insert_with(|| json!({"sourceIPAddress": ""}));
+                obj.entry("responseElements").or_insert_with(|| json!({}));
+            }
+        }
+    }
+    v
+}
+
+fn object(index: usize, r: &S3EventRecord) -> Result<Option<S3Object>, S3EventError> {
+    let err = |reason: String| S3EventError::Record { index, reason };
+    let name = r.event_name.as_deref().unwrap_or_default();
+    if !name.starts_with("ObjectCreated:") {
+        return Ok(None);
+    }
+    let raw =
+        r.s3.object
+            .key
+            .as_deref()
+            .ok_or_else(|| err("no s3.object.key".into()))?;
+    let key = decode_key(raw).map_err(err)?;
+    let key = BlobKey::new(key).map_err(|e| err(e.to_string()))?;
+    let size = u64::try_from(r.s3.object.size.unwrap_or(0)).unwrap_or(0);
+    let sequencer =
+        r.s3.object
+            .sequencer
+            .clone()
+            .filter(|s| !s.is_empty())
+            // S3-compatible servers may leave the sequencer out: the eTag still tells one
+            // content of the key from another, which is what idempotency needs.
+            .or_else(|| {
+                r.s3.object
+                    .e_tag
+                    .clone()
+                    .filter(|e| !e.is_empty())
+                    .map(|e| format!("etag-{e}"))
+            })
+            .ok_or_else(|| err("no s3.object.sequencer nor eTag".into()))?;
+    Ok(Some(S3Object {
+        bucket: r.s3.bucket.name.clone().unwrap_or_default(),
+        created: ObjectCreated {
+            key,
+            size,
+            sequencer,
+        },
+        version_id: r.s3.object.version_id.clone(),
+    }))
+}
+
+/// Parses an SQS message body sent by an S3 bucket notification.
+pub fn parse_notification(body: &str) -> Result<S3Notification, S3EventError> {
+    let v: Value = serde_json::from_str(body).map_err(|e| S3EventError::NotJson(e.to_string()))?;
+    if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(S3Notification::Test);
+    }
+    if !v.get("Records").is_some_and(Value::is_array) {
+        return Err(S3EventError::Shape("no Records array".into()));
+    }
+    let event: S3Event =
+        serde_json::from_value(complete(v)).map_err(|e| S3EventError::Shape(e.to_string()))?;
+    let mut out = Vec::new();
+    for (i, r) in event.records.iter().enumerate() {
+        if let Some(o) = object(i, r)? {
+            out.push(o);
+        }
+    }
+    Ok(S3Notification::Objects(out))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn keys_are_url_decoded() {
+        assert_eq!(
+            decode_key("evidence%2Fo%2Fr%2Fmanifest.json").unwrap(),
+            "evidence/o/r/manifest.json"
+        );
+        assert_eq!(decode_key("a+b%20c").unwrap(), "a b c");
+        assert!(decode_key("bad%2").is_err());
+        assert!(decode_key("bad%zz").is_err());
+        assert!(decode_key("%ff").is_err());
+    }
+
+    #[test]
+    fn test_event_is_recognised() {
+        let body = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-01-01T00:00:00.000Z","Bucket":"b","RequestId":"x","HostId":"y"}"#;
+        assert_eq!(parse_notification(body), Ok(S3Notification::Test));
+    }
+
+    #[test]
+    fn lenient_record_without_identity_fields() {
+        let body = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2026-01-01T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"s3SchemaVersion":"1.0","configurationId":"c","bucket":{"name":"art","arn":"arn:aws:s3:::art"},"object":{"key":"evidence%2Focto%2Fagent%2Fabc%2Fmanifest.json","size":12,"eTag":"e","sequencer":"0A1B"}}}]}"#;
+        let S3Notification::Objects(objs) = parse_notification(body).unwrap() else {
+            panic!("objects expected");
+        };
+        assert_eq!(objs.len(), 1);
+        assert_eq!(
+            objs[0].created.key.as_str(),
+            "evidence/octo/agent/abc/manifest.json"
+        );
+        assert_eq!(objs[0].created.size, 12);
+        assert_eq!(
+            objs[0].idempotency_key(),
+            "s3:art/evidence/octo/agent/abc/manifest.json@0A1B"
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_errors() {
+        assert!(matches!(
+            parse_notification("nope"),
+            Err(S3EventError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_notification("{}"),
+            Err(S3EventError::Shape(_))
+        ));
+        let no_seq = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k.json","size":1}}}]}"#;
+        assert!(matches!(
+            parse_notification(no_seq),
+            Err(S3EventError::Record { .. }) | Err(S3EventError::Shape(_))
+        ));
+    }
+}

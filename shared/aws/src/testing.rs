@@ -1,0 +1,396 @@
+//! Test support (feature `testing`): a moto server (a local AWS-compatible server from
+//! PyPI) started on 127.0.0.1 on a free port, and ports on fresh, uniquely named
+//! resources so tests can share one server.
+//!
+//! The server is found as `$VAIA_MOTO_PYTHON`, else `<workspace>/.venv/moto/bin/python`,
+//! else `python3` if it can import moto. It is started once per test binary through a
+//! small launcher that exits when its standard input closes, so it ends with the tests
+//! even when they panic. When no server can be started, [`moto`] returns `None` and tests
+//! skip with a message, except under `CI=true`, where it panics: CI must run them.
+
+#![allow(clippy::expect_used, clippy::panic)]
+
+use crate::config::AwsSettings;
+use crate::sqs::{unique_id, QueueNames};
+use crate::AwsPorts;
+use aws_credential_types::Credentials;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// Starts moto, with two corrections so it behaves as AWS does: request handling is
+/// serialised (moto checks a DynamoDB condition and writes in separate Python steps, so
+/// racing requests could both pass a condition DynamoDB evaluates atomically), and FIFO
+/// deduplication ids are remembered for five minutes even after their message is deleted.
+const LAUNCHER: &str = r#"
+import os, sys, threading
+from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+_lock = threading.Lock()
+_call = DomainDispatcherApplication.__call__
+def _serialised(self, environ, start_response):
+    with _lock:
+        return _call(self, environ, start_response)
+DomainDispatcherApplication.__call__ = _serialised
+# moto forgets a FIFO deduplication id once its message is deleted; SQS keeps it for five
+# minutes. Remember it, as SQS does.
+import time
+from moto.sqs import models as _sqs
+_add = _sqs.Queue.add_message
+def _add_dedupe(self, message):
+    if self.fifo_queue and message.deduplication_id:
+        seen = self.__dict__.setdefault("_vaia_dedupe", {})
+        now = time.time()
+        first = seen.get(message.deduplication_id)
+        if first is not None and now - first < 300:
+            return
+        seen[message.deduplication_id] = now
+    return _add(self, message)
+_sqs.Queue.add_message = _add_dedupe
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
+server.start()
+print("ready", flush=True)
+sys.stdin.read()
+os._exit(0)
+"#;
+
+/// A running moto server.
+#[derive(Debug)]
+pub struct Moto {
+    pub endpoint: String,
+    _child: Mutex<Child>,
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
+}
+
+fn python() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("VAIA_MOTO_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = workspace_root().join(".venv/moto/bin/python");
+    if venv.exists() {
+        return Some(venv);
+    }
+    let ok = Command::new("python3")
+        .args(["-c", "import moto.server"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| PathBuf::from("python3"))
+}
+
+fn free_port() -> Option<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()
+        .map(|a| a.port())
+}
+
+fn start() -> Result<Moto, String> {
+    let python = python().ok_or("no Python with moto (make moto-venv, or set VAIA_MOTO_PYTHON)")?;
+    let port = free_port().ok_or("no free port")?;
+    let mut child = Command::new(&python)
+        .args(["-c", LAUNCHER, &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", python.display()))?;
+    // Wait for the launcher's "ready" line: the server is listening.
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut buf = [0u8; 6];
+    stdout
+        .read_exact(&mut buf)
+        .map_err(|e| format!("moto did not start: {e}"))?;
+    if &buf != b"ready\n" {
+        return Err("moto launcher said something unexpected".into());
+    }
+    let endpoint = format!("http://127.0.0.1:{port}");
+    // Poll until it answers HTTP.
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(Moto {
+                endpoint,
+                _child: Mutex::new(child),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    Err("moto never accepted connections".into())
+}
+
+/// The shared moto server, or `None` (with a message) when it cannot run here.
+/// Panics under `CI=true` instead of returning `None`.
+pub fn moto() -> Option<&'static Moto> {
+    static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
+    match MOTO.get_or_init(start) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("moto is required in CI and could not start: {e}");
+            }
+            eprintln!(
+                "SKIPPED: moto unavailable ({e}); run `make moto-venv` to enable AWS adapter tests"
+            );
+            None
+        }
+    }
+}
+
+/// Sets the environment the SDK and the functions read to talk to moto.
+pub fn dummy_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+/// A short unique name for a test's resources.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &unique_id()[..10])
+}
+
+/// SDK configuration for moto: its endpoint, a region and dummy static credentials.
+pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
+    // Region and credentials given explicitly: nothing is looked up (no IMDS probes).
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::from_keys("testing", "testing", None))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// Settings for fresh resources named after `test`.
+pub fn settings(endpoint: &str, test: &str, max_receives: u32) -> AwsSettings {
+    let id = unique(test);
+    AwsSettings {
+        table: format!("{id}-runs"),
+        bucket: id.to_ascii_lowercase(),
+        queues: QueueNames::new(format!("{id}-")),
+        max_receives,
+        idempotency_ttl: Duration::from_secs(86_400 * 7),
+        endpoint: Some(endpoint.to_string()),
+    }
+}
+
+/// Ports on fresh resources in moto: the table and bucket are created, queues are created
+/// on first use.
+pub async fn ports(moto: &Moto, test: &str, max_receives: u32) -> AwsPorts {
+    let settings = settings(&moto.endpoint, test, max_receives);
+    let mut ports = AwsPorts::with_sdk(settings, sdk(&moto.endpoint).await);
+    ports.queue = std::sync::Arc::new(
+        crate::SqsQueue::new(
+            aws_sdk_sqs::Client::new(&ports.sdk),
+            ports.settings.queues.clone(),
+            max_receives,
+        )
+        .with_auto_create(),
+    );
+    ports.table.create().await.expect("create table");
+    ports.blobs.create_bucket().await.expect("create bucket");
+    ports
+}
+
+/// Lambda's SQS event source mapping, emulated: receives up to ten messages of logical
+/// queue `logical`, hands them to `batch` as an SQS event (with the attributes Lambda
+/// sets) and deletes every record not returned in `batchItemFailures`. Returns the
+/// records' outcomes (empty when the queue had nothing visible).
+pub async fn deliver(
+    queue: &crate::SqsQueue,
+    logical: &str,
+    batch: &crate::SqsBatch,
+    visibility: Duration,
+) -> vaia_core::ports::PortResult<Vec<crate::RecordOutcome>> {
+    use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let url = queue.url(logical).await?;
+    let out = queue
+        .client()
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .visibility_timeout(i32::try_from(visibility.as_secs().max(1)).unwrap_or(30))
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .map_err(|e| crate::error::map_sdk("sqs ReceiveMessage (event source)", e))?;
+    let physical = queue.names().physical(logical);
+    let mut event = SqsEvent::default();
+    for m in out.messages() {
+        let mut r = SqsMessage::default();
+        r.message_id = m.message_id().map(str::to_string);
+        r.receipt_handle = m.receipt_handle().map(str::to_string);
+        r.body = m.body().map(str::to_string);
+        r.md5_of_body = m.md5_of_body().map(str::to_string);
+        r.event_source = Some("aws:sqs".into());
+        r.event_source_arn = Some(format!("arn:aws:sqs:us-east-1:123456789012:{physical}"));
+        r.aws_region = Some("us-east-1".into());
+        if let Some(attrs) = m.attributes() {
+            for (k, v) in attrs {
+                r.attributes.insert(k.as_str().to_string(), v.clone());
+            }
+        }
+        event.records.push(r);
+    }
+    if event.records.is_empty() {
+        return Ok(vec![]);
+    }
+    let receipts: Vec<(String, String)> = event
+        .records
+        .iter()
+        .map(|r| {
+            (
+                r.message_id.clone().unwrap_or_default(),
+                r.receipt_handle.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let (response, outcomes) = batch.process(event).await;
+    let failed: std::collections::BTreeSet<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    for (id, receipt) in receipts {
+        if !failed.contains(&id) {
+            queue
+                .client()
+                .delete_message()
+                .queue_url(&url)
+                .receipt_handle(receipt)
+                .send()
+                .await
+                .map_err(|e| crate::error::map_sdk("sqs DeleteMessage (event source)", e))?;
+        }
+    }
+    Ok(outcomes)
+}
+
+/// `events/aws/<name>` as JSON.
+pub fn fixture(name: &str) -> serde_json::Value {
+    let path = workspace_root().join("events/aws").join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every fixture in `events/aws` whose name starts with `prefix`, sorted.
+pub fn fixtures(prefix: &str) -> Vec<String> {
+    let dir = workspace_root().join("events/aws");
+    let mut out: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix) && n.ends_with(".json"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The logical queues of the deployment (those the template creates).
+pub const DEPLOYED_QUEUES: &[&str] = &["advance", "registry", "gate-schema", "blob-events"];
+
+/// A function binary running against a Runtime API emulator, with its resources in moto
+/// named as the fixtures expect (queue prefix `vaia-`).
+pub struct LambdaHarness {
+    pub api: crate::runtime_api::RuntimeApi,
+    pub process: crate::runtime_api::FunctionProcess,
+    pub ports: AwsPorts,
+}
+
+impl LambdaHarness {
+    /// Creates the table, bucket and every deployed queue (with dead-letter queues), then
+    /// starts `binary` and waits for its first poll. Panics if the function fails to start.
+    pub async fn start(
+        binary: &std::path::Path,
+        name: &str,
+        moto: &Moto,
+        extra_env: &[(&str, &str)],
+    ) -> Self {
+        Self::start_with_args(binary, &[], name, moto, extra_env).await
+    }
+
+    /// [`Self::start`] for a program that takes arguments (the Python baseline).
+    pub async fn start_with_args(
+        binary: &std::path::Path,
+        args: &[&str],
+        name: &str,
+        moto: &Moto,
+        extra_env: &[(&str, &str)],
+    ) -> Self {
+        let mut settings = settings(&moto.endpoint, name, 3);
+        settings.queues = QueueNames::new("vaia-");
+        let mut ports = AwsPorts::with_sdk(settings, sdk(&moto.endpoint).await);
+        let queue = crate::SqsQueue::new(
+            aws_sdk_sqs::Client::new(&ports.sdk),
+            ports.settings.queues.clone(),
+            3,
+        )
+        .with_auto_create();
+        for q in DEPLOYED_QUEUES {
+            queue.url(q).await.expect("create queue");
+        }
+        ports.queue = std::sync::Arc::new(queue);
+        ports.table.create().await.expect("create table");
+        ports.blobs.create_bucket().await.expect("create bucket");
+        let mut env: Vec<(String, String)> = dummy_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        env.extend([
+            ("AWS_ENDPOINT_URL".to_string(), moto.endpoint.clone()),
+            ("VAIA_TABLE".to_string(), ports.settings.table.clone()),
+            ("VAIA_BUCKET".to_string(), ports.settings.bucket.clone()),
+            ("VAIA_QUEUE_PREFIX".to_string(), "vaia-".to_string()),
+            ("VAIA_MAX_RECEIVES".to_string(), "3".to_string()),
+            ("VAIA_FUNCTION_TIMEOUT_SECS".to_string(), "30".to_string()),
+        ]);
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let api = crate::runtime_api::RuntimeApi::start()
+            .await
+            .expect("runtime api");
+        let process =
+            crate::runtime_api::FunctionProcess::spawn_with_args(binary, args, &api, name, &env)
+                .expect("spawn function");
+        let polled = api.wait_first_poll(Duration::from_secs(60)).await;
+        assert!(
+            polled,
+            "{name} did not reach its first poll; init error: {:?}",
+            api.init_error()
+        );
+        Self {
+            api,
+            process,
+            ports,
+        }
+    }
+
+    /// Invokes the function with fixture `name`.
+    pub async fn invoke_fixture(&self, name: &str) -> crate::runtime_api::Answer {
+        self.api
+            .invoke(fixture(name))
+            .await
+            .unwrap_or_else(|| panic!("no answer to {name}"))
+    }
+
+    pub async fn stop(self) {
+        self.process.stop().await;
+    }
+}
