@@ -112,6 +112,30 @@ async fn responses_match_the_openapi_document() {
     assert_eq!(res.status(), 202);
     assert_valid(&spec, "Accepted", &res.json().await.unwrap());
 
+    // Metrics count what happened, in the Prometheus text format.
+    let metrics = http
+        .get(format!("{}/metrics", stack.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "vaia_transitions_total{from=\"IDLE\",to=\"TRIGGERED\"} 1",
+        "vaia_transitions_total{from=\"CT_QUEUED\",to=\"PROMOTED\"} 1",
+        "vaia_gate_verdicts_total{gate=\"schema\",outcome=\"pass\"} 1",
+        "vaia_runs{state=\"PROMOTED\"} 1",
+        "vaia_time_in_state_seconds_count{state=\"CI_RUNNING\"} 1",
+        "vaia_dead_letter_messages{queue=\"advance\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+    assert!(metrics.contains("vaia_queue_messages{queue=\"gate-schema\",status=\"visible\"}"));
+
     // Every documented path and method is served (nothing answers "no such route").
     for (path, item) in spec["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
