@@ -702,7 +702,7 @@ fn describe(row: &Transition, run: &Run) -> String {
         }
         (Triggered, CiRunning) => match &run.candidate.evidence {
             Some(e) => format!(
-                "evidence verified: {} file{} match the manifest, image {}",
+                "evidence verified: the manifest's {} file{} all match, image {}",
                 e.files.len(),
                 if e.files.len() == 1 { "" } else { "s" },
                 e.image_digest
