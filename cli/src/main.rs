@@ -31,7 +31,7 @@ enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
-    /// Start a local stack, push two commits through it and show what happened.
+    /// Start a local stack, push five commits through it (every gate passing, then a schema, a security and a latency failure) and show what happened.
     Demo {
         #[arg(long, default_value_t = 8080)]
         port: u16,
