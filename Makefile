@@ -3,7 +3,7 @@ CARGO ?= cargo
 
 .PHONY: demo demo-ci test lint fmt bench
 
-## Start a local stack, push three commits through it, show the runs, keep serving.
+## Start a local stack, push five commits through it, show the runs, keep serving.
 demo:
 	$(CARGO) run --quiet -p vaia -- demo
 

@@ -38,11 +38,15 @@ fn assert_valid(spec: &Value, component: &str, instance: &Value) {
 async fn responses_match_the_openapi_document() {
     let spec: Value = serde_json::from_str(OPENAPI).unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // The default gates, with a fixed latency baseline: the run's verdicts of every gate
+    // are checked against the document too.
+    let mut policy = Policy::default();
+    policy.latency.baseline_p95_ms = Some(150.0);
     let config = StackConfig {
         data_dir: dir.path().to_path_buf(),
         bind: "127.0.0.1".into(),
         port: 0,
-        policy: Policy::default(),
+        policy,
         secret: WebhookSecret::new("contract-secret").unwrap(),
     };
     let stack = Stack::start(config).await.unwrap();
@@ -68,7 +72,17 @@ async fn responses_match_the_openapi_document() {
             &sha,
             &image,
             None,
-            &[("tools.json".into(), tools.as_bytes().to_vec())],
+            &[
+                ("tools.json".into(), tools.as_bytes().to_vec()),
+                (
+                    "trivy.json".into(),
+                    include_bytes!("../examples/demo/trivy-vulnerable.json").to_vec(),
+                ),
+                (
+                    "locust_stats.csv".into(),
+                    include_bytes!("../shared/gates/tests/fixtures/locust/good_stats.csv").to_vec(),
+                ),
+            ],
         )
         .await
         .unwrap();

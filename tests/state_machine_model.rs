@@ -185,6 +185,8 @@ async fn check(require_approval: bool, actions: Vec<Action>) -> Result<(), TestC
     let queue = Arc::new(MemoryQueue::new(clock.clone(), 5));
     let store = Arc::new(MemoryRunStore::new());
     let mut policy = Policy::default();
+    // The model drives the schema gate's verdicts: it alone runs in CI.
+    policy.stages.ci = vec![vaia_core::GateName::new("schema").unwrap()];
     policy.promotion.require_approval = require_approval;
     let now = clock.now();
     let run = Run::new(

@@ -1,7 +1,15 @@
-//! `vaia demo`: starts a local stack, pushes three commits of a small support agent
+//! `vaia demo`: starts a local stack, pushes five commits of a small support agent
 //! through it over real HTTP (signed webhook, evidence upload), and shows each run: an
 //! initial release and an additive change promoted, then a breaking tool change failed
-//! by the schema gate. Nothing here decides an outcome; it only drives and reports.
+//! by the schema gate, an image with a CRITICAL vulnerability failed by the security gate,
+//! and a slow variant failed by the latency gate.
+//!
+//! Latency evidence is real: two in-process stand-ins for the agent (good and slow, see
+//! [`crate::loadgen`]) are put under load, the load generator writes Locust's
+//! `*_stats.csv`, and production's baseline p95 is the good variant's request-duration
+//! histogram, given to the policy as `latency.baseline_p95_ms`. Pointing the demo at the
+//! example agent means giving `run_load`/`scrape_p95_ms` its URLs instead. Nothing here
+//! decides an outcome; it only drives and reports.
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -14,34 +22,114 @@ use vaia_webhook::WebhookSecret;
 use crate::api::RunDetail;
 use crate::cli_runs::{render_detail, render_list};
 use crate::client::Client;
+use crate::loadgen::{run_load, scrape_p95_ms, DemoTarget};
 use crate::stack::{wait_for_signal, Stack, StackConfig};
 
 const PUSH_FIXTURE: &str = include_str!("../../events/github/push.json");
 const REPO: &str = "vaia-demo/support-agent";
 
+const TOOLS_V1: &str = include_str!("../../examples/demo/tools-v1.json");
+const TOOLS_V2: &str = include_str!("../../examples/demo/tools-v2.json");
+const TOOLS_V3: &str = include_str!("../../examples/demo/tools-v3-breaking.json");
+const TRIVY_CLEAN: &str = include_str!("../../examples/demo/trivy-clean.json");
+const TRIVY_VULNERABLE: &str = include_str!("../../examples/demo/trivy-vulnerable.json");
+
+/// How long the stand-in agents take to answer, and how hard the demo loads them.
+const GOOD_DELAY: Duration = Duration::from_millis(50);
+const SLOW_DELAY: Duration = Duration::from_millis(100);
+const LOAD_REQUESTS: usize = 200;
+const LOAD_CONCURRENCY: usize = 20;
+const CHAT_BODY: &str = r#"{"message":"Where is my order 1234?"}"#;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Variant {
+    Good,
+    Slow,
+}
+
 struct Step {
     title: &'static str,
     tools: &'static str,
+    trivy: &'static str,
+    variant: Variant,
     expect: PipelineState,
 }
 
 const STEPS: &[Step] = &[
     Step {
         title: "first release",
-        tools: include_str!("../../examples/demo/tools-v1.json"),
+        tools: TOOLS_V1,
+        trivy: TRIVY_CLEAN,
+        variant: Variant::Good,
         expect: PipelineState::Promoted,
     },
     Step {
         title: "additive change: a new tool and an optional property",
-        tools: include_str!("../../examples/demo/tools-v2.json"),
+        tools: TOOLS_V2,
+        trivy: TRIVY_CLEAN,
+        variant: Variant::Good,
         expect: PipelineState::Promoted,
     },
     Step {
         title: "breaking change: a tool removed, a property newly required",
-        tools: include_str!("../../examples/demo/tools-v3-breaking.json"),
+        tools: TOOLS_V3,
+        trivy: TRIVY_CLEAN,
+        variant: Variant::Good,
+        expect: PipelineState::Failed,
+    },
+    Step {
+        title: "vulnerable image: a CRITICAL musl CVE in a layer the image adds",
+        tools: TOOLS_V2,
+        trivy: TRIVY_VULNERABLE,
+        variant: Variant::Good,
+        expect: PipelineState::Failed,
+    },
+    Step {
+        title: "slow variant: p95 twice production's",
+        tools: TOOLS_V2,
+        trivy: TRIVY_CLEAN,
+        variant: Variant::Slow,
         expect: PipelineState::Failed,
     },
 ];
+
+/// Locust CSVs of the good and slow variants, and the good variant's p95 (the baseline).
+struct LatencyEvidence {
+    good_csv: String,
+    slow_csv: String,
+    baseline_p95_ms: f64,
+}
+
+async fn latency_evidence() -> Result<LatencyEvidence> {
+    let good = DemoTarget::start(GOOD_DELAY).await?;
+    let slow = DemoTarget::start(SLOW_DELAY).await?;
+    let result = async {
+        let good_csv = run_load(
+            &format!("{}/chat", good.url()),
+            CHAT_BODY,
+            LOAD_REQUESTS,
+            LOAD_CONCURRENCY,
+        )
+        .await?;
+        let slow_csv = run_load(
+            &format!("{}/chat", slow.url()),
+            CHAT_BODY,
+            LOAD_REQUESTS,
+            LOAD_CONCURRENCY,
+        )
+        .await?;
+        let baseline_p95_ms = scrape_p95_ms(&format!("{}/metrics", good.url())).await?;
+        anyhow::Ok(LatencyEvidence {
+            good_csv,
+            slow_csv,
+            baseline_p95_ms,
+        })
+    }
+    .await;
+    good.stop().await;
+    slow.stop().await;
+    result
+}
 
 pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()> {
     let tmp;
@@ -58,11 +146,22 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
         std::process::id()
     )));
     let secret = WebhookSecret::new(secret_text.clone())?;
+    let latency = latency_evidence()
+        .await
+        .context("measuring the demo agents")?;
+    println!(
+        "vaia demo: load-tested two stand-in agents ({LOAD_REQUESTS} requests each, {LOAD_CONCURRENCY} at a time): \
+         production baseline p95 {:.1} ms from the good variant's {} histogram\n",
+        latency.baseline_p95_ms,
+        crate::loadgen::METRIC
+    );
+    let mut policy = Policy::default();
+    policy.latency.baseline_p95_ms = Some(latency.baseline_p95_ms);
     let config = StackConfig {
         data_dir: data_dir.clone(),
         bind: "127.0.0.1".into(),
         port,
-        policy: Policy::default(),
+        policy,
         secret,
     };
     let stack = Stack::start(config).await?;
@@ -73,7 +172,7 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
         data_dir.display()
     );
 
-    let outcome = drive(&client, &secret_text).await;
+    let outcome = drive(&client, &secret_text, &latency).await;
     match &outcome {
         Ok(()) => println!("\nruns:\n{}", render_list(&client.runs(20).await?)),
         Err(e) => eprintln!("vaia demo: {e:#}"),
@@ -91,7 +190,7 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
     outcome
 }
 
-async fn drive(client: &Client, secret: &str) -> Result<()> {
+async fn drive(client: &Client, secret: &str, latency: &LatencyEvidence) -> Result<()> {
     let repo = Repository::new(REPO)?;
     let salt = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
     for (i, step) in STEPS.iter().enumerate() {
@@ -114,13 +213,26 @@ async fn drive(client: &Client, secret: &str) -> Result<()> {
         }
         let image = ImageDigest::new(format!(
             "sha256:{}",
-            hex::encode(Sha256::digest(step.tools))
+            hex::encode(Sha256::digest(format!(
+                "{}{}{}",
+                step.tools,
+                step.trivy,
+                step.variant == Variant::Slow
+            )))
         ))?;
-        let files = vec![("tools.json".to_string(), step.tools.as_bytes().to_vec())];
+        let stats = match step.variant {
+            Variant::Good => &latency.good_csv,
+            Variant::Slow => &latency.slow_csv,
+        };
+        let files = vec![
+            ("tools.json".to_string(), step.tools.as_bytes().to_vec()),
+            ("trivy.json".to_string(), step.trivy.as_bytes().to_vec()),
+            ("locust_stats.csv".to_string(), stats.as_bytes().to_vec()),
+        ];
         client
             .upload_evidence(&repo, &commit, &image, None, &files)
             .await?;
-        println!("evidence uploaded: tools.json + manifest.json");
+        println!("evidence uploaded: tools.json, trivy.json, locust_stats.csv + manifest.json");
         let run_id = answer["run_id"]
             .as_str()
             .context("webhook answer has no run_id")?

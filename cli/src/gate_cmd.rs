@@ -1,9 +1,11 @@
 //! `vaia gate <name>`: a gate run from files, with the verdict as JSON on stdout and the
 //! exit code contract 0 pass, 1 fail, 2 bad input or usage, 3 inconclusive or error.
 
-use std::path::Path;
-use vaia_core::policy::Policy;
+use std::path::{Path, PathBuf};
+use vaia_core::policy::{Aggregate, Policy};
+use vaia_gates::latency::{self, prometheus::PrometheusHttp, Baseline, BaselineQuery};
 use vaia_gates::schema::{self, Input, SchemaOptions};
+use vaia_gates::security::{self, SecurityOptions};
 
 pub const EXIT_BAD_INPUT: i32 = 2;
 
@@ -19,6 +21,17 @@ pub enum BadInput {
     Policy(#[from] vaia_core::policy::PolicyError),
     #[error(transparent)]
     Schema(#[from] schema::InputError),
+    #[error(transparent)]
+    Security(#[from] security::InputError),
+    #[error(transparent)]
+    Latency(#[from] latency::InputError),
+    #[error("{path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, BadInput> {
@@ -64,7 +77,182 @@ pub fn schema(
         allow_major: allow_major || policy.schema.allow_major,
     };
     let verdict = schema::evaluate(&cand, base.as_ref(), &opts)?;
+    Ok(print(&verdict))
+}
+
+fn print(verdict: &vaia_core::Verdict) -> (String, i32) {
     let json =
-        serde_json::to_string_pretty(&verdict).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-    Ok((json, verdict.outcome.exit_code()))
+        serde_json::to_string_pretty(verdict).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    (json, verdict.outcome.exit_code())
+}
+
+/// `vaia gate security`'s arguments.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityArgs {
+    pub report: PathBuf,
+    pub base_report: Option<PathBuf>,
+    pub ignore: Vec<PathBuf>,
+    pub ignore_unfixed: bool,
+    /// Empty: the policy's (default `CRITICAL`).
+    pub severity: Vec<String>,
+    pub sarif: Option<PathBuf>,
+    pub policy: Option<PathBuf>,
+}
+
+/// Runs the security gate; writes SARIF when asked; returns the verdict JSON and exit code.
+pub fn security(args: &SecurityArgs) -> Result<(String, i32), BadInput> {
+    let policy = load_policy(args.policy.as_deref())?;
+    let severities = if args.severity.is_empty() {
+        policy.security.severities.clone()
+    } else {
+        args.severity.clone()
+    };
+    let opts = SecurityOptions::new(
+        &severities,
+        args.ignore_unfixed || policy.security.ignore_unfixed,
+        chrono::Utc::now().date_naive(),
+    )?;
+    let report = read(&args.report)?;
+    let base = args.base_report.as_deref().map(read).transpose()?;
+    let ignores = args
+        .ignore
+        .iter()
+        .map(|p| Ok((p.display().to_string(), read(p)?)))
+        .collect::<Result<Vec<_>, BadInput>>()?;
+    let report_origin = args.report.display().to_string();
+    let base_origin = args
+        .base_report
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let verdict = security::evaluate(
+        &security::Input {
+            origin: &report_origin,
+            bytes: &report,
+        },
+        base.as_ref()
+            .map(|bytes| security::Input {
+                origin: &base_origin,
+                bytes,
+            })
+            .as_ref(),
+        &ignores
+            .iter()
+            .map(|(origin, bytes)| security::Input { origin, bytes })
+            .collect::<Vec<_>>(),
+        &opts,
+    )?;
+    if let Some(path) = &args.sarif {
+        let sarif = security::sarif::to_sarif(&verdict);
+        let text = serde_json::to_string_pretty(&sarif).unwrap_or_default();
+        std::fs::write(path, text).map_err(|source| BadInput::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(print(&verdict))
+}
+
+/// `vaia gate latency`'s arguments; `None` takes the policy's value.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyArgs {
+    pub locust_stats: PathBuf,
+    pub prometheus: Option<String>,
+    pub query: Option<String>,
+    pub range: Option<String>,
+    pub step: Option<f64>,
+    pub aggregate: Option<String>,
+    pub baseline_p95_ms: Option<f64>,
+    pub max_regression: Option<f64>,
+    pub min_requests: Option<u64>,
+    pub max_failure_ratio: Option<f64>,
+    pub endpoints: Vec<String>,
+    pub policy: Option<PathBuf>,
+}
+
+/// How long the latency gate waits for Prometheus.
+pub const PROMETHEUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs the latency gate; returns the verdict JSON and the exit code.
+pub async fn latency(args: &LatencyArgs) -> Result<(String, i32), BadInput> {
+    let policy = load_policy(args.policy.as_deref())?;
+    let lp = &policy.latency;
+    let opts = latency::LatencyOptions {
+        max_regression: args.max_regression.unwrap_or(lp.max_regression),
+        min_requests: args.min_requests.unwrap_or(lp.min_requests),
+        max_failure_ratio: args.max_failure_ratio.unwrap_or(lp.max_failure_ratio),
+    };
+    if !(opts.max_regression.is_finite() && opts.max_regression >= 0.0) {
+        return Err(BadInput::Usage(format!(
+            "--max-regression {}: must be a fraction ≥ 0 (0.15 is 15 %)",
+            opts.max_regression
+        )));
+    }
+    if !(0.0..=1.0).contains(&opts.max_failure_ratio) {
+        return Err(BadInput::Usage(format!(
+            "--max-failure-ratio {}: must be between 0 and 1",
+            opts.max_failure_ratio
+        )));
+    }
+    let aggregate = match &args.aggregate {
+        None => lp.aggregate,
+        Some(a) => Aggregate::parse(a).ok_or_else(|| {
+            BadInput::Usage(format!("--aggregate {a:?}: one of median, mean, max, last"))
+        })?,
+    };
+    let endpoints = if args.endpoints.is_empty() {
+        lp.endpoints.clone()
+    } else {
+        args.endpoints.clone()
+    };
+    let bytes = read(&args.locust_stats)?;
+    let origin = args.locust_stats.display().to_string();
+    let candidate = latency::locust::parse(&origin, &bytes, &endpoints)?;
+    let fixed = args.baseline_p95_ms.or(if args.prometheus.is_none() {
+        lp.baseline_p95_ms
+    } else {
+        None
+    });
+    let baseline = match (fixed, &args.prometheus) {
+        (Some(ms), _) => {
+            if !(ms.is_finite() && ms > 0.0) {
+                return Err(BadInput::Usage(format!(
+                    "--baseline-p95-ms {ms}: must be a positive number of milliseconds"
+                )));
+            }
+            Baseline::Fixed { p95_ms: ms }
+        }
+        (None, Some(url)) => {
+            let query = BaselineQuery {
+                query: args.query.clone().unwrap_or_else(|| lp.query.clone()),
+                range: args.range.clone().unwrap_or_else(|| lp.range.clone()),
+                end: now_secs(),
+                step: args.step,
+                aggregate,
+            };
+            match PrometheusHttp::new(url, PROMETHEUS_TIMEOUT) {
+                Ok(http) => latency::prometheus_baseline(&http, &query).await?,
+                Err(e) => Baseline::Unavailable {
+                    reason: e.to_string(),
+                    query: Some(query.query),
+                    range: Some(query.range),
+                },
+            }
+        }
+        (None, None) => {
+            return Err(BadInput::Usage(
+                "give --prometheus URL (with --query and --range) or --baseline-p95-ms N".into(),
+            ))
+        }
+    };
+    let verdict = latency::evaluate(&candidate, &baseline, &opts);
+    Ok(print(&verdict))
+}
+
+/// Now, in Unix seconds.
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }

@@ -31,7 +31,7 @@ enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
-    /// Start a local stack, push two commits through it and show what happened.
+    /// Start a local stack, push five commits through it (every gate passing, then a schema, a security and a latency failure) and show what happened.
     Demo {
         #[arg(long, default_value_t = 8080)]
         port: u16,
@@ -67,6 +67,70 @@ enum GateCommand {
         #[arg(long)]
         allow_major: bool,
         /// Read `[schema] allow_major` from this vaia.toml.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Image vulnerabilities from Trivy's JSON report: fails on the given severities in layers the image adds.
+    Security {
+        /// `trivy image --format json` output of the candidate image.
+        #[arg(long)]
+        report: PathBuf,
+        /// The base image's report: vulnerabilities in its layers (Metadata.DiffIDs) are listed, not failing.
+        #[arg(long)]
+        base_report: Option<PathBuf>,
+        /// A `.trivyignore` or `.trivyignore.yaml` (repeatable); expired entries no longer ignore.
+        #[arg(long)]
+        ignore: Vec<PathBuf>,
+        /// Skip vulnerabilities that have no fixed version.
+        #[arg(long)]
+        ignore_unfixed: bool,
+        /// Severities that fail, e.g. CRITICAL,HIGH (default: the policy's, CRITICAL).
+        #[arg(long, value_delimiter = ',')]
+        severity: Vec<String>,
+        /// Also write the vulnerabilities as SARIF 2.1.0 (GitHub code scanning) to this file.
+        #[arg(long)]
+        sarif: Option<PathBuf>,
+        /// Read `[security]` from this vaia.toml.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// p95 latency of a Locust run against production's from Prometheus (or a fixed baseline).
+    #[command(group(clap::ArgGroup::new("baseline").required(true).args(["prometheus", "baseline_p95_ms"])))]
+    Latency {
+        /// Locust's `*_stats.csv` (or `*_stats_history.csv`).
+        #[arg(long)]
+        locust_stats: PathBuf,
+        /// Prometheus server URL for the baseline (`/api/v1/query_range`).
+        #[arg(long)]
+        prometheus: Option<String>,
+        /// PromQL giving production's p95 in seconds (default: the policy's).
+        #[arg(long, requires = "prometheus")]
+        query: Option<String>,
+        /// The production window, a Prometheus duration such as 1h or 30m (default: 1h).
+        #[arg(long, requires = "prometheus")]
+        range: Option<String>,
+        /// Seconds between the range's steps (default: about 120 steps).
+        #[arg(long, requires = "prometheus")]
+        step: Option<f64>,
+        /// How the steps become one number: median (default), mean, max, last.
+        #[arg(long, requires = "prometheus")]
+        aggregate: Option<String>,
+        /// A fixed baseline p95 in milliseconds instead of Prometheus.
+        #[arg(long, conflicts_with = "prometheus")]
+        baseline_p95_ms: Option<f64>,
+        /// Fail when candidate p95 > baseline × (1 + this); default 0.15.
+        #[arg(long)]
+        max_regression: Option<f64>,
+        /// Fewer requests is inconclusive; default 100.
+        #[arg(long)]
+        min_requests: Option<u64>,
+        /// A larger share of failed requests is inconclusive; default 0.05.
+        #[arg(long)]
+        max_failure_ratio: Option<f64>,
+        /// Judge these Locust rows (`Name` or `Type Name`, repeatable) instead of Aggregated.
+        #[arg(long)]
+        endpoint: Vec<String>,
+        /// Read `[latency]` from this vaia.toml.
         #[arg(long)]
         policy: Option<PathBuf>,
     },
@@ -149,6 +213,66 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Gate(GateCommand::Security {
+            report,
+            base_report,
+            ignore,
+            ignore_unfixed,
+            severity,
+            sarif,
+            policy,
+        }) => gate_result(
+            "security",
+            gate_cmd::security(&gate_cmd::SecurityArgs {
+                report,
+                base_report,
+                ignore,
+                ignore_unfixed,
+                severity,
+                sarif,
+                policy,
+            }),
+        ),
+        Command::Gate(GateCommand::Latency {
+            locust_stats,
+            prometheus,
+            query,
+            range,
+            step,
+            aggregate,
+            baseline_p95_ms,
+            max_regression,
+            min_requests,
+            max_failure_ratio,
+            endpoint,
+            policy,
+        }) => {
+            let args = gate_cmd::LatencyArgs {
+                locust_stats,
+                prometheus,
+                query,
+                range,
+                step,
+                aggregate,
+                baseline_p95_ms,
+                max_regression,
+                min_requests,
+                max_failure_ratio,
+                endpoints: endpoint,
+                policy,
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("vaia: cannot start the async runtime: {e}");
+                    return exit(3);
+                }
+            };
+            gate_result("latency", rt.block_on(gate_cmd::latency(&args)))
+        }
         other => {
             vaia::telemetry::init(if matches!(other, Command::Demo { .. }) {
                 "warn"
@@ -172,6 +296,19 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn gate_result(name: &str, result: Result<(String, i32), gate_cmd::BadInput>) -> ExitCode {
+    match result {
+        Ok((json, code)) => {
+            println!("{json}");
+            exit(code)
+        }
+        Err(e) => {
+            eprintln!("vaia gate {name}: {e}");
+            exit(gate_cmd::EXIT_BAD_INPUT)
         }
     }
 }

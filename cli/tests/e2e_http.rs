@@ -1,7 +1,9 @@
 //! End to end over HTTP against a real `vaia up` process: a signed push and an evidence
 //! upload take a run to PROMOTED through every state; a breaking tool change fails at
 //! the schema gate with its finding in the log; killing the process mid-run and starting
-//! it again on the same data directory loses nothing.
+//! it again on the same data directory loses nothing. The stack runs the default gates
+//! (schema, security, latency) with a fixed latency baseline from its policy file, and
+//! each commit uploads the full evidence bundle.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +19,10 @@ const SECRET: &str = "e2e-secret-8c1f";
 const V1: &str = include_str!("../../examples/demo/tools-v1.json");
 const V2: &str = include_str!("../../examples/demo/tools-v2.json");
 const V3: &str = include_str!("../../examples/demo/tools-v3-breaking.json");
+const TRIVY: &str = include_str!("../../examples/demo/trivy-clean.json");
+const LOCUST: &str = include_str!("../../shared/gates/tests/fixtures/locust/good_stats.csv");
+/// The default gates, with a fixed production p95 instead of a Prometheus.
+const POLICY: &str = "[latency]\nbaseline_p95_ms = 150.0\n";
 
 struct Vaia {
     child: Child,
@@ -26,10 +32,15 @@ struct Vaia {
 impl Vaia {
     /// Starts `vaia up` on a free port and waits until it says where it listens.
     fn start(data_dir: &std::path::Path) -> Vaia {
+        let policy = data_dir.join("vaia.toml");
+        std::fs::write(&policy, POLICY).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_vaia"))
             .args(["up", "--port", "0", "--data-dir"])
             .arg(data_dir)
+            .arg("--policy")
+            .arg(&policy)
             .env("VAIA_GITHUB_WEBHOOK_SECRET", SECRET)
+            .env_remove("VAIA_PROMETHEUS_URL")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -79,7 +90,11 @@ async fn push(client: &Client, repo: &Repository, sha: &CommitSha, delivery: &st
 
 async fn upload(client: &Client, repo: &Repository, sha: &CommitSha, tools: &str) {
     let image = ImageDigest::new(format!("sha256:{}", "ab".repeat(32))).unwrap();
-    let files = vec![("tools.json".to_string(), tools.as_bytes().to_vec())];
+    let files = vec![
+        ("tools.json".to_string(), tools.as_bytes().to_vec()),
+        ("trivy.json".to_string(), TRIVY.as_bytes().to_vec()),
+        ("locust_stats.csv".to_string(), LOCUST.as_bytes().to_vec()),
+    ];
     client
         .upload_evidence(repo, sha, &image, None, &files)
         .await
@@ -124,7 +139,14 @@ async fn push_to_promotion_failure_and_restart() {
             Promoted
         ]
     );
-    assert_eq!(done.verdicts["schema"].outcome, vaia_core::Outcome::Pass);
+    for gate in ["schema", "security", "latency"] {
+        assert_eq!(
+            done.verdicts[gate].outcome,
+            vaia_core::Outcome::Pass,
+            "{gate}"
+        );
+    }
+    assert_eq!(done.verdicts["latency"].metrics["baseline_p95_ms"], 150.0);
     assert_eq!(
         done.run.candidate.version.as_ref().unwrap().to_string(),
         "0.1.0"
