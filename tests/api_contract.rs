@@ -137,9 +137,10 @@ async fn responses_match_the_openapi_document() {
         .unwrap();
     for line in [
         "vaia_transitions_total{from=\"IDLE\",to=\"TRIGGERED\"} 1",
-        "vaia_transitions_total{from=\"CT_QUEUED\",to=\"PROMOTED\"} 1",
-        "vaia_gate_verdicts_total{gate=\"schema\",outcome=\"pass\"} 1",
-        "vaia_runs{state=\"PROMOTED\"} 1",
+        "vaia_transitions_total{from=\"TRIGGERED\",to=\"CI_RUNNING\"} 1",
+        "vaia_transitions_total{from=\"CI_RUNNING\",to=\"FAILED\"} 1",
+        "vaia_runs{state=\"FAILED\"} 1",
+        "vaia_runs{state=\"PROMOTED\"} 0",
         "vaia_time_in_state_seconds_count{state=\"CI_RUNNING\"} 1",
         "vaia_dead_letter_messages{queue=\"advance\"} 0",
     ] {
@@ -148,6 +149,10 @@ async fn responses_match_the_openapi_document() {
             "missing {line:?} in\n{metrics}"
         );
     }
+    // The verdict that failed the run is counted (which gate answers first varies).
+    assert!(metrics
+        .lines()
+        .any(|l| l.starts_with("vaia_gate_verdicts_total{") && l.ends_with(" 1")));
     assert!(metrics.contains("vaia_queue_messages{queue=\"gate-schema\",status=\"visible\"}"));
 
     // Every documented path and method is served (nothing answers "no such route").
