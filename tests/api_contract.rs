@@ -42,7 +42,7 @@ async fn responses_match_the_openapi_document() {
         data_dir: dir.path().to_path_buf(),
         bind: "127.0.0.1".into(),
         port: 0,
-        policy: Policy::default(),
+        policy: Policy::schema_only(),
         secret: WebhookSecret::new("contract-secret").unwrap(),
     };
     let stack = Stack::start(config).await.unwrap();

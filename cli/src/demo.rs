@@ -62,7 +62,7 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
         data_dir: data_dir.clone(),
         bind: "127.0.0.1".into(),
         port,
-        policy: Policy::default(),
+        policy: Policy::schema_only(),
         secret,
     };
     let stack = Stack::start(config).await?;

@@ -14,6 +14,8 @@ use vaia_core::policy::Policy;
 use vaia_core::ports::{
     BlobStore, Clock, Idempotency, MessageHandler, Metrics, Queue, RunStore, SystemClock,
 };
+use vaia_gate_eval::{EvalGate, JudgeSettings};
+use vaia_gate_prompt::PromptGate;
 use vaia_gate_schema::SchemaGate;
 use vaia_local::{LocalOptions, LocalStore, RouteOptions};
 use vaia_orchestrator::Orchestrator;
@@ -75,7 +77,22 @@ pub fn consumers(p: &Ports) -> Vec<(String, Arc<dyn MessageHandler>)> {
         p.blobs.clone(),
         p.queue.clone(),
     ));
-    let gate = vaia_core::GateName::new(vaia_gates::schema::GATE).map(|g| queues::gate(&g));
+    let prompt = Arc::new(PromptGate::new(
+        p.store.clone(),
+        p.blobs.clone(),
+        p.queue.clone(),
+    ));
+    let eval = Arc::new(EvalGate::new(
+        p.store.clone(),
+        p.blobs.clone(),
+        p.queue.clone(),
+        JudgeSettings::from_env(),
+    ));
+    let gates: Vec<(&str, Arc<dyn MessageHandler>)> = vec![
+        (vaia_gates::schema::GATE, schema),
+        (vaia_gates::prompt::GATE, prompt),
+        (vaia_gates::eval::GATE, eval),
+    ];
     let mut out: Vec<(String, Arc<dyn MessageHandler>)> = vec![
         (queues::ADVANCE.to_string(), orchestrator),
         (
@@ -87,8 +104,10 @@ pub fn consumers(p: &Ports) -> Vec<(String, Arc<dyn MessageHandler>)> {
             Arc::new(ObjectEvents(registry)),
         ),
     ];
-    if let Ok(gate) = gate {
-        out.push((gate, schema));
+    for (name, handler) in gates {
+        if let Ok(gate) = vaia_core::GateName::new(name) {
+            out.push((queues::gate(&gate), handler));
+        }
     }
     out
 }

@@ -25,9 +25,14 @@ struct Vaia {
 
 impl Vaia {
     /// Starts `vaia up` on a free port and waits until it says where it listens.
+    /// Runs with a schema-only policy: these runs upload tool definitions alone.
     fn start(data_dir: &std::path::Path) -> Vaia {
+        let policy = data_dir.join("e2e-policy.toml");
+        std::fs::write(&policy, "[stages]\nci = [\"schema\"]\n").expect("write policy");
         let mut child = Command::new(env!("CARGO_BIN_EXE_vaia"))
-            .args(["up", "--port", "0", "--data-dir"])
+            .args(["up", "--port", "0", "--policy"])
+            .arg(&policy)
+            .arg("--data-dir")
             .arg(data_dir)
             .env("VAIA_GITHUB_WEBHOOK_SECRET", SECRET)
             .env("RUST_LOG", "warn")

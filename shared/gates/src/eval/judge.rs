@@ -647,6 +647,33 @@ pub async fn judge_all(
         .collect()
 }
 
+/// Builds the judge named `name` (`local`, `gemini`, `openai`); API keys come from the
+/// environment (`GEMINI_API_KEY`, `OPENAI_API_KEY`). The error says what is missing and
+/// never contains a key.
+pub fn build(
+    name: &str,
+    url: Option<&str>,
+    model: Option<&str>,
+    timeout: Duration,
+) -> Result<Arc<dyn Judge>, String> {
+    let key = |var: &'static str| {
+        std::env::var(var)
+            .ok()
+            .and_then(ApiKey::new)
+            .ok_or_else(|| format!("the {name} judge needs an API key: set {var}"))
+    };
+    match name {
+        "local" => Ok(Arc::new(LocalJudge)),
+        "gemini" => GeminiJudge::new(url, model, key("GEMINI_API_KEY")?, timeout)
+            .map(|j| Arc::new(j) as Arc<dyn Judge>)
+            .map_err(|e| e.to_string()),
+        "openai" => OpenAiJudge::new(url, model, key("OPENAI_API_KEY")?, timeout)
+            .map(|j| Arc::new(j) as Arc<dyn Judge>)
+            .map_err(|e| e.to_string()),
+        other => Err(format!("unknown judge {other:?} (local, gemini, openai)")),
+    }
+}
+
 /// USD per million input and output tokens for models whose list price is known to vaia;
 /// others report tokens without a cost unless a price is configured.
 pub fn list_price(judge: &str, model: &str) -> Option<(f64, f64)> {

@@ -100,16 +100,7 @@ pub fn parse_answers(origin: &str, text: &str) -> Result<Vec<Answer>, InputError
     jsonl(origin, text, |a: &Answer| a.id.as_str())
 }
 
-/// What to do when the interval straddles the threshold (policy `[eval] on_inconclusive`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnInconclusive {
-    /// Report `inconclusive` (exit 3): collect more samples and run again.
-    #[default]
-    Inconclusive,
-    /// Treat it as a failure.
-    Fail,
-}
+pub use vaia_core::policy::OnInconclusive;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalOptions {
