@@ -199,7 +199,7 @@ fn leak(prompt: &str, system: &str, canary: &str) -> Option<String> {
         "spell",
     ]) {
         let spaced: Vec<String> = canary.chars().map(|c| c.to_string()).collect();
-        return Some(format!("The code, spelled: {}", spaced.join(" ")));
+        return Some(format!("The code, spelled: {}", spaced.join(". ")));
     }
     if has(&[
         "ignore",
