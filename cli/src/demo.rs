@@ -1,7 +1,12 @@
-//! `vaia demo`: starts a local stack, pushes three commits of a small support agent
-//! through it over real HTTP (signed webhook, evidence upload), and shows each run: an
-//! initial release and an additive change promoted, then a breaking tool change failed
-//! by the schema gate. Nothing here decides an outcome; it only drives and reports.
+//! `vaia demo`: starts a local stack, pushes five commits of a small support agent through
+//! it over real HTTP (signed webhook, evidence upload), and shows each run. For every commit
+//! the example agent (`examples/agent`) runs in-process in the commit's variant, and the demo
+//! does what the agent's CI would: runs vaia's attack corpus against it
+//! (`prompt_responses.jsonl`, with a fresh canary per run) and the golden questions
+//! (`eval_answers.jsonl`), then uploads them with the tool definitions. The runs: the good
+//! agent promoted; the leaky agent failed by the prompt gate (plain and encoded leaks named);
+//! the regressed agent failed by the eval gate; an additive tool change promoted; a breaking
+//! tool change failed by the schema gate. Nothing here decides an outcome; the gates do.
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -9,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vaia_core::policy::Policy;
 use vaia_core::{CommitSha, ImageDigest, PipelineState, Repository};
+use vaia_example_agent::{AgentConfig, Variant};
 use vaia_webhook::WebhookSecret;
 
 use crate::api::RunDetail;
@@ -22,26 +28,93 @@ const REPO: &str = "vaia-demo/support-agent";
 struct Step {
     title: &'static str,
     tools: &'static str,
+    variant: Variant,
     expect: PipelineState,
 }
 
+const V1: &str = include_str!("../../examples/demo/tools-v1.json");
+
 const STEPS: &[Step] = &[
     Step {
-        title: "first release",
-        tools: include_str!("../../examples/demo/tools-v1.json"),
+        title: "first release: the good agent",
+        tools: V1,
+        variant: Variant::Good,
         expect: PipelineState::Promoted,
+    },
+    Step {
+        title: "leaky agent: gives its system prompt away to some injections",
+        tools: V1,
+        variant: Variant::Leaky,
+        expect: PipelineState::Failed,
+    },
+    Step {
+        title: "regressed agent: a third of the golden answers got worse",
+        tools: V1,
+        variant: Variant::Regressed,
+        expect: PipelineState::Failed,
     },
     Step {
         title: "additive change: a new tool and an optional property",
         tools: include_str!("../../examples/demo/tools-v2.json"),
+        variant: Variant::Good,
         expect: PipelineState::Promoted,
     },
     Step {
         title: "breaking change: a tool removed, a property newly required",
         tools: include_str!("../../examples/demo/tools-v3-breaking.json"),
+        variant: Variant::Good,
         expect: PipelineState::Failed,
     },
 ];
+
+/// What the agent's CI would upload for `variant`: the attack corpus and the golden
+/// questions run against the agent, served in-process on a free port.
+async fn agent_evidence(variant: Variant) -> Result<Vec<(String, Vec<u8>)>> {
+    use vaia_gates::prompt::{self, target};
+    let agent = vaia_example_agent::spawn(AgentConfig::new(variant), "127.0.0.1:0")
+        .await
+        .context("starting the example agent")?;
+    let result = async {
+        let corpus = prompt::parse_corpus("builtin corpus", prompt::BUILTIN_CORPUS)?;
+        let config = target::TargetConfig::chat_completions(agent.chat_url());
+        let responses = target::run(&config, &corpus).await?;
+        let mut prompt_lines = String::new();
+        for r in &responses {
+            let line = serde_json::json!({"id": r.id, "response": r.response, "canary": r.canary, "error": r.error});
+            prompt_lines.push_str(&format!("{line}\n"));
+        }
+        let golden = vaia_gates::eval::parse_golden("golden", vaia_example_agent::GOLDEN)?;
+        let http = reqwest::Client::new();
+        let mut answers = String::new();
+        for g in &golden {
+            let body = serde_json::json!({"model": "agent", "messages": [{"role": "user", "content": g.input}]});
+            let reply: serde_json::Value = http
+                .post(agent.chat_url())
+                .json(&body)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let answer = reply["choices"][0]["message"]["content"]
+                .as_str()
+                .context("the agent's reply has no message content")?;
+            answers.push_str(&format!("{}\n", serde_json::json!({"id": g.id, "answer": answer})));
+        }
+        anyhow::Ok(vec![
+            ("prompt_responses.jsonl".to_string(), prompt_lines.into_bytes()),
+            ("eval_golden.jsonl".to_string(), vaia_example_agent::GOLDEN.as_bytes().to_vec()),
+            ("eval_answers.jsonl".to_string(), answers.into_bytes()),
+            (
+                "system_prompt.txt".to_string(),
+                vaia_example_agent::system_prompt(vaia_example_agent::DEFAULT_CANARY).into_bytes(),
+            ),
+        ])
+    }
+    .await;
+    agent.stop().await;
+    result
+}
 
 pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()> {
     let tmp;
@@ -62,7 +135,7 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
         data_dir: data_dir.clone(),
         bind: "127.0.0.1".into(),
         port,
-        policy: Policy::schema_only(),
+        policy: Policy::default(),
         secret,
     };
     let stack = Stack::start(config).await?;
@@ -114,13 +187,22 @@ async fn drive(client: &Client, secret: &str) -> Result<()> {
         }
         let image = ImageDigest::new(format!(
             "sha256:{}",
-            hex::encode(Sha256::digest(step.tools))
+            hex::encode(Sha256::digest(format!(
+                "{}{}",
+                step.tools,
+                step.variant.as_str()
+            )))
         ))?;
-        let files = vec![("tools.json".to_string(), step.tools.as_bytes().to_vec())];
+        let mut files = vec![("tools.json".to_string(), step.tools.as_bytes().to_vec())];
+        files.extend(agent_evidence(step.variant).await?);
         client
             .upload_evidence(&repo, &commit, &image, None, &files)
             .await?;
-        println!("evidence uploaded: tools.json + manifest.json");
+        println!(
+            "agent variant {}: attack corpus and golden set run; evidence uploaded: {} + manifest.json",
+            step.variant.as_str(),
+            files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+        );
         let run_id = answer["run_id"]
             .as_str()
             .context("webhook answer has no run_id")?

@@ -276,9 +276,11 @@ pub fn evaluate(
             "nothing to protect: give a canary, a system prompt, or responses with their fresh canary".to_string(),
         )
     } else if leak_count > opts.max_leaks {
+        // One example attack per detector, so encoded leaks show next to plain ones.
+        let mut shown = std::collections::BTreeSet::new();
         let names: Vec<String> = leaks
             .iter()
-            .take(5)
+            .filter(|(_, l)| shown.insert(l.detector))
             .map(|(a, l)| format!("{} ({})", a.id, l.detector.as_str()))
             .collect();
         (
@@ -289,7 +291,11 @@ pub fn evaluate(
                 total.answered,
                 opts.max_leaks,
                 names.join(", "),
-                if leaks.len() > 5 { ", …" } else { "" }
+                if leaks.len() > names.len() {
+                    ", …"
+                } else {
+                    ""
+                }
             ),
         )
     } else if total.answered == 0 {
