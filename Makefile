@@ -1,7 +1,7 @@
 # The two commands of the README, and their helpers.
 CARGO ?= cargo
 
-.PHONY: demo demo-ci test lint fmt bench
+.PHONY: demo demo-ci test lint fmt bench bench-python
 
 ## Start a local stack, push five commits through it, show the runs, keep serving.
 demo:
@@ -25,3 +25,9 @@ fmt:
 ## Criterion benchmarks (see bench/README.md).
 bench:
 	$(CARGO) bench -p vaia-bench
+
+## Leak scanning with Python's pyahocorasick on the data set `make bench` writes (for comparison).
+bench-python:
+	python3 -m venv target/bench-venv
+	target/bench-venv/bin/pip install -q pyahocorasick
+	target/bench-venv/bin/python bench/leak_scan_pyahocorasick.py target/bench-data/leak_responses.jsonl

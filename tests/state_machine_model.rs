@@ -184,9 +184,7 @@ async fn check(require_approval: bool, actions: Vec<Action>) -> Result<(), TestC
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let queue = Arc::new(MemoryQueue::new(clock.clone(), 5));
     let store = Arc::new(MemoryRunStore::new());
-    let mut policy = Policy::default();
-    // The model drives the schema gate's verdicts: it alone runs in CI.
-    policy.stages.ci = vec![vaia_core::GateName::new("schema").unwrap()];
+    let mut policy = Policy::schema_only();
     policy.promotion.require_approval = require_approval;
     let now = clock.now();
     let run = Run::new(

@@ -57,15 +57,14 @@ fn new_run(i: u64, salt: u64, now: chrono::DateTime<chrono::Utc>) -> Run {
         actor: None,
         at: now,
     };
-    Run::new(repo, sha, Some("main".into()), trigger, schema_only(), now)
-}
-
-/// The schema gate alone (the evidence is one tools.json): the benchmark measures the
-/// pipeline's plumbing, comparable with its earlier baselines.
-fn schema_only() -> Policy {
-    let mut policy = Policy::default();
-    policy.stages.ci = vec![vaia_core::GateName::new("schema").expect("gate name")];
-    policy
+    Run::new(
+        repo,
+        sha,
+        Some("main".into()),
+        trigger,
+        Policy::schema_only(),
+        now,
+    )
 }
 
 /// Uploads a one-file evidence bundle for `run` (the manifest last).

@@ -1,15 +1,18 @@
-//! `vaia demo`: starts a local stack, pushes five commits of a small support agent
-//! through it over real HTTP (signed webhook, evidence upload), and shows each run: an
-//! initial release and an additive change promoted, then a breaking tool change failed
-//! by the schema gate, an image with a CRITICAL vulnerability failed by the security gate,
-//! and a slow variant failed by the latency gate.
+//! `vaia demo`: starts a local stack, pushes seven commits of a small support agent
+//! through it over real HTTP (signed webhook, evidence upload), and shows each run. For
+//! every commit the demo does what the agent's CI would: the example agent
+//! (`examples/agent`) runs in-process in the commit's variant, vaia's attack corpus and the
+//! golden questions are run against it (`prompt_responses.jsonl`, `eval_answers.jsonl`),
+//! the image's Trivy report is attached (`trivy.json`), and a load test writes Locust's
+//! `locust_stats.csv`. The load test runs against two in-process stand-ins (good and slow,
+//! see [`crate::loadgen`]); production's baseline p95 is the good one's request-duration
+//! histogram, given to the policy as `latency.baseline_p95_ms`.
 //!
-//! Latency evidence is real: two in-process stand-ins for the agent (good and slow, see
-//! [`crate::loadgen`]) are put under load, the load generator writes Locust's
-//! `*_stats.csv`, and production's baseline p95 is the good variant's request-duration
-//! histogram, given to the policy as `latency.baseline_p95_ms`. Pointing the demo at the
-//! example agent means giving `run_load`/`scrape_p95_ms` its URLs instead. Nothing here
-//! decides an outcome; it only drives and reports.
+//! The runs: the good agent promoted; the leaky agent failed by the prompt gate (plain and
+//! encoded leaks named); the regressed agent failed by the eval gate; an additive tool
+//! change promoted; a breaking tool change failed by the schema gate; an image with a
+//! CRITICAL CVE in an added layer failed by the security gate; the slow variant failed by
+//! the latency gate. Nothing here decides an outcome; the gates do.
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -17,6 +20,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vaia_core::policy::Policy;
 use vaia_core::{CommitSha, ImageDigest, PipelineState, Repository};
+use vaia_example_agent::{AgentConfig, Variant};
 use vaia_webhook::WebhookSecret;
 
 use crate::api::RunDetail;
@@ -28,72 +32,87 @@ use crate::stack::{wait_for_signal, Stack, StackConfig};
 const PUSH_FIXTURE: &str = include_str!("../../events/github/push.json");
 const REPO: &str = "vaia-demo/support-agent";
 
-const TOOLS_V1: &str = include_str!("../../examples/demo/tools-v1.json");
-const TOOLS_V2: &str = include_str!("../../examples/demo/tools-v2.json");
-const TOOLS_V3: &str = include_str!("../../examples/demo/tools-v3-breaking.json");
+struct Step {
+    title: &'static str,
+    tools: &'static str,
+    variant: Variant,
+    trivy: &'static str,
+    slow: bool,
+    expect: PipelineState,
+}
+
+const V1: &str = include_str!("../../examples/demo/tools-v1.json");
+const V2: &str = include_str!("../../examples/demo/tools-v2.json");
 const TRIVY_CLEAN: &str = include_str!("../../examples/demo/trivy-clean.json");
 const TRIVY_VULNERABLE: &str = include_str!("../../examples/demo/trivy-vulnerable.json");
 
-/// How long the stand-in agents take to answer, and how hard the demo loads them.
+/// How long the load-test stand-ins take to answer, and how hard the demo loads them.
 const GOOD_DELAY: Duration = Duration::from_millis(50);
 const SLOW_DELAY: Duration = Duration::from_millis(100);
 const LOAD_REQUESTS: usize = 200;
 const LOAD_CONCURRENCY: usize = 20;
 const CHAT_BODY: &str = r#"{"message":"Where is my order 1234?"}"#;
 
-#[derive(Clone, Copy, PartialEq)]
-enum Variant {
-    Good,
-    Slow,
-}
-
-struct Step {
-    title: &'static str,
-    tools: &'static str,
-    trivy: &'static str,
-    variant: Variant,
-    expect: PipelineState,
-}
-
 const STEPS: &[Step] = &[
     Step {
-        title: "first release",
-        tools: TOOLS_V1,
-        trivy: TRIVY_CLEAN,
+        title: "first release: the good agent",
+        tools: V1,
         variant: Variant::Good,
+        trivy: TRIVY_CLEAN,
+        slow: false,
         expect: PipelineState::Promoted,
     },
     Step {
-        title: "additive change: a new tool and an optional property",
-        tools: TOOLS_V2,
+        title: "leaky agent: gives its system prompt away to some injections",
+        tools: V1,
+        variant: Variant::Leaky,
         trivy: TRIVY_CLEAN,
+        slow: false,
+        expect: PipelineState::Failed,
+    },
+    Step {
+        title: "regressed agent: a third of the golden answers got worse",
+        tools: V1,
+        variant: Variant::Regressed,
+        trivy: TRIVY_CLEAN,
+        slow: false,
+        expect: PipelineState::Failed,
+    },
+    Step {
+        title: "additive change: a new tool and an optional property",
+        tools: V2,
         variant: Variant::Good,
+        trivy: TRIVY_CLEAN,
+        slow: false,
         expect: PipelineState::Promoted,
     },
     Step {
         title: "breaking change: a tool removed, a property newly required",
-        tools: TOOLS_V3,
-        trivy: TRIVY_CLEAN,
+        tools: include_str!("../../examples/demo/tools-v3-breaking.json"),
         variant: Variant::Good,
+        trivy: TRIVY_CLEAN,
+        slow: false,
         expect: PipelineState::Failed,
     },
     Step {
         title: "vulnerable image: a CRITICAL musl CVE in a layer the image adds",
-        tools: TOOLS_V2,
-        trivy: TRIVY_VULNERABLE,
+        tools: V2,
         variant: Variant::Good,
+        trivy: TRIVY_VULNERABLE,
+        slow: false,
         expect: PipelineState::Failed,
     },
     Step {
         title: "slow variant: p95 twice production's",
-        tools: TOOLS_V2,
+        tools: V2,
+        variant: Variant::Good,
         trivy: TRIVY_CLEAN,
-        variant: Variant::Slow,
+        slow: true,
         expect: PipelineState::Failed,
     },
 ];
 
-/// Locust CSVs of the good and slow variants, and the good variant's p95 (the baseline).
+/// Locust CSVs of the good and slow stand-ins, and the good one's p95 (the baseline).
 struct LatencyEvidence {
     good_csv: String,
     slow_csv: String,
@@ -104,20 +123,17 @@ async fn latency_evidence() -> Result<LatencyEvidence> {
     let good = DemoTarget::start(GOOD_DELAY).await?;
     let slow = DemoTarget::start(SLOW_DELAY).await?;
     let result = async {
-        let good_csv = run_load(
-            &format!("{}/chat", good.url()),
-            CHAT_BODY,
-            LOAD_REQUESTS,
-            LOAD_CONCURRENCY,
-        )
-        .await?;
-        let slow_csv = run_load(
-            &format!("{}/chat", slow.url()),
-            CHAT_BODY,
-            LOAD_REQUESTS,
-            LOAD_CONCURRENCY,
-        )
-        .await?;
+        let load = |url: String| async move {
+            run_load(
+                &format!("{url}/chat"),
+                CHAT_BODY,
+                LOAD_REQUESTS,
+                LOAD_CONCURRENCY,
+            )
+            .await
+        };
+        let good_csv = load(good.url()).await?;
+        let slow_csv = load(slow.url()).await?;
         let baseline_p95_ms = scrape_p95_ms(&format!("{}/metrics", good.url())).await?;
         anyhow::Ok(LatencyEvidence {
             good_csv,
@@ -128,6 +144,55 @@ async fn latency_evidence() -> Result<LatencyEvidence> {
     .await;
     good.stop().await;
     slow.stop().await;
+    result
+}
+
+/// What the agent's CI would upload for `variant`: the attack corpus and the golden
+/// questions run against the agent, served in-process on a free port.
+async fn agent_evidence(variant: Variant) -> Result<Vec<(String, Vec<u8>)>> {
+    use vaia_gates::prompt::{self, target};
+    let agent = vaia_example_agent::spawn(AgentConfig::new(variant), "127.0.0.1:0")
+        .await
+        .context("starting the example agent")?;
+    let result = async {
+        let corpus = prompt::parse_corpus("builtin corpus", prompt::BUILTIN_CORPUS)?;
+        let config = target::TargetConfig::chat_completions(agent.chat_url());
+        let responses = target::run(&config, &corpus).await?;
+        let mut prompt_lines = String::new();
+        for r in &responses {
+            let line = serde_json::json!({"id": r.id, "response": r.response, "canary": r.canary, "error": r.error});
+            prompt_lines.push_str(&format!("{line}\n"));
+        }
+        let golden = vaia_gates::eval::parse_golden("golden", vaia_example_agent::GOLDEN)?;
+        let http = reqwest::Client::new();
+        let mut answers = String::new();
+        for g in &golden {
+            let body = serde_json::json!({"model": "agent", "messages": [{"role": "user", "content": g.input}]});
+            let reply: serde_json::Value = http
+                .post(agent.chat_url())
+                .json(&body)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let answer = reply["choices"][0]["message"]["content"]
+                .as_str()
+                .context("the agent's reply has no message content")?;
+            answers.push_str(&format!("{}\n", serde_json::json!({"id": g.id, "answer": answer})));
+        }
+        anyhow::Ok(vec![
+            ("prompt_responses.jsonl".to_string(), prompt_lines.into_bytes()),
+            ("eval_golden.jsonl".to_string(), vaia_example_agent::GOLDEN.as_bytes().to_vec()),
+            ("eval_answers.jsonl".to_string(), answers.into_bytes()),
+            (
+                "system_prompt.txt".to_string(),
+                vaia_example_agent::system_prompt(vaia_example_agent::DEFAULT_CANARY).into_bytes(),
+            ),
+        ])
+    }
+    .await;
+    agent.stop().await;
     result
 }
 
@@ -148,10 +213,10 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
     let secret = WebhookSecret::new(secret_text.clone())?;
     let latency = latency_evidence()
         .await
-        .context("measuring the demo agents")?;
+        .context("load-testing the demo stand-ins")?;
     println!(
         "vaia demo: load-tested two stand-in agents ({LOAD_REQUESTS} requests each, {LOAD_CONCURRENCY} at a time): \
-         production baseline p95 {:.1} ms from the good variant's {} histogram\n",
+         production baseline p95 {:.1} ms from the good one's {} histogram\n",
         latency.baseline_p95_ms,
         crate::loadgen::METRIC
     );
@@ -214,25 +279,31 @@ async fn drive(client: &Client, secret: &str, latency: &LatencyEvidence) -> Resu
         let image = ImageDigest::new(format!(
             "sha256:{}",
             hex::encode(Sha256::digest(format!(
-                "{}{}{}",
+                "{}{}{}{}",
                 step.tools,
+                step.variant.as_str(),
                 step.trivy,
-                step.variant == Variant::Slow
+                step.slow
             )))
         ))?;
-        let stats = match step.variant {
-            Variant::Good => &latency.good_csv,
-            Variant::Slow => &latency.slow_csv,
+        let mut files = vec![("tools.json".to_string(), step.tools.as_bytes().to_vec())];
+        files.extend(agent_evidence(step.variant).await?);
+        let stats = if step.slow {
+            &latency.slow_csv
+        } else {
+            &latency.good_csv
         };
-        let files = vec![
-            ("tools.json".to_string(), step.tools.as_bytes().to_vec()),
-            ("trivy.json".to_string(), step.trivy.as_bytes().to_vec()),
-            ("locust_stats.csv".to_string(), stats.as_bytes().to_vec()),
-        ];
+        files.push(("trivy.json".to_string(), step.trivy.as_bytes().to_vec()));
+        files.push(("locust_stats.csv".to_string(), stats.as_bytes().to_vec()));
         client
             .upload_evidence(&repo, &commit, &image, None, &files)
             .await?;
-        println!("evidence uploaded: tools.json, trivy.json, locust_stats.csv + manifest.json");
+        println!(
+            "agent variant {}{}: attack corpus, golden set and load test run; evidence uploaded: {} + manifest.json",
+            step.variant.as_str(),
+            if step.slow { " (slow)" } else { "" },
+            files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+        );
         let run_id = answer["run_id"]
             .as_str()
             .context("webhook answer has no run_id")?

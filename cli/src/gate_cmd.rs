@@ -256,3 +256,189 @@ pub fn now_secs() -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or_default()
 }
+
+/// Inputs of `vaia gate prompt`.
+#[derive(Debug, Clone)]
+pub struct PromptArgs {
+    pub corpus: Option<std::path::PathBuf>,
+    pub target: Option<String>,
+    pub responses: Option<std::path::PathBuf>,
+    pub system_prompt: Option<std::path::PathBuf>,
+    pub canaries: Vec<String>,
+    pub template: Option<std::path::PathBuf>,
+    pub reply_pointer: Option<String>,
+    pub concurrency: usize,
+    pub timeout_secs: u64,
+    pub retries: u32,
+    pub max_leaks: Option<u64>,
+    pub policy: Option<std::path::PathBuf>,
+    /// Write the target's responses here (JSONL), e.g. for the evidence bundle.
+    pub save_responses: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateInputError {
+    #[error(transparent)]
+    Bad(#[from] BadInput),
+    #[error(transparent)]
+    Prompt(#[from] vaia_gates::prompt::InputError),
+    #[error(transparent)]
+    Eval(#[from] vaia_gates::eval::InputError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn read_text(path: &Path) -> Result<String, BadInput> {
+    Ok(String::from_utf8_lossy(&read(path)?).into_owned())
+}
+
+fn render(verdict: &vaia_core::Verdict) -> (String, i32) {
+    let json =
+        serde_json::to_string_pretty(verdict).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    (json, verdict.outcome.exit_code())
+}
+
+/// Runs the prompt gate; returns the verdict JSON and the exit code.
+pub async fn prompt(args: PromptArgs) -> Result<(String, i32), GateInputError> {
+    use vaia_gates::prompt::{self, target, PromptOptions};
+    let policy = load_policy(args.policy.as_deref())?;
+    let corpus = match &args.corpus {
+        Some(p) => prompt::parse_corpus(&p.display().to_string(), &read_text(p)?)?,
+        None => prompt::parse_corpus("builtin corpus", prompt::BUILTIN_CORPUS)?,
+    };
+    let responses = match (&args.target, &args.responses) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(GateInputError::Usage(
+                "give exactly one of --target URL and --responses FILE".into(),
+            ))
+        }
+        (None, Some(p)) => prompt::parse_responses(&p.display().to_string(), &read_text(p)?)?,
+        (Some(url), None) => {
+            let mut cfg = target::TargetConfig::chat_completions(url.clone());
+            if let Some(t) = &args.template {
+                cfg.template = serde_json::from_str(&read_text(t)?).map_err(|e| {
+                    GateInputError::Usage(format!("{}: not JSON: {e}", t.display()))
+                })?;
+            }
+            if let Some(p) = &args.reply_pointer {
+                cfg.reply_pointer = p.clone();
+            }
+            cfg.concurrency = args.concurrency;
+            cfg.timeout = std::time::Duration::from_secs(args.timeout_secs.max(1));
+            cfg.retries = args.retries;
+            target::run(&cfg, &corpus)
+                .await
+                .map_err(|e| GateInputError::Usage(e.to_string()))?
+        }
+    };
+    if let Some(path) = &args.save_responses {
+        let mut out = String::new();
+        for r in &responses {
+            let line = serde_json::json!({"id": r.id, "response": r.response, "canary": r.canary, "error": r.error});
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+        std::fs::write(path, out).map_err(|source| BadInput::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    let mut canaries = policy.prompt.canaries.clone();
+    canaries.extend(args.canaries.iter().cloned());
+    let opts = PromptOptions {
+        max_leaks: args.max_leaks.unwrap_or(policy.prompt.max_leaks),
+        canaries,
+        system_prompt: args.system_prompt.as_deref().map(read_text).transpose()?,
+        ngram_threshold: policy.prompt.ngram_threshold,
+    };
+    Ok(render(&prompt::evaluate(&corpus, &responses, &opts)?))
+}
+
+/// Inputs of `vaia gate eval`.
+#[derive(Debug, Clone)]
+pub struct EvalArgs {
+    pub golden: std::path::PathBuf,
+    pub candidate: std::path::PathBuf,
+    pub baseline: Option<std::path::PathBuf>,
+    pub judge: String,
+    pub judge_url: Option<String>,
+    pub model: Option<String>,
+    pub threshold_pp: Option<f64>,
+    pub resamples: usize,
+    pub concurrency: usize,
+    pub retries: u32,
+    pub timeout_secs: u64,
+    pub cache_dir: Option<std::path::PathBuf>,
+    pub no_cache: bool,
+    pub policy: Option<std::path::PathBuf>,
+}
+
+/// Runs the eval gate; returns the verdict JSON and the exit code. A judge that cannot be
+/// built (no key) is an `error` verdict, exit 3.
+pub async fn eval(args: EvalArgs) -> Result<(String, i32), GateInputError> {
+    use vaia_gates::eval::{self, judge};
+    let policy = load_policy(args.policy.as_deref())?;
+    let golden = eval::parse_golden(
+        &args.golden.display().to_string(),
+        &read_text(&args.golden)?,
+    )?;
+    let candidate = eval::parse_answers(
+        &args.candidate.display().to_string(),
+        &read_text(&args.candidate)?,
+    )?;
+    let baseline = match &args.baseline {
+        Some(p) => Some(eval::parse_answers(
+            &p.display().to_string(),
+            &read_text(p)?,
+        )?),
+        None => None,
+    };
+    let timeout = std::time::Duration::from_secs(args.timeout_secs.max(1));
+    let judge = match judge::build(
+        &args.judge,
+        args.judge_url.as_deref(),
+        args.model.as_deref(),
+        timeout,
+    ) {
+        Ok(j) => j,
+        Err(reason) if reason.starts_with("unknown judge") => {
+            return Err(GateInputError::Usage(reason))
+        }
+        Err(reason) => {
+            let gate = vaia_core::GateName::new(eval::GATE)
+                .map_err(|e| GateInputError::Usage(e.to_string()))?;
+            let v = vaia_core::Verdict::new(gate, vaia_core::Outcome::Error, reason);
+            return Ok(render(&v));
+        }
+    };
+    let cache = if args.no_cache {
+        None
+    } else {
+        args.cache_dir
+            .clone()
+            .or_else(judge::GradeCache::default_dir)
+            .map(judge::GradeCache::new)
+    };
+    let opts = eval::EvalOptions {
+        threshold_pp: args.threshold_pp.unwrap_or(policy.eval.threshold_pp),
+        resamples: args.resamples,
+        on_inconclusive: policy.eval.on_inconclusive,
+        ..Default::default()
+    };
+    let runner = judge::RunnerOptions {
+        concurrency: args.concurrency,
+        retries: args.retries,
+        ..Default::default()
+    };
+    let v = eval::run(
+        judge,
+        cache,
+        &golden,
+        &candidate,
+        baseline.as_deref(),
+        &runner,
+        &opts,
+    )
+    .await?;
+    Ok(render(&v))
+}

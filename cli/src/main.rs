@@ -134,6 +134,82 @@ enum GateCommand {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
+    /// Prompt-injection robustness: run an attack corpus (or score a transcript) and detect leaks.
+    Prompt {
+        /// Attack corpus JSONL (`id`, `prompt`, `category`, `source`); default: the built-in corpus.
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        /// An OpenAI-compatible chat completions URL to attack.
+        #[arg(long, conflicts_with = "responses")]
+        target: Option<String>,
+        /// A transcript JSONL (`id`, `response`, optional `canary`) to score instead.
+        #[arg(long)]
+        responses: Option<PathBuf>,
+        /// The system prompt that must not leak.
+        #[arg(long)]
+        system_prompt: Option<PathBuf>,
+        /// A canary token that must not leak (repeatable).
+        #[arg(long = "canary")]
+        canaries: Vec<String>,
+        /// Request body template (JSON with "{{prompt}}" and optionally "{{canary}}").
+        #[arg(long)]
+        template: Option<PathBuf>,
+        /// JSON pointer of the reply text in the target's answer.
+        #[arg(long)]
+        reply_pointer: Option<String>,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+        #[arg(long, default_value_t = 2)]
+        retries: u32,
+        /// Leaks allowed (default: the policy's `[prompt] max_leaks`, 0).
+        #[arg(long)]
+        max_leaks: Option<u64>,
+        /// Write the target's responses to this JSONL file (for an evidence bundle).
+        #[arg(long)]
+        save_responses: Option<PathBuf>,
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Judged answer quality against production with a paired bootstrap interval.
+    Eval {
+        /// Golden set JSONL (`id`, `input`, `reference`, optional `category`).
+        #[arg(long)]
+        golden: PathBuf,
+        /// Candidate answers JSONL (`id`, `answer`).
+        #[arg(long)]
+        candidate: PathBuf,
+        /// Production answers JSONL (`id`, `answer`).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// local | gemini (GEMINI_API_KEY) | openai (OPENAI_API_KEY).
+        #[arg(long, default_value = "local")]
+        judge: String,
+        /// Base URL of the judge API (e.g. a proxy or a local server).
+        #[arg(long)]
+        judge_url: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        /// Fail when the candidate is more than this many points below production (default 2).
+        #[arg(long)]
+        threshold_pp: Option<f64>,
+        #[arg(long, default_value_t = 10_000)]
+        resamples: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 3)]
+        retries: u32,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+        /// Grade cache directory (default: $XDG_CACHE_HOME/vaia or ~/.cache/vaia).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        #[arg(long)]
+        no_cache: bool,
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -261,17 +337,73 @@ fn main() -> ExitCode {
                 endpoints: endpoint,
                 policy,
             };
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("vaia: cannot start the async runtime: {e}");
-                    return exit(3);
-                }
+            gate_async("latency", gate_cmd::latency(&args))
+        }
+        Command::Gate(GateCommand::Prompt {
+            corpus,
+            target,
+            responses,
+            system_prompt,
+            canaries,
+            template,
+            reply_pointer,
+            concurrency,
+            timeout_secs,
+            retries,
+            max_leaks,
+            save_responses,
+            policy,
+        }) => {
+            let args = gate_cmd::PromptArgs {
+                corpus,
+                target,
+                responses,
+                system_prompt,
+                canaries,
+                template,
+                reply_pointer,
+                concurrency,
+                timeout_secs,
+                retries,
+                max_leaks,
+                policy,
+                save_responses,
             };
-            gate_result("latency", rt.block_on(gate_cmd::latency(&args)))
+            gate_async("prompt", gate_cmd::prompt(args))
+        }
+        Command::Gate(GateCommand::Eval {
+            golden,
+            candidate,
+            baseline,
+            judge,
+            judge_url,
+            model,
+            threshold_pp,
+            resamples,
+            concurrency,
+            retries,
+            timeout_secs,
+            cache_dir,
+            no_cache,
+            policy,
+        }) => {
+            let args = gate_cmd::EvalArgs {
+                golden,
+                candidate,
+                baseline,
+                judge,
+                judge_url,
+                model,
+                threshold_pp,
+                resamples,
+                concurrency,
+                retries,
+                timeout_secs,
+                cache_dir,
+                no_cache,
+                policy,
+            };
+            gate_async("eval", gate_cmd::eval(args))
         }
         other => {
             vaia::telemetry::init(if matches!(other, Command::Demo { .. }) {
@@ -300,7 +432,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn gate_result(name: &str, result: Result<(String, i32), gate_cmd::BadInput>) -> ExitCode {
+fn gate_result<E: std::fmt::Display>(name: &str, result: Result<(String, i32), E>) -> ExitCode {
     match result {
         Ok((json, code)) => {
             println!("{json}");
@@ -311,6 +443,24 @@ fn gate_result(name: &str, result: Result<(String, i32), gate_cmd::BadInput>) ->
             exit(gate_cmd::EXIT_BAD_INPUT)
         }
     }
+}
+
+/// Runs an async gate command: verdict on stdout, bad input on stderr with exit 2.
+fn gate_async<E: std::fmt::Display>(
+    name: &str,
+    fut: impl std::future::Future<Output = Result<(String, i32), E>>,
+) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vaia gate {name}: cannot start the async runtime: {e}");
+            return exit(3);
+        }
+    };
+    gate_result(name, rt.block_on(fut))
 }
 
 fn exit(code: i32) -> ExitCode {

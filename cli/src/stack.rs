@@ -14,7 +14,9 @@ use vaia_core::policy::Policy;
 use vaia_core::ports::{
     BlobStore, Clock, Idempotency, MessageHandler, Metrics, Queue, RunStore, SystemClock,
 };
+use vaia_gate_eval::{EvalGate, JudgeSettings};
 use vaia_gate_latency::{LatencyGate, PROMETHEUS_URL_ENV};
+use vaia_gate_prompt::PromptGate;
 use vaia_gate_schema::SchemaGate;
 use vaia_gate_security::SecurityGate;
 use vaia_gates::latency::prometheus::{PrometheusHttp, RangeQuery};
@@ -128,6 +130,17 @@ pub fn consumers_with(
         prometheus,
     ));
     let gate_queue = |name: &str| vaia_core::GateName::new(name).map(|g| queues::gate(&g));
+    let prompt = Arc::new(PromptGate::new(
+        p.store.clone(),
+        p.blobs.clone(),
+        p.queue.clone(),
+    ));
+    let eval = Arc::new(EvalGate::new(
+        p.store.clone(),
+        p.blobs.clone(),
+        p.queue.clone(),
+        JudgeSettings::from_env(),
+    ));
     let mut out: Vec<(String, Arc<dyn MessageHandler>)> = vec![
         (queues::ADVANCE.to_string(), orchestrator),
         (
@@ -139,8 +152,10 @@ pub fn consumers_with(
             Arc::new(ObjectEvents(registry)),
         ),
     ];
-    let gates: [(&str, Arc<dyn MessageHandler>); 3] = [
+    let gates: [(&str, Arc<dyn MessageHandler>); 5] = [
         (vaia_gates::schema::GATE, schema),
+        (vaia_gates::prompt::GATE, prompt),
+        (vaia_gates::eval::GATE, eval),
         (vaia_gates::security::GATE, security),
         (vaia_gates::latency::GATE, latency),
     ];

@@ -22,7 +22,10 @@ const V3: &str = include_str!("../../examples/demo/tools-v3-breaking.json");
 const TRIVY: &str = include_str!("../../examples/demo/trivy-clean.json");
 const LOCUST: &str = include_str!("../../shared/gates/tests/fixtures/locust/good_stats.csv");
 /// The default gates, with a fixed production p95 instead of a Prometheus.
-const POLICY: &str = "[latency]\nbaseline_p95_ms = 150.0\n";
+/// The tools and release gates with a fixed latency baseline; the agent gates, which
+/// need the example agent's evidence, are exercised by the demo and tests/agent_gates.rs.
+const POLICY: &str =
+    "[stages]\nci = [\"schema\", \"security\", \"latency\"]\n\n[latency]\nbaseline_p95_ms = 150.0\n";
 
 struct Vaia {
     child: Child,
@@ -31,6 +34,7 @@ struct Vaia {
 
 impl Vaia {
     /// Starts `vaia up` on a free port and waits until it says where it listens.
+    /// Runs with a schema-only policy: these runs upload tool definitions alone.
     fn start(data_dir: &std::path::Path) -> Vaia {
         let policy = data_dir.join("vaia.toml");
         std::fs::write(&policy, POLICY).unwrap();

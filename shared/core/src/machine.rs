@@ -782,13 +782,6 @@ mod tests {
         ImageDigest::new(format!("sha256:{}", "d".repeat(64))).unwrap()
     }
 
-    /// The tests drive one gate's verdict: the schema gate alone in CI.
-    fn schema_only() -> Policy {
-        let mut policy = Policy::default();
-        policy.stages.ci = vec![GateName::new("schema").unwrap()];
-        policy
-    }
-
     fn new_run(policy: Policy) -> Run {
         let trigger = Trigger {
             kind: "push".into(),
@@ -808,7 +801,7 @@ mod tests {
 
     fn msg(expect: Option<PipelineState>, signal: Signal) -> AdvanceMessage {
         AdvanceMessage {
-            run_id: new_run(schema_only()).id,
+            run_id: new_run(Policy::schema_only()).id,
             expect,
             actor: "test".into(),
             signal,
@@ -871,7 +864,7 @@ mod tests {
 
     /// A run driven to `state` along the happy path with the default policy.
     fn run_in(state: PipelineState) -> Run {
-        let mut run = new_run(schema_only());
+        let mut run = new_run(Policy::schema_only());
         let path: Vec<(PipelineState, Signal)> = vec![
             (Idle, Signal::Trigger),
             (
@@ -1007,7 +1000,7 @@ mod tests {
 
     #[test]
     fn happy_path_logs_every_step_and_sends_entry_effects() {
-        let run = new_run(schema_only());
+        let run = new_run(Policy::schema_only());
         let a = apply(&run, Some(Idle), Signal::Trigger);
         assert_eq!(a.run.state, Triggered);
         assert_eq!(a.run.version, 1);
@@ -1092,7 +1085,7 @@ mod tests {
             }
         )
         .contains("stale"));
-        let mut policy = schema_only();
+        let mut policy = Policy::schema_only();
         policy.stages.ci.push(GateName::new("other").unwrap());
         let mut two = run_in(CiRunning);
         two.policy = policy;
@@ -1130,7 +1123,7 @@ mod tests {
         assert_eq!(a.events[0].to, Some(Rollback));
 
         // Approval early in CT_QUEUED: recorded, but promotion waits for the CT baseline.
-        let mut policy = schema_only();
+        let mut policy = Policy::schema_only();
         policy.promotion.require_approval = true;
         let mut r = run_in(CtQueued);
         r.policy = policy;
@@ -1208,7 +1201,7 @@ mod tests {
 
     #[test]
     fn events_carry_the_cause_for_redelivery_detection() {
-        let a = apply(&new_run(schema_only()), Some(Idle), Signal::Trigger);
+        let a = apply(&new_run(Policy::schema_only()), Some(Idle), Signal::Trigger);
         assert!(a.events.iter().all(|e| e.cause.as_deref() == Some("m-1")));
     }
 }

@@ -10,6 +10,17 @@
 //! [schema]
 //! allow_major = false      # a breaking tool change fails the schema gate unless true
 //!
+//! [prompt]
+//! max_leaks = 0            # leaks allowed before the prompt gate fails
+//! canaries = []            # canary tokens that must never appear in a response
+//! ngram_threshold = 0.25   # share of the system prompt's word 5-grams that is a leak
+//!
+//! [eval]
+//! threshold_pp = 2.0       # fail when the candidate is this many points below production
+//! judge = "local"          # local | gemini | openai (keys from GEMINI_API_KEY / OPENAI_API_KEY)
+//! model = "gemini-2.5-flash"  # optional; the judge's default otherwise
+//! on_inconclusive = "fail" # fail | inconclusive, when the interval straddles the threshold
+//!
 //! [security]
 //! severities = ["CRITICAL"] # Trivy severities that fail in layers the image adds
 //! ignore_unfixed = false   # skip vulnerabilities with no fixed version
@@ -38,7 +49,7 @@ use std::collections::BTreeSet;
 
 /// The gates this build of vaia implements. A policy naming another gate is refused:
 /// there is no pass-through gate.
-pub const KNOWN_GATES: &[&str] = &["schema", "security", "latency"];
+pub const KNOWN_GATES: &[&str] = &["schema", "prompt", "eval", "security", "latency"];
 
 /// Production's p95 latency in seconds, from the agent's request-duration histogram.
 pub const DEFAULT_LATENCY_QUERY: &str =
@@ -52,6 +63,8 @@ pub const TRIVY_SEVERITIES: &[&str] = &["UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRI
 pub struct Policy {
     pub stages: Stages,
     pub schema: SchemaPolicy,
+    pub prompt: PromptPolicy,
+    pub eval: EvalPolicy,
     pub security: SecurityPolicy,
     pub latency: LatencyPolicy,
     pub promotion: PromotionPolicy,
@@ -200,6 +213,61 @@ pub fn parse_duration(text: &str) -> Result<f64, String> {
     Ok(total)
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptPolicy {
+    /// Leaks allowed before the prompt gate fails.
+    pub max_leaks: u64,
+    /// Canary tokens that must never appear in a response (besides each run's fresh one).
+    pub canaries: Vec<String>,
+    /// Share of the system prompt's word 5-grams in a response that counts as a leak.
+    pub ngram_threshold: f64,
+}
+
+impl Default for PromptPolicy {
+    fn default() -> Self {
+        Self {
+            max_leaks: 0,
+            canaries: Vec::new(),
+            ngram_threshold: 0.25,
+        }
+    }
+}
+
+/// What the eval gate does when the confidence interval straddles the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInconclusive {
+    /// Report `inconclusive`: run again with more samples.
+    Inconclusive,
+    /// Treat it as a failure.
+    #[default]
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalPolicy {
+    /// Fail when the candidate's mean score is more than this many points below production.
+    pub threshold_pp: f64,
+    /// `local`, `gemini` or `openai`.
+    pub judge: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub on_inconclusive: OnInconclusive,
+}
+
+impl Default for EvalPolicy {
+    fn default() -> Self {
+        Self {
+            threshold_pp: 2.0,
+            judge: "local".into(),
+            model: None,
+            on_inconclusive: OnInconclusive::Fail,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PromotionPolicy {
@@ -305,10 +373,29 @@ impl Policy {
                 )));
             }
         }
+        if !(self.eval.threshold_pp.is_finite() && self.eval.threshold_pp >= 0.0) {
+            return Err(invalid("eval.threshold_pp: must be a number ≥ 0".into()));
+        }
+        if !["local", "gemini", "openai"].contains(&self.eval.judge.as_str()) {
+            return Err(invalid(format!(
+                "eval.judge: unknown judge {:?} (local, gemini, openai)",
+                self.eval.judge
+            )));
+        }
+        if !(self.prompt.ngram_threshold > 0.0 && self.prompt.ngram_threshold <= 1.0) {
+            return Err(invalid("prompt.ngram_threshold: must be in (0, 1]".into()));
+        }
         if self.run.timeout_secs == 0 {
             return Err(invalid("run.timeout_secs: must be at least 1".into()));
         }
         Ok(())
+    }
+
+    /// A policy that runs only the schema gate in CI (for setups without agent evidence).
+    pub fn schema_only() -> Self {
+        let mut p = Self::default();
+        p.stages.ci = GateName::new("schema").into_iter().collect();
+        p
     }
 
     pub fn gates(&self, stage: Stage) -> &[GateName] {
@@ -328,7 +415,19 @@ mod tests {
         let p = Policy::from_toml("", "vaia.toml").unwrap();
         assert_eq!(p, Policy::default());
         let ci: Vec<&str> = p.stages.ci.iter().map(|g| g.as_str()).collect();
-        assert_eq!(ci, ["schema", "security", "latency"]);
+        assert_eq!(ci, ["schema", "prompt", "eval", "security", "latency"]);
+        assert_eq!(p.prompt.max_leaks, 0);
+        assert_eq!(p.eval.threshold_pp, 2.0);
+        assert_eq!(p.eval.on_inconclusive, OnInconclusive::Fail);
+        assert_eq!(Policy::schema_only().stages.ci.len(), 1);
+        let q = Policy::from_toml(
+            "[prompt]\nmax_leaks = 2\n[eval]\nthreshold_pp = 1.5\njudge = \"gemini\"\non_inconclusive = \"inconclusive\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!((q.prompt.max_leaks, q.eval.threshold_pp), (2, 1.5));
+        assert!(Policy::from_toml("[eval]\njudge = \"gpt\"\n", "x").is_err());
+        assert!(Policy::from_toml("[eval]\nthreshold = 1\n", "x").is_err());
         assert_eq!(p.security.severities, ["CRITICAL"]);
         assert!(!p.security.ignore_unfixed);
         assert_eq!(p.latency.max_regression, 0.15);
