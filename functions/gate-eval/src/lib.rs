@@ -10,11 +10,10 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-use vaia_core::layout::{alias_key, verdict_key, AliasRecord, PROD_ALIAS};
-use vaia_core::messages::{parse_body, send_signal, GateJob, Signal};
-use vaia_core::ports::{
-    BlobStore, HandlerError, MessageHandler, PortError, Queue, ReceivedMessage, RunStore,
-};
+use vaia_core::gate_job::{parse_job, publish_verdict, run_for_job};
+use vaia_core::layout::{alias_key, AliasRecord, PROD_ALIAS};
+use vaia_core::messages::GateJob;
+use vaia_core::ports::{BlobStore, HandlerError, MessageHandler, Queue, ReceivedMessage, RunStore};
 use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
 use vaia_gates::eval::{self, judge, EvalOptions};
 
@@ -49,25 +48,7 @@ pub struct EvalGate {
     settings: JudgeSettings,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum GateError {
-    #[error("run {0} not found")]
-    RunNotFound(String),
-    #[error(transparent)]
-    Key(#[from] vaia_core::IdError),
-    #[error(transparent)]
-    Port(#[from] PortError),
-}
-
-impl From<GateError> for HandlerError {
-    fn from(e: GateError) -> Self {
-        let retryable = matches!(&e, GateError::Port(p) if p.is_retryable());
-        HandlerError {
-            retryable,
-            reason: e.to_string(),
-        }
-    }
-}
+pub use vaia_core::gate_job::GateError;
 
 impl EvalGate {
     pub fn new(
@@ -86,38 +67,11 @@ impl EvalGate {
 
     /// Runs the gate for `job`; `None` when the job is stale.
     pub async fn run(&self, job: &GateJob) -> Result<Option<Verdict>, GateError> {
-        let run = self
-            .store
-            .get(&job.run_id)
-            .await?
-            .ok_or_else(|| GateError::RunNotFound(job.run_id.to_string()))?;
-        if run.state.stage() != Some(job.stage) {
-            tracing::debug!(run_id = %run.id, state = %run.state, "stale eval job");
+        let Some(run) = run_for_job(&*self.store, job).await? else {
             return Ok(None);
-        }
-        let verdict = self.evaluate(&run.repository, job, &run.policy).await?;
-        let key = verdict_key(&run.id, job.stage, &job.gate)?;
-        let bytes = serde_json::to_vec_pretty(&verdict)
-            .map_err(|e| PortError::Invalid(format!("cannot encode verdict: {e}")))?;
-        self.blobs.put(&key, &bytes).await?;
-        let signal = Signal::GateVerdict {
-            gate: job.gate.clone(),
-            stage: job.stage,
-            outcome: verdict.outcome,
-            summary: verdict.summary.clone(),
-            metrics: verdict.metrics.clone(),
-            verdict: key,
         };
-        let dedupe = format!("verdict:{}:{}", job.gate, job.stage);
-        send_signal(
-            &*self.queue,
-            &run.id,
-            Some(job.stage.state()),
-            "gate-eval",
-            signal,
-            &dedupe,
-        )
-        .await?;
+        let verdict = self.evaluate(&run.repository, job, &run.policy).await?;
+        publish_verdict(&*self.blobs, &*self.queue, &run, job, "gate-eval", &verdict).await?;
         Ok(Some(verdict))
     }
 
@@ -227,8 +181,7 @@ impl EvalGate {
 #[async_trait]
 impl MessageHandler for EvalGate {
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
-        let job: GateJob =
-            parse_body("gate-eval", &message.id, &message.body).map_err(HandlerError::permanent)?;
+        let job = parse_job("gate-eval", message)?;
         if let Some(v) = self.run(&job).await? {
             tracing::info!(run_id = %job.run_id, outcome = v.outcome.as_str(), "eval verdict");
         }

@@ -7,10 +7,10 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
-use vaia_core::layout::verdict_key;
-use vaia_core::messages::{parse_body, send_signal, GateJob, Signal};
+use vaia_core::gate_job::{parse_job, publish_verdict, run_for_job};
+use vaia_core::messages::GateJob;
 use vaia_core::ports::{
-    BlobStore, Clock, HandlerError, MessageHandler, PortError, Queue, ReceivedMessage, RunStore,
+    BlobStore, Clock, HandlerError, MessageHandler, Queue, ReceivedMessage, RunStore,
 };
 use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
 use vaia_gates::security::{self, Input, SecurityOptions};
@@ -26,25 +26,7 @@ pub struct SecurityGate {
     clock: Arc<dyn Clock>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum GateError {
-    #[error("run {0} not found")]
-    RunNotFound(String),
-    #[error(transparent)]
-    Key(#[from] vaia_core::IdError),
-    #[error(transparent)]
-    Port(#[from] PortError),
-}
-
-impl From<GateError> for HandlerError {
-    fn from(e: GateError) -> Self {
-        let retryable = matches!(&e, GateError::Port(p) if p.is_retryable());
-        HandlerError {
-            retryable,
-            reason: e.to_string(),
-        }
-    }
-}
+pub use vaia_core::gate_job::GateError;
 
 impl SecurityGate {
     pub fn new(
@@ -63,36 +45,17 @@ impl SecurityGate {
 
     /// Runs the gate for `job`; `None` when the job is stale.
     pub async fn run(&self, job: &GateJob) -> Result<Option<Verdict>, GateError> {
-        let run = self
-            .store
-            .get(&job.run_id)
-            .await?
-            .ok_or_else(|| GateError::RunNotFound(job.run_id.to_string()))?;
-        if run.state.stage() != Some(job.stage) {
-            tracing::debug!(run_id = %run.id, state = %run.state, "stale security job");
+        let Some(run) = run_for_job(&*self.store, job).await? else {
             return Ok(None);
-        }
-        let verdict = self.evaluate(&run.repository, job, &run.policy).await?;
-        let key = verdict_key(&run.id, job.stage, &job.gate)?;
-        let bytes = serde_json::to_vec_pretty(&verdict)
-            .map_err(|e| PortError::Invalid(format!("cannot encode verdict: {e}")))?;
-        self.blobs.put(&key, &bytes).await?;
-        let signal = Signal::GateVerdict {
-            gate: job.gate.clone(),
-            stage: job.stage,
-            outcome: verdict.outcome,
-            summary: verdict.summary.clone(),
-            metrics: verdict.metrics.clone(),
-            verdict: key,
         };
-        let dedupe = format!("verdict:{}:{}", job.gate, job.stage);
-        send_signal(
+        let verdict = self.evaluate(&run.repository, job, &run.policy).await?;
+        publish_verdict(
+            &*self.blobs,
             &*self.queue,
-            &run.id,
-            Some(job.stage.state()),
+            &run,
+            job,
             "gate-security",
-            signal,
-            &dedupe,
+            &verdict,
         )
         .await?;
         Ok(Some(verdict))
@@ -172,8 +135,7 @@ impl SecurityGate {
 #[async_trait]
 impl MessageHandler for SecurityGate {
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
-        let job: GateJob = parse_body("gate-security", &message.id, &message.body)
-            .map_err(HandlerError::permanent)?;
+        let job = parse_job("gate-security", message)?;
         if let Some(v) = self.run(&job).await? {
             tracing::info!(run_id = %job.run_id, outcome = v.outcome.as_str(), "security verdict");
         }

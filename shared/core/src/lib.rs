@@ -3,6 +3,7 @@
 
 pub mod contract;
 pub mod evidence;
+pub mod gate_job;
 pub mod ids;
 pub mod layout;
 pub mod machine;
