@@ -25,6 +25,10 @@ pub enum BadInput {
     Security(#[from] security::InputError),
     #[error(transparent)]
     Latency(#[from] latency::InputError),
+    #[error(transparent)]
+    Prompt(#[from] vaia_gates::prompt::InputError),
+    #[error(transparent)]
+    Eval(#[from] vaia_gates::eval::InputError),
     #[error("{path}: {source}")]
     Write {
         path: String,
@@ -77,10 +81,10 @@ pub fn schema(
         allow_major: allow_major || policy.schema.allow_major,
     };
     let verdict = schema::evaluate(&cand, base.as_ref(), &opts)?;
-    Ok(print(&verdict))
+    Ok(render(&verdict))
 }
 
-fn print(verdict: &vaia_core::Verdict) -> (String, i32) {
+fn render(verdict: &vaia_core::Verdict) -> (String, i32) {
     let json =
         serde_json::to_string_pretty(verdict).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     (json, verdict.outcome.exit_code())
@@ -150,7 +154,7 @@ pub fn security(args: &SecurityArgs) -> Result<(String, i32), BadInput> {
             source,
         })?;
     }
-    Ok(print(&verdict))
+    Ok(render(&verdict))
 }
 
 /// `vaia gate latency`'s arguments; `None` takes the policy's value.
@@ -246,7 +250,7 @@ pub async fn latency(args: &LatencyArgs) -> Result<(String, i32), BadInput> {
         }
     };
     let verdict = latency::evaluate(&candidate, &baseline, &opts);
-    Ok(print(&verdict))
+    Ok(render(&verdict))
 }
 
 /// Now, in Unix seconds.
@@ -276,30 +280,12 @@ pub struct PromptArgs {
     pub save_responses: Option<std::path::PathBuf>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum GateInputError {
-    #[error(transparent)]
-    Bad(#[from] BadInput),
-    #[error(transparent)]
-    Prompt(#[from] vaia_gates::prompt::InputError),
-    #[error(transparent)]
-    Eval(#[from] vaia_gates::eval::InputError),
-    #[error("{0}")]
-    Usage(String),
-}
-
 fn read_text(path: &Path) -> Result<String, BadInput> {
     Ok(String::from_utf8_lossy(&read(path)?).into_owned())
 }
 
-fn render(verdict: &vaia_core::Verdict) -> (String, i32) {
-    let json =
-        serde_json::to_string_pretty(verdict).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-    (json, verdict.outcome.exit_code())
-}
-
 /// Runs the prompt gate; returns the verdict JSON and the exit code.
-pub async fn prompt(args: PromptArgs) -> Result<(String, i32), GateInputError> {
+pub async fn prompt(args: PromptArgs) -> Result<(String, i32), BadInput> {
     use vaia_gates::prompt::{self, target, PromptOptions};
     let policy = load_policy(args.policy.as_deref())?;
     let corpus = match &args.corpus {
@@ -308,7 +294,7 @@ pub async fn prompt(args: PromptArgs) -> Result<(String, i32), GateInputError> {
     };
     let responses = match (&args.target, &args.responses) {
         (Some(_), Some(_)) | (None, None) => {
-            return Err(GateInputError::Usage(
+            return Err(BadInput::Usage(
                 "give exactly one of --target URL and --responses FILE".into(),
             ))
         }
@@ -316,9 +302,8 @@ pub async fn prompt(args: PromptArgs) -> Result<(String, i32), GateInputError> {
         (Some(url), None) => {
             let mut cfg = target::TargetConfig::chat_completions(url.clone());
             if let Some(t) = &args.template {
-                cfg.template = serde_json::from_str(&read_text(t)?).map_err(|e| {
-                    GateInputError::Usage(format!("{}: not JSON: {e}", t.display()))
-                })?;
+                cfg.template = serde_json::from_str(&read_text(t)?)
+                    .map_err(|e| BadInput::Usage(format!("{}: not JSON: {e}", t.display())))?;
             }
             if let Some(p) = &args.reply_pointer {
                 cfg.reply_pointer = p.clone();
@@ -328,7 +313,7 @@ pub async fn prompt(args: PromptArgs) -> Result<(String, i32), GateInputError> {
             cfg.retries = args.retries;
             target::run(&cfg, &corpus)
                 .await
-                .map_err(|e| GateInputError::Usage(e.to_string()))?
+                .map_err(|e| BadInput::Usage(e.to_string()))?
         }
     };
     if let Some(path) = &args.save_responses {
@@ -375,7 +360,7 @@ pub struct EvalArgs {
 
 /// Runs the eval gate; returns the verdict JSON and the exit code. A judge that cannot be
 /// built (no key) is an `error` verdict, exit 3.
-pub async fn eval(args: EvalArgs) -> Result<(String, i32), GateInputError> {
+pub async fn eval(args: EvalArgs) -> Result<(String, i32), BadInput> {
     use vaia_gates::eval::{self, judge};
     let policy = load_policy(args.policy.as_deref())?;
     let golden = eval::parse_golden(
@@ -401,12 +386,10 @@ pub async fn eval(args: EvalArgs) -> Result<(String, i32), GateInputError> {
         timeout,
     ) {
         Ok(j) => j,
-        Err(reason) if reason.starts_with("unknown judge") => {
-            return Err(GateInputError::Usage(reason))
-        }
+        Err(reason) if reason.starts_with("unknown judge") => return Err(BadInput::Usage(reason)),
         Err(reason) => {
-            let gate = vaia_core::GateName::new(eval::GATE)
-                .map_err(|e| GateInputError::Usage(e.to_string()))?;
+            let gate =
+                vaia_core::GateName::new(eval::GATE).map_err(|e| BadInput::Usage(e.to_string()))?;
             let v = vaia_core::Verdict::new(gate, vaia_core::Outcome::Error, reason);
             return Ok(render(&v));
         }

@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use vaia::client::Client;
 use vaia::demo::{push_payload, wait_settled};
 use vaia_core::run::EventKind;
@@ -247,7 +247,6 @@ async fn bad_requests_change_nothing() {
         .unwrap();
     assert_eq!(res.status(), 400);
     assert!(client.runs(10).await.unwrap().runs.is_empty());
-    let start = Instant::now();
     let metrics = http
         .get(format!("{}/metrics", vaia.url))
         .send()
@@ -257,7 +256,6 @@ async fn bad_requests_change_nothing() {
         .await
         .unwrap();
     assert!(metrics.contains("vaia_runs{state=\"IDLE\"} 0"), "{metrics}");
-    assert!(start.elapsed() < Duration::from_secs(5));
 }
 
 #[test]

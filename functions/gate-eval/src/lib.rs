@@ -10,8 +10,7 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-use vaia_core::gate_job::{parse_job, publish_verdict, run_for_job};
-use vaia_core::layout::{alias_key, AliasRecord, PROD_ALIAS};
+use vaia_core::gate_job::{parse_job, production_evidence, publish_verdict, run_for_job};
 use vaia_core::messages::GateJob;
 use vaia_core::ports::{BlobStore, HandlerError, MessageHandler, Queue, ReceivedMessage, RunStore};
 use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
@@ -155,20 +154,10 @@ impl EvalGate {
         &self,
         repo: &vaia_core::Repository,
     ) -> Result<Result<Option<Vec<eval::Answer>>, String>, GateError> {
-        let alias_key = alias_key(repo, PROD_ALIAS)?;
-        let Some(bytes) = self.blobs.get(&alias_key).await? else {
-            return Ok(Ok(None));
-        };
-        let alias: AliasRecord = match serde_json::from_slice(&bytes) {
-            Ok(a) => a,
-            Err(e) => return Ok(Err(format!("{alias_key} is unreadable: {e}"))),
-        };
-        let key = BlobKey::evidence(repo, &alias.target.commit, ANSWERS_FILE)?;
-        let Some(b) = self.blobs.get(&key).await? else {
-            return Ok(Err(format!(
-                "production version {} has no {ANSWERS_FILE} at {key}: cannot compare",
-                alias.target.version
-            )));
+        let (key, b) = match production_evidence(&*self.blobs, repo, ANSWERS_FILE).await? {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(Ok(None)),
+            Err(reason) => return Ok(Err(reason)),
         };
         Ok(
             eval::parse_answers(key.as_str(), &String::from_utf8_lossy(&b))

@@ -5,8 +5,7 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
-use vaia_core::gate_job::{parse_job, publish_verdict, run_for_job};
-use vaia_core::layout::{alias_key, AliasRecord, PROD_ALIAS};
+use vaia_core::gate_job::{parse_job, production_evidence, publish_verdict, run_for_job};
 use vaia_core::messages::GateJob;
 use vaia_core::ports::{BlobStore, HandlerError, MessageHandler, Queue, ReceivedMessage, RunStore};
 use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
@@ -64,7 +63,7 @@ impl SchemaGate {
                 format!("{TOOLS_FILE} is not in the evidence bundle ({candidate_key})"),
             ));
         };
-        let baseline = match self.production_tools(repo).await? {
+        let baseline = match production_evidence(&*self.blobs, repo, TOOLS_FILE).await? {
             Ok(b) => b,
             Err(reason) => return Ok(Verdict::new(gate, Outcome::Error, reason)),
         };
@@ -97,30 +96,6 @@ impl SchemaGate {
                 }
             },
         )
-    }
-
-    /// The tool file of the version `prod` points at: `Ok(None)` when nothing was promoted,
-    /// `Err(reason)` when the registry points at evidence that is gone or unreadable.
-    async fn production_tools(
-        &self,
-        repo: &vaia_core::Repository,
-    ) -> Result<Result<Option<(BlobKey, Vec<u8>)>, String>, GateError> {
-        let alias_key = alias_key(repo, PROD_ALIAS)?;
-        let Some(bytes) = self.blobs.get(&alias_key).await? else {
-            return Ok(Ok(None));
-        };
-        let alias: AliasRecord = match serde_json::from_slice(&bytes) {
-            Ok(a) => a,
-            Err(e) => return Ok(Err(format!("{alias_key} is unreadable: {e}"))),
-        };
-        let key = BlobKey::evidence(repo, &alias.target.commit, TOOLS_FILE)?;
-        match self.blobs.get(&key).await? {
-            Some(b) => Ok(Ok(Some((key, b)))),
-            None => Ok(Err(format!(
-                "production version {} has no {TOOLS_FILE} at {key}: cannot compare",
-                alias.target.version
-            ))),
-        }
     }
 }
 

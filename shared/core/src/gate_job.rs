@@ -80,3 +80,29 @@ pub async fn publish_verdict(
 pub fn parse_job(queue: &str, message: &ReceivedMessage) -> Result<GateJob, HandlerError> {
     parse_body(queue, &message.id, &message.body).map_err(HandlerError::permanent)
 }
+
+/// The evidence file `file` of the version the `prod` alias points at: `Ok(None)` when
+/// nothing was promoted, `Err(reason)` when the registry points at evidence that is gone
+/// or unreadable (a gate cannot compare and must say so).
+pub async fn production_evidence(
+    blobs: &dyn BlobStore,
+    repo: &crate::ids::Repository,
+    file: &str,
+) -> Result<Result<Option<(crate::ids::BlobKey, Vec<u8>)>, String>, GateError> {
+    let alias_key = crate::layout::alias_key(repo, crate::layout::PROD_ALIAS)?;
+    let Some(bytes) = blobs.get(&alias_key).await? else {
+        return Ok(Ok(None));
+    };
+    let alias: crate::layout::AliasRecord = match serde_json::from_slice(&bytes) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(format!("{alias_key} is unreadable: {e}"))),
+    };
+    let key = crate::ids::BlobKey::evidence(repo, &alias.target.commit, file)?;
+    match blobs.get(&key).await? {
+        Some(b) => Ok(Ok(Some((key, b)))),
+        None => Ok(Err(format!(
+            "production version {} has no {file} at {key}: cannot compare",
+            alias.target.version
+        ))),
+    }
+}
