@@ -1,9 +1,9 @@
 # The two commands of the README, and their helpers.
 CARGO ?= cargo
 
-.PHONY: demo demo-ci test lint fmt bench
+.PHONY: demo demo-ci test lint fmt bench bench-python
 
-## Start a local stack, push three commits through it, show the runs, keep serving.
+## Start a local stack, push five commits through it, show the runs, keep serving.
 demo:
 	$(CARGO) run --quiet -p vaia -- demo
 
@@ -80,3 +80,9 @@ lambda-build-x86: lambda-venv
 bench-lambda: lambda-build-x86 moto-venv
 	$(CARGO) run --release -p vaia-bench --bin lambda-init -- --lambda-dir target/lambda-x86_64 \
 	  --python $(VENV)/moto/bin/python --runs 10
+
+## Leak scanning with Python's pyahocorasick on the data set `make bench` writes (for comparison).
+bench-python:
+	python3 -m venv target/bench-venv
+	target/bench-venv/bin/pip install -q pyahocorasick
+	target/bench-venv/bin/python bench/leak_scan_pyahocorasick.py target/bench-data/leak_responses.jsonl

@@ -38,11 +38,21 @@ fn assert_valid(spec: &Value, component: &str, instance: &Value) {
 async fn responses_match_the_openapi_document() {
     let spec: Value = serde_json::from_str(OPENAPI).unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // The tools and release gates, with a fixed latency baseline: their verdicts are
+    // checked against the document too (the agent gates need the example agent's evidence).
+    let mut policy = Policy::schema_only();
+    for gate in ["security", "latency"] {
+        policy
+            .stages
+            .ci
+            .push(vaia_core::GateName::new(gate).unwrap());
+    }
+    policy.latency.baseline_p95_ms = Some(150.0);
     let config = StackConfig {
         data_dir: dir.path().to_path_buf(),
         bind: "127.0.0.1".into(),
         port: 0,
-        policy: Policy::default(),
+        policy,
         secret: WebhookSecret::new("contract-secret").unwrap(),
     };
     let stack = Stack::start(config).await.unwrap();
@@ -68,7 +78,17 @@ async fn responses_match_the_openapi_document() {
             &sha,
             &image,
             None,
-            &[("tools.json".into(), tools.as_bytes().to_vec())],
+            &[
+                ("tools.json".into(), tools.as_bytes().to_vec()),
+                (
+                    "trivy.json".into(),
+                    include_bytes!("../examples/demo/trivy-vulnerable.json").to_vec(),
+                ),
+                (
+                    "locust_stats.csv".into(),
+                    include_bytes!("../shared/gates/tests/fixtures/locust/good_stats.csv").to_vec(),
+                ),
+            ],
         )
         .await
         .unwrap();
@@ -111,6 +131,35 @@ async fn responses_match_the_openapi_document() {
         .unwrap();
     assert_eq!(res.status(), 202);
     assert_valid(&spec, "Accepted", &res.json().await.unwrap());
+
+    // Metrics count what happened, in the Prometheus text format.
+    let metrics = http
+        .get(format!("{}/metrics", stack.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "vaia_transitions_total{from=\"IDLE\",to=\"TRIGGERED\"} 1",
+        "vaia_transitions_total{from=\"TRIGGERED\",to=\"CI_RUNNING\"} 1",
+        "vaia_transitions_total{from=\"CI_RUNNING\",to=\"FAILED\"} 1",
+        "vaia_runs{state=\"FAILED\"} 1",
+        "vaia_runs{state=\"PROMOTED\"} 0",
+        "vaia_time_in_state_seconds_count{state=\"CI_RUNNING\"} 1",
+        "vaia_dead_letter_messages{queue=\"advance\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+    // The verdict that failed the run is counted (which gate answers first varies).
+    assert!(metrics
+        .lines()
+        .any(|l| l.starts_with("vaia_gate_verdicts_total{") && l.ends_with(" 1")));
+    assert!(metrics.contains("vaia_queue_messages{queue=\"gate-schema\",status=\"visible\"}"));
 
     // Every documented path and method is served (nothing answers "no such route").
     for (path, item) in spec["paths"].as_object().unwrap() {

@@ -184,7 +184,7 @@ async fn check(require_approval: bool, actions: Vec<Action>) -> Result<(), TestC
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let queue = Arc::new(MemoryQueue::new(clock.clone(), 5));
     let store = Arc::new(MemoryRunStore::new());
-    let mut policy = Policy::default();
+    let mut policy = Policy::schema_only();
     policy.promotion.require_approval = require_approval;
     let now = clock.now();
     let run = Run::new(

@@ -62,7 +62,7 @@ fn new_run(i: u64, salt: u64, now: chrono::DateTime<chrono::Utc>) -> Run {
         sha,
         Some("main".into()),
         trigger,
-        Policy::default(),
+        Policy::schema_only(),
         now,
     )
 }

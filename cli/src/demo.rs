@@ -1,7 +1,18 @@
-//! `vaia demo`: starts a local stack, pushes three commits of a small support agent
-//! through it over real HTTP (signed webhook, evidence upload), and shows each run: an
-//! initial release and an additive change promoted, then a breaking tool change failed
-//! by the schema gate. Nothing here decides an outcome; it only drives and reports.
+//! `vaia demo`: starts a local stack, pushes seven commits of a small support agent
+//! through it over real HTTP (signed webhook, evidence upload), and shows each run. For
+//! every commit the demo does what the agent's CI would: the example agent
+//! (`examples/agent`) runs in-process in the commit's variant, vaia's attack corpus and the
+//! golden questions are run against it (`prompt_responses.jsonl`, `eval_answers.jsonl`),
+//! the image's Trivy report is attached (`trivy.json`), and a load test writes Locust's
+//! `locust_stats.csv`. The load test runs against two in-process stand-ins (good and slow,
+//! see [`crate::loadgen`]); production's baseline p95 is the good one's request-duration
+//! histogram, given to the policy as `latency.baseline_p95_ms`.
+//!
+//! The runs: the good agent promoted; the leaky agent failed by the prompt gate (plain and
+//! encoded leaks named); the regressed agent failed by the eval gate; an additive tool
+//! change promoted; a breaking tool change failed by the schema gate; an image with a
+//! CRITICAL CVE in an added layer failed by the security gate; the slow variant failed by
+//! the latency gate. Nothing here decides an outcome; the gates do.
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -9,11 +20,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vaia_core::policy::Policy;
 use vaia_core::{CommitSha, ImageDigest, PipelineState, Repository};
+use vaia_example_agent::{AgentConfig, Variant};
 use vaia_webhook::WebhookSecret;
 
 use crate::api::RunDetail;
 use crate::cli_runs::{render_detail, render_list};
 use crate::client::Client;
+use crate::loadgen::{run_load, scrape_p95_ms, DemoTarget};
 use crate::stack::{wait_for_signal, Stack, StackConfig};
 
 const PUSH_FIXTURE: &str = include_str!("../../events/github/push.json");
@@ -22,26 +35,166 @@ const REPO: &str = "vaia-demo/support-agent";
 struct Step {
     title: &'static str,
     tools: &'static str,
+    variant: Variant,
+    trivy: &'static str,
+    slow: bool,
     expect: PipelineState,
 }
 
+const V1: &str = include_str!("../../examples/demo/tools-v1.json");
+const V2: &str = include_str!("../../examples/demo/tools-v2.json");
+const TRIVY_CLEAN: &str = include_str!("../../examples/demo/trivy-clean.json");
+const TRIVY_VULNERABLE: &str = include_str!("../../examples/demo/trivy-vulnerable.json");
+
+/// How long the load-test stand-ins take to answer, and how hard the demo loads them.
+const GOOD_DELAY: Duration = Duration::from_millis(50);
+const SLOW_DELAY: Duration = Duration::from_millis(100);
+const LOAD_REQUESTS: usize = 200;
+const LOAD_CONCURRENCY: usize = 20;
+const CHAT_BODY: &str = r#"{"message":"Where is my order 1234?"}"#;
+
 const STEPS: &[Step] = &[
     Step {
-        title: "first release",
-        tools: include_str!("../../examples/demo/tools-v1.json"),
+        title: "first release: the good agent",
+        tools: V1,
+        variant: Variant::Good,
+        trivy: TRIVY_CLEAN,
+        slow: false,
         expect: PipelineState::Promoted,
     },
     Step {
+        title: "leaky agent: gives its system prompt away to some injections",
+        tools: V1,
+        variant: Variant::Leaky,
+        trivy: TRIVY_CLEAN,
+        slow: false,
+        expect: PipelineState::Failed,
+    },
+    Step {
+        title: "regressed agent: a third of the golden answers got worse",
+        tools: V1,
+        variant: Variant::Regressed,
+        trivy: TRIVY_CLEAN,
+        slow: false,
+        expect: PipelineState::Failed,
+    },
+    Step {
         title: "additive change: a new tool and an optional property",
-        tools: include_str!("../../examples/demo/tools-v2.json"),
+        tools: V2,
+        variant: Variant::Good,
+        trivy: TRIVY_CLEAN,
+        slow: false,
         expect: PipelineState::Promoted,
     },
     Step {
         title: "breaking change: a tool removed, a property newly required",
         tools: include_str!("../../examples/demo/tools-v3-breaking.json"),
+        variant: Variant::Good,
+        trivy: TRIVY_CLEAN,
+        slow: false,
+        expect: PipelineState::Failed,
+    },
+    Step {
+        title: "vulnerable image: a CRITICAL musl CVE in a layer the image adds",
+        tools: V2,
+        variant: Variant::Good,
+        trivy: TRIVY_VULNERABLE,
+        slow: false,
+        expect: PipelineState::Failed,
+    },
+    Step {
+        title: "slow variant: p95 twice production's",
+        tools: V2,
+        variant: Variant::Good,
+        trivy: TRIVY_CLEAN,
+        slow: true,
         expect: PipelineState::Failed,
     },
 ];
+
+/// Locust CSVs of the good and slow stand-ins, and the good one's p95 (the baseline).
+struct LatencyEvidence {
+    good_csv: String,
+    slow_csv: String,
+    baseline_p95_ms: f64,
+}
+
+async fn latency_evidence() -> Result<LatencyEvidence> {
+    let good = DemoTarget::start(GOOD_DELAY).await?;
+    let slow = DemoTarget::start(SLOW_DELAY).await?;
+    let result = async {
+        let load = |url: String| async move {
+            run_load(
+                &format!("{url}/chat"),
+                CHAT_BODY,
+                LOAD_REQUESTS,
+                LOAD_CONCURRENCY,
+            )
+            .await
+        };
+        let good_csv = load(good.url()).await?;
+        let slow_csv = load(slow.url()).await?;
+        let baseline_p95_ms = scrape_p95_ms(&format!("{}/metrics", good.url())).await?;
+        anyhow::Ok(LatencyEvidence {
+            good_csv,
+            slow_csv,
+            baseline_p95_ms,
+        })
+    }
+    .await;
+    good.stop().await;
+    slow.stop().await;
+    result
+}
+
+/// What the agent's CI would upload for `variant`: the attack corpus and the golden
+/// questions run against the agent, served in-process on a free port.
+async fn agent_evidence(variant: Variant) -> Result<Vec<(String, Vec<u8>)>> {
+    use vaia_gates::prompt::{self, target};
+    let agent = vaia_example_agent::spawn(AgentConfig::new(variant), "127.0.0.1:0")
+        .await
+        .context("starting the example agent")?;
+    let result = async {
+        let corpus = prompt::parse_corpus("builtin corpus", prompt::BUILTIN_CORPUS)?;
+        let config = target::TargetConfig::chat_completions(agent.chat_url());
+        let responses = target::run(&config, &corpus).await?;
+        let mut prompt_lines = String::new();
+        for r in &responses {
+            let line = serde_json::json!({"id": r.id, "response": r.response, "canary": r.canary, "error": r.error});
+            prompt_lines.push_str(&format!("{line}\n"));
+        }
+        let golden = vaia_gates::eval::parse_golden("golden", vaia_example_agent::GOLDEN)?;
+        let http = reqwest::Client::new();
+        let mut answers = String::new();
+        for g in &golden {
+            let body = serde_json::json!({"model": "agent", "messages": [{"role": "user", "content": g.input}]});
+            let reply: serde_json::Value = http
+                .post(agent.chat_url())
+                .json(&body)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let answer = reply["choices"][0]["message"]["content"]
+                .as_str()
+                .context("the agent's reply has no message content")?;
+            answers.push_str(&format!("{}\n", serde_json::json!({"id": g.id, "answer": answer})));
+        }
+        anyhow::Ok(vec![
+            ("prompt_responses.jsonl".to_string(), prompt_lines.into_bytes()),
+            ("eval_golden.jsonl".to_string(), vaia_example_agent::GOLDEN.as_bytes().to_vec()),
+            ("eval_answers.jsonl".to_string(), answers.into_bytes()),
+            (
+                "system_prompt.txt".to_string(),
+                vaia_example_agent::system_prompt(vaia_example_agent::DEFAULT_CANARY).into_bytes(),
+            ),
+        ])
+    }
+    .await;
+    agent.stop().await;
+    result
+}
 
 pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()> {
     let tmp;
@@ -58,11 +211,22 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
         std::process::id()
     )));
     let secret = WebhookSecret::new(secret_text.clone())?;
+    let latency = latency_evidence()
+        .await
+        .context("load-testing the demo stand-ins")?;
+    println!(
+        "vaia demo: load-tested two stand-in agents ({LOAD_REQUESTS} requests each, {LOAD_CONCURRENCY} at a time): \
+         production baseline p95 {:.1} ms from the good one's {} histogram\n",
+        latency.baseline_p95_ms,
+        crate::loadgen::METRIC
+    );
+    let mut policy = Policy::default();
+    policy.latency.baseline_p95_ms = Some(latency.baseline_p95_ms);
     let config = StackConfig {
         data_dir: data_dir.clone(),
         bind: "127.0.0.1".into(),
         port,
-        policy: Policy::default(),
+        policy,
         secret,
     };
     let stack = Stack::start(config).await?;
@@ -73,7 +237,7 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
         data_dir.display()
     );
 
-    let outcome = drive(&client, &secret_text).await;
+    let outcome = drive(&client, &secret_text, &latency).await;
     match &outcome {
         Ok(()) => println!("\nruns:\n{}", render_list(&client.runs(20).await?)),
         Err(e) => eprintln!("vaia demo: {e:#}"),
@@ -91,7 +255,7 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
     outcome
 }
 
-async fn drive(client: &Client, secret: &str) -> Result<()> {
+async fn drive(client: &Client, secret: &str, latency: &LatencyEvidence) -> Result<()> {
     let repo = Repository::new(REPO)?;
     let salt = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
     for (i, step) in STEPS.iter().enumerate() {
@@ -114,13 +278,32 @@ async fn drive(client: &Client, secret: &str) -> Result<()> {
         }
         let image = ImageDigest::new(format!(
             "sha256:{}",
-            hex::encode(Sha256::digest(step.tools))
+            hex::encode(Sha256::digest(format!(
+                "{}{}{}{}",
+                step.tools,
+                step.variant.as_str(),
+                step.trivy,
+                step.slow
+            )))
         ))?;
-        let files = vec![("tools.json".to_string(), step.tools.as_bytes().to_vec())];
+        let mut files = vec![("tools.json".to_string(), step.tools.as_bytes().to_vec())];
+        files.extend(agent_evidence(step.variant).await?);
+        let stats = if step.slow {
+            &latency.slow_csv
+        } else {
+            &latency.good_csv
+        };
+        files.push(("trivy.json".to_string(), step.trivy.as_bytes().to_vec()));
+        files.push(("locust_stats.csv".to_string(), stats.as_bytes().to_vec()));
         client
             .upload_evidence(&repo, &commit, &image, None, &files)
             .await?;
-        println!("evidence uploaded: tools.json + manifest.json");
+        println!(
+            "agent variant {}{}: attack corpus, golden set and load test run; evidence uploaded: {} + manifest.json",
+            step.variant.as_str(),
+            if step.slow { " (slow)" } else { "" },
+            files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+        );
         let run_id = answer["run_id"]
             .as_str()
             .context("webhook answer has no run_id")?

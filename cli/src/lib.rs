@@ -6,6 +6,7 @@ pub mod cli_runs;
 pub mod client;
 pub mod demo;
 pub mod gate_cmd;
+pub mod loadgen;
 pub mod metrics;
 pub mod stack;
 pub mod telemetry;

@@ -31,7 +31,7 @@ enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
-    /// Start a local stack, push two commits through it and show what happened.
+    /// Start a local stack, push five commits through it (every gate passing, then a schema, a security and a latency failure) and show what happened.
     Demo {
         #[arg(long, default_value_t = 8080)]
         port: u16,
@@ -67,6 +67,146 @@ enum GateCommand {
         #[arg(long)]
         allow_major: bool,
         /// Read `[schema] allow_major` from this vaia.toml.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Image vulnerabilities from Trivy's JSON report: fails on the given severities in layers the image adds.
+    Security {
+        /// `trivy image --format json` output of the candidate image.
+        #[arg(long)]
+        report: PathBuf,
+        /// The base image's report: vulnerabilities in its layers (Metadata.DiffIDs) are listed, not failing.
+        #[arg(long)]
+        base_report: Option<PathBuf>,
+        /// A `.trivyignore` or `.trivyignore.yaml` (repeatable); expired entries no longer ignore.
+        #[arg(long)]
+        ignore: Vec<PathBuf>,
+        /// Skip vulnerabilities that have no fixed version.
+        #[arg(long)]
+        ignore_unfixed: bool,
+        /// Severities that fail, e.g. CRITICAL,HIGH (default: the policy's, CRITICAL).
+        #[arg(long, value_delimiter = ',')]
+        severity: Vec<String>,
+        /// Also write the vulnerabilities as SARIF 2.1.0 (GitHub code scanning) to this file.
+        #[arg(long)]
+        sarif: Option<PathBuf>,
+        /// Read `[security]` from this vaia.toml.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// p95 latency of a Locust run against production's from Prometheus (or a fixed baseline).
+    #[command(group(clap::ArgGroup::new("baseline").required(true).args(["prometheus", "baseline_p95_ms"])))]
+    Latency {
+        /// Locust's `*_stats.csv` (or `*_stats_history.csv`).
+        #[arg(long)]
+        locust_stats: PathBuf,
+        /// Prometheus server URL for the baseline (`/api/v1/query_range`).
+        #[arg(long)]
+        prometheus: Option<String>,
+        /// PromQL giving production's p95 in seconds (default: the policy's).
+        #[arg(long, requires = "prometheus")]
+        query: Option<String>,
+        /// The production window, a Prometheus duration such as 1h or 30m (default: 1h).
+        #[arg(long, requires = "prometheus")]
+        range: Option<String>,
+        /// Seconds between the range's steps (default: about 120 steps).
+        #[arg(long, requires = "prometheus")]
+        step: Option<f64>,
+        /// How the steps become one number: median (default), mean, max, last.
+        #[arg(long, requires = "prometheus")]
+        aggregate: Option<String>,
+        /// A fixed baseline p95 in milliseconds instead of Prometheus.
+        #[arg(long, conflicts_with = "prometheus")]
+        baseline_p95_ms: Option<f64>,
+        /// Fail when candidate p95 > baseline × (1 + this); default 0.15.
+        #[arg(long)]
+        max_regression: Option<f64>,
+        /// Fewer requests is inconclusive; default 100.
+        #[arg(long)]
+        min_requests: Option<u64>,
+        /// A larger share of failed requests is inconclusive; default 0.05.
+        #[arg(long)]
+        max_failure_ratio: Option<f64>,
+        /// Judge these Locust rows (`Name` or `Type Name`, repeatable) instead of Aggregated.
+        #[arg(long)]
+        endpoint: Vec<String>,
+        /// Read `[latency]` from this vaia.toml.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Prompt-injection robustness: run an attack corpus (or score a transcript) and detect leaks.
+    Prompt {
+        /// Attack corpus JSONL (`id`, `prompt`, `category`, `source`); default: the built-in corpus.
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        /// An OpenAI-compatible chat completions URL to attack.
+        #[arg(long, conflicts_with = "responses")]
+        target: Option<String>,
+        /// A transcript JSONL (`id`, `response`, optional `canary`) to score instead.
+        #[arg(long)]
+        responses: Option<PathBuf>,
+        /// The system prompt that must not leak.
+        #[arg(long)]
+        system_prompt: Option<PathBuf>,
+        /// A canary token that must not leak (repeatable).
+        #[arg(long = "canary")]
+        canaries: Vec<String>,
+        /// Request body template (JSON with "{{prompt}}" and optionally "{{canary}}").
+        #[arg(long)]
+        template: Option<PathBuf>,
+        /// JSON pointer of the reply text in the target's answer.
+        #[arg(long)]
+        reply_pointer: Option<String>,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+        #[arg(long, default_value_t = 2)]
+        retries: u32,
+        /// Leaks allowed (default: the policy's `[prompt] max_leaks`, 0).
+        #[arg(long)]
+        max_leaks: Option<u64>,
+        /// Write the target's responses to this JSONL file (for an evidence bundle).
+        #[arg(long)]
+        save_responses: Option<PathBuf>,
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Judged answer quality against production with a paired bootstrap interval.
+    Eval {
+        /// Golden set JSONL (`id`, `input`, `reference`, optional `category`).
+        #[arg(long)]
+        golden: PathBuf,
+        /// Candidate answers JSONL (`id`, `answer`).
+        #[arg(long)]
+        candidate: PathBuf,
+        /// Production answers JSONL (`id`, `answer`).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// local | gemini (GEMINI_API_KEY) | openai (OPENAI_API_KEY).
+        #[arg(long, default_value = "local")]
+        judge: String,
+        /// Base URL of the judge API (e.g. a proxy or a local server).
+        #[arg(long)]
+        judge_url: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        /// Fail when the candidate is more than this many points below production (default 2).
+        #[arg(long)]
+        threshold_pp: Option<f64>,
+        #[arg(long, default_value_t = 10_000)]
+        resamples: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 3)]
+        retries: u32,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+        /// Grade cache directory (default: $XDG_CACHE_HOME/vaia or ~/.cache/vaia).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        #[arg(long)]
+        no_cache: bool,
         #[arg(long)]
         policy: Option<PathBuf>,
     },
@@ -149,6 +289,122 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Gate(GateCommand::Security {
+            report,
+            base_report,
+            ignore,
+            ignore_unfixed,
+            severity,
+            sarif,
+            policy,
+        }) => gate_result(
+            "security",
+            gate_cmd::security(&gate_cmd::SecurityArgs {
+                report,
+                base_report,
+                ignore,
+                ignore_unfixed,
+                severity,
+                sarif,
+                policy,
+            }),
+        ),
+        Command::Gate(GateCommand::Latency {
+            locust_stats,
+            prometheus,
+            query,
+            range,
+            step,
+            aggregate,
+            baseline_p95_ms,
+            max_regression,
+            min_requests,
+            max_failure_ratio,
+            endpoint,
+            policy,
+        }) => {
+            let args = gate_cmd::LatencyArgs {
+                locust_stats,
+                prometheus,
+                query,
+                range,
+                step,
+                aggregate,
+                baseline_p95_ms,
+                max_regression,
+                min_requests,
+                max_failure_ratio,
+                endpoints: endpoint,
+                policy,
+            };
+            gate_async("latency", gate_cmd::latency(&args))
+        }
+        Command::Gate(GateCommand::Prompt {
+            corpus,
+            target,
+            responses,
+            system_prompt,
+            canaries,
+            template,
+            reply_pointer,
+            concurrency,
+            timeout_secs,
+            retries,
+            max_leaks,
+            save_responses,
+            policy,
+        }) => {
+            let args = gate_cmd::PromptArgs {
+                corpus,
+                target,
+                responses,
+                system_prompt,
+                canaries,
+                template,
+                reply_pointer,
+                concurrency,
+                timeout_secs,
+                retries,
+                max_leaks,
+                policy,
+                save_responses,
+            };
+            gate_async("prompt", gate_cmd::prompt(args))
+        }
+        Command::Gate(GateCommand::Eval {
+            golden,
+            candidate,
+            baseline,
+            judge,
+            judge_url,
+            model,
+            threshold_pp,
+            resamples,
+            concurrency,
+            retries,
+            timeout_secs,
+            cache_dir,
+            no_cache,
+            policy,
+        }) => {
+            let args = gate_cmd::EvalArgs {
+                golden,
+                candidate,
+                baseline,
+                judge,
+                judge_url,
+                model,
+                threshold_pp,
+                resamples,
+                concurrency,
+                retries,
+                timeout_secs,
+                cache_dir,
+                no_cache,
+                policy,
+            };
+            gate_async("eval", gate_cmd::eval(args))
+        }
         other => {
             vaia::telemetry::init(if matches!(other, Command::Demo { .. }) {
                 "warn"
@@ -174,6 +430,37 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn gate_result<E: std::fmt::Display>(name: &str, result: Result<(String, i32), E>) -> ExitCode {
+    match result {
+        Ok((json, code)) => {
+            println!("{json}");
+            exit(code)
+        }
+        Err(e) => {
+            eprintln!("vaia gate {name}: {e}");
+            exit(gate_cmd::EXIT_BAD_INPUT)
+        }
+    }
+}
+
+/// Runs an async gate command: verdict on stdout, bad input on stderr with exit 2.
+fn gate_async<E: std::fmt::Display>(
+    name: &str,
+    fut: impl std::future::Future<Output = Result<(String, i32), E>>,
+) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vaia gate {name}: cannot start the async runtime: {e}");
+            return exit(3);
+        }
+    };
+    gate_result(name, rt.block_on(fut))
 }
 
 fn exit(code: i32) -> ExitCode {

@@ -26,7 +26,6 @@ pub struct PromMetrics {
     transitions: Family<Labels, Counter>,
     time_in_state: Family<Labels, Histogram>,
     verdicts: Family<Labels, Counter>,
-    dead_lettered: Family<Labels, Counter>,
     runs: Family<Labels, Gauge>,
     queue_messages: Family<Labels, Gauge>,
     dead_letter_messages: Family<Labels, Gauge>,
@@ -46,7 +45,6 @@ impl PromMetrics {
             Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0])
         });
         let verdicts = Family::<Labels, Counter>::default();
-        let dead_lettered = Family::<Labels, Counter>::default();
         let runs = Family::<Labels, Gauge>::default();
         let queue_messages = Family::<Labels, Gauge>::default();
         let dead_letter_messages = Family::<Labels, Gauge>::default();
@@ -65,11 +63,6 @@ impl PromMetrics {
             "Gate verdicts recorded on runs, by gate and outcome",
             verdicts.clone(),
         );
-        registry.register(
-            "vaia_dead_lettered",
-            "Messages moved to a dead-letter queue by this process",
-            dead_lettered.clone(),
-        );
         registry.register("vaia_runs", "Runs by current state", runs.clone());
         registry.register(
             "vaia_queue_messages",
@@ -86,7 +79,6 @@ impl PromMetrics {
             transitions,
             time_in_state,
             verdicts,
-            dead_lettered,
             runs,
             queue_messages,
             dead_letter_messages,
@@ -141,12 +133,6 @@ impl Metrics for PromMetrics {
     fn verdict(&self, gate: &str, outcome: &str) {
         self.verdicts
             .get_or_create(&labels(&[("gate", gate), ("outcome", outcome)]))
-            .inc();
-    }
-
-    fn dead_lettered(&self, queue: &str) {
-        self.dead_lettered
-            .get_or_create(&labels(&[("queue", queue)]))
             .inc();
     }
 }

@@ -14,7 +14,11 @@ use vaia_core::policy::Policy;
 use vaia_core::ports::{
     BlobStore, Clock, Idempotency, MessageHandler, Metrics, Queue, RunStore, SystemClock,
 };
+use vaia_gate_eval::{EvalGate, JudgeSettings};
+use vaia_gate_latency::{LatencyGate, PROMETHEUS_URL_ENV};
+use vaia_gate_prompt::PromptGate;
 use vaia_gate_schema::SchemaGate;
+use vaia_gate_security::SecurityGate;
 use vaia_local::{LocalOptions, LocalStore, RouteOptions};
 use vaia_orchestrator::Orchestrator;
 use vaia_registry::{ObjectEvents, Registry, RegistryJobs};
@@ -55,9 +59,36 @@ pub struct Ports {
     pub metrics: Arc<dyn Metrics>,
 }
 
-/// Every queue consumer of the pipeline, by queue name. The same set runs on the local
-/// stack, in tests and in benchmarks.
+/// Deployment configuration of the gates (not policy: the agent's repository cannot set it).
+#[derive(Debug, Clone, Default)]
+pub struct GateSettings {
+    /// Production's Prometheus, for the latency gate's baseline.
+    pub prometheus_url: Option<String>,
+}
+
+impl GateSettings {
+    /// From the environment: `VAIA_PROMETHEUS_URL`.
+    pub fn from_env() -> Self {
+        Self {
+            prometheus_url: std::env::var(PROMETHEUS_URL_ENV)
+                .ok()
+                .filter(|u| !u.trim().is_empty()),
+        }
+    }
+}
+
+/// Every queue consumer of the pipeline, by queue name, with gate settings from the
+/// environment ([`GateSettings::from_env`]). The same set runs on the local stack, in tests
+/// and in benchmarks.
 pub fn consumers(p: &Ports) -> Vec<(String, Arc<dyn MessageHandler>)> {
+    consumers_with(p, &GateSettings::from_env())
+}
+
+/// Every queue consumer of the pipeline, by queue name.
+pub fn consumers_with(
+    p: &Ports,
+    settings: &GateSettings,
+) -> Vec<(String, Arc<dyn MessageHandler>)> {
     let orchestrator = Arc::new(Orchestrator::new(
         p.store.clone(),
         p.queue.clone(),
@@ -75,7 +106,32 @@ pub fn consumers(p: &Ports) -> Vec<(String, Arc<dyn MessageHandler>)> {
         p.blobs.clone(),
         p.queue.clone(),
     ));
-    let gate = vaia_core::GateName::new(vaia_gates::schema::GATE).map(|g| queues::gate(&g));
+    let security = Arc::new(SecurityGate::new(
+        p.store.clone(),
+        p.blobs.clone(),
+        p.queue.clone(),
+        p.clock.clone(),
+    ));
+    let prometheus = vaia_gate_latency::prometheus_client(settings.prometheus_url.as_deref());
+    let latency = Arc::new(LatencyGate::new(
+        p.store.clone(),
+        p.blobs.clone(),
+        p.queue.clone(),
+        p.clock.clone(),
+        prometheus,
+    ));
+    let gate_queue = |name: &str| vaia_core::GateName::new(name).map(|g| queues::gate(&g));
+    let prompt = Arc::new(PromptGate::new(
+        p.store.clone(),
+        p.blobs.clone(),
+        p.queue.clone(),
+    ));
+    let eval = Arc::new(EvalGate::new(
+        p.store.clone(),
+        p.blobs.clone(),
+        p.queue.clone(),
+        JudgeSettings::from_env(),
+    ));
     let mut out: Vec<(String, Arc<dyn MessageHandler>)> = vec![
         (queues::ADVANCE.to_string(), orchestrator),
         (
@@ -87,8 +143,17 @@ pub fn consumers(p: &Ports) -> Vec<(String, Arc<dyn MessageHandler>)> {
             Arc::new(ObjectEvents(registry)),
         ),
     ];
-    if let Ok(gate) = gate {
-        out.push((gate, schema));
+    let gates: [(&str, Arc<dyn MessageHandler>); 5] = [
+        (vaia_gates::schema::GATE, schema),
+        (vaia_gates::prompt::GATE, prompt),
+        (vaia_gates::eval::GATE, eval),
+        (vaia_gates::security::GATE, security),
+        (vaia_gates::latency::GATE, latency),
+    ];
+    for (name, handler) in gates {
+        if let Ok(queue) = gate_queue(name) {
+            out.push((queue, handler));
+        }
     }
     out
 }

@@ -5,11 +5,9 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
-use vaia_core::layout::{alias_key, verdict_key, AliasRecord, PROD_ALIAS};
-use vaia_core::messages::{parse_body, send_signal, GateJob, Signal};
-use vaia_core::ports::{
-    BlobStore, HandlerError, MessageHandler, PortError, Queue, ReceivedMessage, RunStore,
-};
+use vaia_core::gate_job::{parse_job, production_evidence, publish_verdict, run_for_job};
+use vaia_core::messages::GateJob;
+use vaia_core::ports::{BlobStore, HandlerError, MessageHandler, Queue, ReceivedMessage, RunStore};
 use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
 use vaia_gates::schema::{self, Input, SchemaOptions};
 
@@ -21,25 +19,7 @@ pub struct SchemaGate {
     queue: Arc<dyn Queue>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum GateError {
-    #[error("run {0} not found")]
-    RunNotFound(String),
-    #[error(transparent)]
-    Key(#[from] vaia_core::IdError),
-    #[error(transparent)]
-    Port(#[from] PortError),
-}
-
-impl From<GateError> for HandlerError {
-    fn from(e: GateError) -> Self {
-        let retryable = matches!(&e, GateError::Port(p) if p.is_retryable());
-        HandlerError {
-            retryable,
-            reason: e.to_string(),
-        }
-    }
-}
+pub use vaia_core::gate_job::GateError;
 
 impl SchemaGate {
     pub fn new(store: Arc<dyn RunStore>, blobs: Arc<dyn BlobStore>, queue: Arc<dyn Queue>) -> Self {
@@ -52,36 +32,17 @@ impl SchemaGate {
 
     /// Runs the gate for `job`; `None` when the job is stale.
     pub async fn run(&self, job: &GateJob) -> Result<Option<Verdict>, GateError> {
-        let run = self
-            .store
-            .get(&job.run_id)
-            .await?
-            .ok_or_else(|| GateError::RunNotFound(job.run_id.to_string()))?;
-        if run.state.stage() != Some(job.stage) {
-            tracing::debug!(run_id = %run.id, state = %run.state, "stale schema job");
+        let Some(run) = run_for_job(&*self.store, job).await? else {
             return Ok(None);
-        }
-        let verdict = self.evaluate(&run.repository, job, &run.policy).await?;
-        let key = verdict_key(&run.id, job.stage, &job.gate)?;
-        let bytes = serde_json::to_vec_pretty(&verdict)
-            .map_err(|e| PortError::Invalid(format!("cannot encode verdict: {e}")))?;
-        self.blobs.put(&key, &bytes).await?;
-        let signal = Signal::GateVerdict {
-            gate: job.gate.clone(),
-            stage: job.stage,
-            outcome: verdict.outcome,
-            summary: verdict.summary.clone(),
-            metrics: verdict.metrics.clone(),
-            verdict: key,
         };
-        let dedupe = format!("verdict:{}:{}", job.gate, job.stage);
-        send_signal(
+        let verdict = self.evaluate(&run.repository, job, &run.policy).await?;
+        publish_verdict(
+            &*self.blobs,
             &*self.queue,
-            &run.id,
-            Some(job.stage.state()),
+            &run,
+            job,
             "gate-schema",
-            signal,
-            &dedupe,
+            &verdict,
         )
         .await?;
         Ok(Some(verdict))
@@ -102,7 +63,7 @@ impl SchemaGate {
                 format!("{TOOLS_FILE} is not in the evidence bundle ({candidate_key})"),
             ));
         };
-        let baseline = match self.production_tools(repo).await? {
+        let baseline = match production_evidence(&*self.blobs, repo, TOOLS_FILE).await? {
             Ok(b) => b,
             Err(reason) => return Ok(Verdict::new(gate, Outcome::Error, reason)),
         };
@@ -136,37 +97,12 @@ impl SchemaGate {
             },
         )
     }
-
-    /// The tool file of the version `prod` points at: `Ok(None)` when nothing was promoted,
-    /// `Err(reason)` when the registry points at evidence that is gone or unreadable.
-    async fn production_tools(
-        &self,
-        repo: &vaia_core::Repository,
-    ) -> Result<Result<Option<(BlobKey, Vec<u8>)>, String>, GateError> {
-        let alias_key = alias_key(repo, PROD_ALIAS)?;
-        let Some(bytes) = self.blobs.get(&alias_key).await? else {
-            return Ok(Ok(None));
-        };
-        let alias: AliasRecord = match serde_json::from_slice(&bytes) {
-            Ok(a) => a,
-            Err(e) => return Ok(Err(format!("{alias_key} is unreadable: {e}"))),
-        };
-        let key = BlobKey::evidence(repo, &alias.target.commit, TOOLS_FILE)?;
-        match self.blobs.get(&key).await? {
-            Some(b) => Ok(Ok(Some((key, b)))),
-            None => Ok(Err(format!(
-                "production version {} has no {TOOLS_FILE} at {key}: cannot compare",
-                alias.target.version
-            ))),
-        }
-    }
 }
 
 #[async_trait]
 impl MessageHandler for SchemaGate {
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
-        let job: GateJob = parse_body("gate-schema", &message.id, &message.body)
-            .map_err(HandlerError::permanent)?;
+        let job = parse_job("gate-schema", message)?;
         if let Some(v) = self.run(&job).await? {
             tracing::info!(run_id = %job.run_id, outcome = v.outcome.as_str(), "schema verdict");
         }

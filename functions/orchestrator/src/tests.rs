@@ -30,7 +30,7 @@ fn fixture() -> Fixture {
             actor: None,
             at: now,
         },
-        Policy::default(),
+        Policy::schema_only(),
         now,
     );
     Fixture {

@@ -35,7 +35,7 @@ fn fixture() -> F {
             actor: None,
             at: now,
         },
-        Policy::default(),
+        Policy::schema_only(),
         now,
     );
     F {

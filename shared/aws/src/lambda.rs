@@ -500,7 +500,4 @@ impl vaia_core::ports::Metrics for EmfMetrics {
             &[("gate", gate), ("outcome", outcome)],
         );
     }
-    fn dead_lettered(&self, queue: &str) {
-        self.emit("dead_lettered", "Count", 1.0, &[("queue", queue)]);
-    }
 }

@@ -301,7 +301,16 @@ pub fn fixtures(prefix: &str) -> Vec<String> {
 }
 
 /// The logical queues of the deployment (those the template creates).
-pub const DEPLOYED_QUEUES: &[&str] = &["advance", "registry", "gate-schema", "blob-events"];
+pub const DEPLOYED_QUEUES: &[&str] = &[
+    "advance",
+    "registry",
+    "blob-events",
+    "gate-schema",
+    "gate-prompt",
+    "gate-eval",
+    "gate-security",
+    "gate-latency",
+];
 
 /// A function binary running against a Runtime API emulator, with its resources in moto
 /// named as the fixtures expect (queue prefix `vaia-`).
@@ -393,4 +402,38 @@ impl LambdaHarness {
     pub async fn stop(self) {
         self.process.stop().await;
     }
+}
+
+/// Starts gate function `binary` (queue `gate-<gate>`) under the Runtime API emulator and
+/// invokes it with every `sqs-gate-<gate>-*` fixture: each batch must succeed as a whole,
+/// and the fixtures' jobs, whose run does not exist, must be dead-lettered with that
+/// reason rather than retried.
+pub async fn assert_gate_function_answers_fixtures(binary: &std::path::Path, gate: &str) {
+    let Some(m) = moto() else { return };
+    let function = format!("gate-{gate}");
+    let h = LambdaHarness::start(binary, &function, m, &[]).await;
+    let names = fixtures(&format!("sqs-{function}-"));
+    assert!(!names.is_empty(), "no fixtures for {function}");
+    for name in &names {
+        match h.invoke_fixture(name).await {
+            crate::runtime_api::Answer::Response(r) => {
+                assert_eq!(r, serde_json::json!({"batchItemFailures": []}), "{name}")
+            }
+            crate::runtime_api::Answer::Error(e) => panic!("{name}: function error {e}"),
+        }
+    }
+    let dead = h
+        .ports
+        .queue
+        .dead_letters(&function)
+        .await
+        .expect("dead letters");
+    assert_eq!(dead.len(), names.len(), "{dead:?}");
+    for (_, reason) in &dead {
+        assert!(
+            reason.as_deref().unwrap_or("").contains("not found"),
+            "{dead:?}"
+        );
+    }
+    h.stop().await;
 }

@@ -1,6 +1,6 @@
 //! The port contract suite: executable versions of the contracts documented in
 //! [`crate::ports`], so every adapter set (memory, SQLite, AWS against a local server) is
-//! held to one behaviour. Enabled by the `contract` feature; meant for adapters' tests.
+//! held to one behaviour. Meant for adapters' tests; code that does not call it links none of it.
 //!
 //! Every function panics (assert) on a contract violation and expects a fresh, empty
 //! backend: an empty run table, idempotency table, queue set or bucket. Races need a

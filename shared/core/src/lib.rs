@@ -1,9 +1,9 @@
 //! vaia's domain: runs, the state machine, verdicts, policy, evidence and the ports that
 //! adapters implement. Nothing here knows about AWS, HTTP or databases.
 
-#[cfg(feature = "contract")]
 pub mod contract;
 pub mod evidence;
+pub mod gate_job;
 pub mod ids;
 pub mod layout;
 pub mod machine;

@@ -702,7 +702,7 @@ fn describe(row: &Transition, run: &Run) -> String {
         }
         (Triggered, CiRunning) => match &run.candidate.evidence {
             Some(e) => format!(
-                "evidence verified: {} file{} match the manifest, image {}",
+                "evidence verified: the manifest's {} file{} all match, image {}",
                 e.files.len(),
                 if e.files.len() == 1 { "" } else { "s" },
                 e.image_digest
@@ -801,7 +801,7 @@ mod tests {
 
     fn msg(expect: Option<PipelineState>, signal: Signal) -> AdvanceMessage {
         AdvanceMessage {
-            run_id: new_run(Policy::default()).id,
+            run_id: new_run(Policy::schema_only()).id,
             expect,
             actor: "test".into(),
             signal,
@@ -864,7 +864,7 @@ mod tests {
 
     /// A run driven to `state` along the happy path with the default policy.
     fn run_in(state: PipelineState) -> Run {
-        let mut run = new_run(Policy::default());
+        let mut run = new_run(Policy::schema_only());
         let path: Vec<(PipelineState, Signal)> = vec![
             (Idle, Signal::Trigger),
             (
@@ -1000,7 +1000,7 @@ mod tests {
 
     #[test]
     fn happy_path_logs_every_step_and_sends_entry_effects() {
-        let run = new_run(Policy::default());
+        let run = new_run(Policy::schema_only());
         let a = apply(&run, Some(Idle), Signal::Trigger);
         assert_eq!(a.run.state, Triggered);
         assert_eq!(a.run.version, 1);
@@ -1085,7 +1085,7 @@ mod tests {
             }
         )
         .contains("stale"));
-        let mut policy = Policy::default();
+        let mut policy = Policy::schema_only();
         policy.stages.ci.push(GateName::new("other").unwrap());
         let mut two = run_in(CiRunning);
         two.policy = policy;
@@ -1123,7 +1123,7 @@ mod tests {
         assert_eq!(a.events[0].to, Some(Rollback));
 
         // Approval early in CT_QUEUED: recorded, but promotion waits for the CT baseline.
-        let mut policy = Policy::default();
+        let mut policy = Policy::schema_only();
         policy.promotion.require_approval = true;
         let mut r = run_in(CtQueued);
         r.policy = policy;
@@ -1201,7 +1201,7 @@ mod tests {
 
     #[test]
     fn events_carry_the_cause_for_redelivery_detection() {
-        let a = apply(&new_run(Policy::default()), Some(Idle), Signal::Trigger);
+        let a = apply(&new_run(Policy::schema_only()), Some(Idle), Signal::Trigger);
         assert!(a.events.iter().all(|e| e.cause.as_deref() == Some("m-1")));
     }
 }

@@ -10,6 +10,31 @@
 //! [schema]
 //! allow_major = false      # a breaking tool change fails the schema gate unless true
 //!
+//! [prompt]
+//! max_leaks = 0            # leaks allowed before the prompt gate fails
+//! canaries = []            # canary tokens that must never appear in a response
+//! ngram_threshold = 0.25   # share of the system prompt's word 5-grams that is a leak
+//!
+//! [eval]
+//! threshold_pp = 2.0       # fail when the candidate is this many points below production
+//! judge = "local"          # local | gemini | openai (keys from GEMINI_API_KEY / OPENAI_API_KEY)
+//! model = "gemini-2.5-flash"  # optional; the judge's default otherwise
+//! on_inconclusive = "fail" # fail | inconclusive, when the interval straddles the threshold
+//!
+//! [security]
+//! severities = ["CRITICAL"] # Trivy severities that fail in layers the image adds
+//! ignore_unfixed = false   # skip vulnerabilities with no fixed version
+//!
+//! [latency]
+//! max_regression = 0.15    # fail when candidate p95 > baseline p95 × (1 + this)
+//! min_requests = 100       # fewer requests in the load test: inconclusive
+//! max_failure_ratio = 0.05 # more failed requests than this: inconclusive
+//! query = "histogram_quantile(0.95, sum by (le) (rate(agent_request_duration_seconds_bucket[5m])))"
+//! range = "1h"             # the production window the query covers
+//! aggregate = "median"     # how the steps become one number: median, mean, max, last
+//! endpoints = []           # Locust rows to judge (default: the Aggregated row)
+//! # baseline_p95_ms = 250  # a fixed baseline instead of Prometheus
+//!
 //! [promotion]
 //! require_approval = false # CT_QUEUED → PROMOTED waits for `vaia runs approve`
 //!
@@ -24,13 +49,24 @@ use std::collections::BTreeSet;
 
 /// The gates this build of vaia implements. A policy naming another gate is refused:
 /// there is no pass-through gate.
-pub const KNOWN_GATES: &[&str] = &["schema"];
+pub const KNOWN_GATES: &[&str] = &["schema", "prompt", "eval", "security", "latency"];
+
+/// Production's p95 latency in seconds, from the agent's request-duration histogram.
+pub const DEFAULT_LATENCY_QUERY: &str =
+    "histogram_quantile(0.95, sum by (le) (rate(agent_request_duration_seconds_bucket[5m])))";
+
+/// Trivy's severities, lowest first.
+pub const TRIVY_SEVERITIES: &[&str] = &["UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"];
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
     pub stages: Stages,
     pub schema: SchemaPolicy,
+    pub prompt: PromptPolicy,
+    pub eval: EvalPolicy,
+    pub security: SecurityPolicy,
+    pub latency: LatencyPolicy,
     pub promotion: PromotionPolicy,
     pub run: RunPolicy,
 }
@@ -47,6 +83,189 @@ pub struct Stages {
 pub struct SchemaPolicy {
     /// Allow a breaking tool change (a major version bump) to pass the schema gate.
     pub allow_major: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityPolicy {
+    /// Trivy severities that fail the gate when found in a layer the image adds.
+    pub severities: Vec<String>,
+    /// Skip vulnerabilities that have no fixed version (`trivy --ignore-unfixed`).
+    pub ignore_unfixed: bool,
+}
+
+impl Default for SecurityPolicy {
+    fn default() -> Self {
+        Self {
+            severities: vec!["CRITICAL".into()],
+            ignore_unfixed: false,
+        }
+    }
+}
+
+/// How the steps of a Prometheus range become one baseline number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    #[default]
+    Median,
+    Mean,
+    Max,
+    Last,
+}
+
+impl Aggregate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Aggregate::Median => "median",
+            Aggregate::Mean => "mean",
+            Aggregate::Max => "max",
+            Aggregate::Last => "last",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "median" => Some(Aggregate::Median),
+            "mean" => Some(Aggregate::Mean),
+            "max" => Some(Aggregate::Max),
+            "last" => Some(Aggregate::Last),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LatencyPolicy {
+    /// Fail when the candidate's p95 exceeds the baseline's by more than this fraction.
+    pub max_regression: f64,
+    /// A load test with fewer requests is inconclusive.
+    pub min_requests: u64,
+    /// A load test with a larger share of failed requests is inconclusive.
+    pub max_failure_ratio: f64,
+    /// PromQL for production's p95 in seconds.
+    pub query: String,
+    /// The window of the range query (a Prometheus duration: `1h`, `30m`).
+    pub range: String,
+    pub aggregate: Aggregate,
+    /// Locust rows (`Name` or `Type Name`) to judge; empty: the `Aggregated` row.
+    pub endpoints: Vec<String>,
+    /// A fixed baseline in milliseconds instead of Prometheus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_p95_ms: Option<f64>,
+}
+
+impl Default for LatencyPolicy {
+    fn default() -> Self {
+        Self {
+            max_regression: 0.15,
+            min_requests: 100,
+            max_failure_ratio: 0.05,
+            query: DEFAULT_LATENCY_QUERY.into(),
+            range: "1h".into(),
+            aggregate: Aggregate::Median,
+            endpoints: Vec::new(),
+            baseline_p95_ms: None,
+        }
+    }
+}
+
+/// Parses a Prometheus duration (`90s`, `5m`, `1h30m`, `2d`, `1w`, `500ms`) into seconds.
+pub fn parse_duration(text: &str) -> Result<f64, String> {
+    let mut total = 0.0;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(format!("duration {text:?}: empty"));
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!(
+                "duration {text:?}: expected a number, e.g. 1h or 30m"
+            ));
+        }
+        let n: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("duration {text:?}: bad number"))?;
+        rest = &rest[digits..];
+        let (len, secs) = [
+            ("ms", 0.001),
+            ("s", 1.0),
+            ("m", 60.0),
+            ("h", 3600.0),
+            ("d", 86_400.0),
+            ("w", 604_800.0),
+            ("y", 31_536_000.0),
+        ]
+        .into_iter()
+        .find(|(u, _)| rest.starts_with(u))
+        .map(|(u, s)| (u.len(), s))
+        .ok_or_else(|| format!("duration {text:?}: unit must be one of ms, s, m, h, d, w, y"))?;
+        total += n * secs;
+        rest = &rest[len..];
+    }
+    if total <= 0.0 {
+        return Err(format!("duration {text:?}: must be positive"));
+    }
+    Ok(total)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptPolicy {
+    /// Leaks allowed before the prompt gate fails.
+    pub max_leaks: u64,
+    /// Canary tokens that must never appear in a response (besides each run's fresh one).
+    pub canaries: Vec<String>,
+    /// Share of the system prompt's word 5-grams in a response that counts as a leak.
+    pub ngram_threshold: f64,
+}
+
+impl Default for PromptPolicy {
+    fn default() -> Self {
+        Self {
+            max_leaks: 0,
+            canaries: Vec::new(),
+            ngram_threshold: 0.25,
+        }
+    }
+}
+
+/// What the eval gate does when the confidence interval straddles the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInconclusive {
+    /// Report `inconclusive`: run again with more samples.
+    Inconclusive,
+    /// Treat it as a failure.
+    #[default]
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalPolicy {
+    /// Fail when the candidate's mean score is more than this many points below production.
+    pub threshold_pp: f64,
+    /// `local`, `gemini` or `openai`.
+    pub judge: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub on_inconclusive: OnInconclusive,
+}
+
+impl Default for EvalPolicy {
+    fn default() -> Self {
+        Self {
+            threshold_pp: 2.0,
+            judge: "local".into(),
+            model: None,
+            on_inconclusive: OnInconclusive::Fail,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -122,10 +341,61 @@ impl Policy {
                 }
             }
         }
+        for (i, s) in self.security.severities.iter().enumerate() {
+            if !TRIVY_SEVERITIES.contains(&s.as_str()) {
+                return Err(invalid(format!(
+                    "security.severities[{i}]: {s:?} is not a Trivy severity ({})",
+                    TRIVY_SEVERITIES.join(", ")
+                )));
+            }
+        }
+        let l = &self.latency;
+        if !(l.max_regression.is_finite() && l.max_regression >= 0.0) {
+            return Err(invalid(format!(
+                "latency.max_regression: {} must be a fraction ≥ 0 (0.15 is 15 %)",
+                l.max_regression
+            )));
+        }
+        if !(0.0..=1.0).contains(&l.max_failure_ratio) {
+            return Err(invalid(format!(
+                "latency.max_failure_ratio: {} must be between 0 and 1",
+                l.max_failure_ratio
+            )));
+        }
+        if l.query.trim().is_empty() {
+            return Err(invalid("latency.query: must not be empty".into()));
+        }
+        parse_duration(&l.range).map_err(|e| invalid(format!("latency.range: {e}")))?;
+        if let Some(b) = l.baseline_p95_ms {
+            if !(b.is_finite() && b > 0.0) {
+                return Err(invalid(format!(
+                    "latency.baseline_p95_ms: {b} must be a positive number of milliseconds"
+                )));
+            }
+        }
+        if !(self.eval.threshold_pp.is_finite() && self.eval.threshold_pp >= 0.0) {
+            return Err(invalid("eval.threshold_pp: must be a number ≥ 0".into()));
+        }
+        if !["local", "gemini", "openai"].contains(&self.eval.judge.as_str()) {
+            return Err(invalid(format!(
+                "eval.judge: unknown judge {:?} (local, gemini, openai)",
+                self.eval.judge
+            )));
+        }
+        if !(self.prompt.ngram_threshold > 0.0 && self.prompt.ngram_threshold <= 1.0) {
+            return Err(invalid("prompt.ngram_threshold: must be in (0, 1]".into()));
+        }
         if self.run.timeout_secs == 0 {
             return Err(invalid("run.timeout_secs: must be at least 1".into()));
         }
         Ok(())
+    }
+
+    /// A policy that runs only the schema gate in CI (for setups without agent evidence).
+    pub fn schema_only() -> Self {
+        let mut p = Self::default();
+        p.stages.ci = GateName::new("schema").into_iter().collect();
+        p
     }
 
     pub fn gates(&self, stage: Stage) -> &[GateName] {
@@ -141,10 +411,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_run_schema_in_ci() {
+    fn defaults_run_every_gate_in_ci() {
         let p = Policy::from_toml("", "vaia.toml").unwrap();
         assert_eq!(p, Policy::default());
-        assert_eq!(p.stages.ci.len(), 1);
+        let ci: Vec<&str> = p.stages.ci.iter().map(|g| g.as_str()).collect();
+        assert_eq!(ci, ["schema", "prompt", "eval", "security", "latency"]);
+        assert_eq!(p.prompt.max_leaks, 0);
+        assert_eq!(p.eval.threshold_pp, 2.0);
+        assert_eq!(p.eval.on_inconclusive, OnInconclusive::Fail);
+        assert_eq!(Policy::schema_only().stages.ci.len(), 1);
+        let q = Policy::from_toml(
+            "[prompt]\nmax_leaks = 2\n[eval]\nthreshold_pp = 1.5\njudge = \"gemini\"\non_inconclusive = \"inconclusive\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!((q.prompt.max_leaks, q.eval.threshold_pp), (2, 1.5));
+        assert!(Policy::from_toml("[eval]\njudge = \"gpt\"\n", "x").is_err());
+        assert!(Policy::from_toml("[eval]\nthreshold = 1\n", "x").is_err());
+        assert_eq!(p.security.severities, ["CRITICAL"]);
+        assert!(!p.security.ignore_unfixed);
+        assert_eq!(p.latency.max_regression, 0.15);
+        assert_eq!(p.latency.min_requests, 100);
+        assert_eq!(p.latency.max_failure_ratio, 0.05);
+        assert_eq!(p.latency.query, DEFAULT_LATENCY_QUERY);
+        assert_eq!(p.latency.range, "1h");
+        assert_eq!(p.latency.aggregate, Aggregate::Median);
+        assert!(p.latency.baseline_p95_ms.is_none());
         assert!(p.stages.staging.is_empty());
         assert!(!p.schema.allow_major);
         assert_eq!(p.run.timeout_secs, 3600);
@@ -157,7 +449,7 @@ mod tests {
             e.to_string().contains("vaia.toml") && e.to_string().contains("allow_majr"),
             "{e}"
         );
-        let e = Policy::from_toml("[stages]\nci = [\"latency\"]\n", "x.toml").unwrap_err();
+        let e = Policy::from_toml("[stages]\nci = [\"latncy\"]\n", "x.toml").unwrap_err();
         assert!(e.to_string().contains("unknown gate"), "{e}");
         let e = Policy::from_toml(
             "[stages]\nci = [\"schema\"]\nstaging = [\"schema\"]\n",
@@ -172,5 +464,47 @@ mod tests {
         let p = Policy::from_toml("[stages]\nci = []\nstaging = [\"schema\"]\n", "x").unwrap();
         assert!(p.gates(Stage::Ci).is_empty());
         assert_eq!(p.gates(Stage::Staging)[0].as_str(), "schema");
+    }
+
+    #[test]
+    fn release_gate_sections_are_typed_and_checked() {
+        let p = Policy::from_toml(
+            "[security]\nseverities = [\"HIGH\", \"CRITICAL\"]\nignore_unfixed = true\n\
+             [latency]\nmax_regression = 0.1\nrange = \"30m\"\naggregate = \"max\"\nbaseline_p95_ms = 250.0\nendpoints = [\"POST /chat\"]\n",
+            "vaia.toml",
+        )
+        .unwrap();
+        assert_eq!(p.security.severities, ["HIGH", "CRITICAL"]);
+        assert!(p.security.ignore_unfixed);
+        assert_eq!(p.latency.max_regression, 0.1);
+        assert_eq!(p.latency.aggregate, Aggregate::Max);
+        assert_eq!(p.latency.baseline_p95_ms, Some(250.0));
+        for (bad, needle) in [
+            (
+                "[security]\nseverities = [\"critical\"]\n",
+                "security.severities[0]",
+            ),
+            ("[security]\nignore_unfxed = true\n", "ignore_unfxed"),
+            (
+                "[latency]\nmax_regression = -0.1\n",
+                "latency.max_regression",
+            ),
+            (
+                "[latency]\nmax_failure_ratio = 2.0\n",
+                "latency.max_failure_ratio",
+            ),
+            ("[latency]\nrange = \"an hour\"\n", "latency.range"),
+            ("[latency]\naggregate = \"p99\"\n", "aggregate"),
+            (
+                "[latency]\nbaseline_p95_ms = 0.0\n",
+                "latency.baseline_p95_ms",
+            ),
+        ] {
+            let e = Policy::from_toml(bad, "vaia.toml").unwrap_err().to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+        assert_eq!(parse_duration("1h30m").unwrap(), 5400.0);
+        assert_eq!(parse_duration("500ms").unwrap(), 0.5);
+        assert!(parse_duration("0s").is_err());
     }
 }

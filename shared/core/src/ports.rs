@@ -188,7 +188,6 @@ impl Clock for SystemClock {
 pub trait Metrics: Send + Sync {
     fn transition(&self, from: PipelineState, to: PipelineState, time_in_from: Duration);
     fn verdict(&self, gate: &str, outcome: &str);
-    fn dead_lettered(&self, queue: &str);
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -197,7 +196,6 @@ pub struct NoMetrics;
 impl Metrics for NoMetrics {
     fn transition(&self, _: PipelineState, _: PipelineState, _: Duration) {}
     fn verdict(&self, _: &str, _: &str) {}
-    fn dead_lettered(&self, _: &str) {}
 }
 
 /// Why a handler could not process a message. Retryable failures are delivered again

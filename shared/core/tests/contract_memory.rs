@@ -1,5 +1,4 @@
-//! The port contract suite against the in-memory adapters (`--features contract`).
-#![cfg(feature = "contract")]
+//! The port contract suite against the in-memory adapters.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use async_trait::async_trait;

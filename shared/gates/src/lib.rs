@@ -1,4 +1,8 @@
 //! vaia's gate evaluators: pure functions from evidence bytes to a [`vaia_core::Verdict`].
 //! The pipeline functions and the `vaia gate` command both call these; I/O stays outside.
 
+pub mod eval;
+pub mod latency;
+pub mod prompt;
 pub mod schema;
+pub mod security;

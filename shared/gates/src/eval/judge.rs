@@ -1,0 +1,753 @@
+//! Judges: one trait, three implementations, and the runner that calls them.
+//!
+//! - [`LocalJudge`]: offline and deterministic. Score = F1 of the content-word sets of the
+//!   answer and the reference (lowercased letters/digits tokens, a small English stop-word
+//!   list removed): 1.0 for the same content words, 0.0 for none in common; an empty answer
+//!   scores 0.
+//! - [`GeminiJudge`]: `POST {base}/v1beta/models/{model}:generateContent` with the key in the
+//!   `x-goog-api-key` header (never in the URL, so it cannot reach a log through one), and
+//!   structured output (`responseMimeType: application/json` + `responseSchema`).
+//! - [`OpenAiJudge`]: `POST {base}/chat/completions` with `Authorization: Bearer` and a
+//!   `json_schema` response format; works with any OpenAI-compatible server.
+//!
+//! LLM judges grade 0–10 against the reference; the score is that over 10.
+//!
+//! The runner ([`judge_all`]) bounds concurrency, retries 429, 5xx, timeouts and malformed
+//! replies with exponential backoff, stops calling once the key is refused, caches grades on
+//! disk keyed by judge, model, prompt and answer, and counts tokens. Keys are held in
+//! [`ApiKey`], whose `Debug` is redacted, and scrubbed from every error message.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Bump when the judge prompt changes, so cached grades of the old prompt are not reused.
+pub const PROMPT_VERSION: &str = "vaia-judge-v1";
+
+pub const JUDGE_SYSTEM: &str = "You grade answers of a customer-support agent. Compare the \
+ANSWER to the REFERENCE answer for the QUESTION. Score 10 when the answer states the same \
+facts as the reference, 5 when it is partly right or incomplete, 0 when it is wrong, evasive \
+or missing. Ignore style and length. Reply with JSON: {\"score\": integer 0-10, \"reason\": \
+one short sentence}.";
+
+pub const DEFAULT_GEMINI_URL: &str = "https://generativelanguage.googleapis.com";
+pub const DEFAULT_GEMINI_MODEL: &str = "gemini-2.5-flash";
+pub const DEFAULT_OPENAI_URL: &str = "https://api.openai.com/v1";
+pub const DEFAULT_OPENAI_MODEL: &str = "gpt-4o-mini";
+
+/// An API key. Never printed: `Debug` shows `ApiKey(***)`.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Option<Self> {
+        let key = key.into();
+        (!key.trim().is_empty()).then_some(Self(key))
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `text` with every occurrence of the key replaced.
+    pub fn scrub(&self, text: &str) -> String {
+        text.replace(&self.0, "***")
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+/// What a judge is asked: one golden question, its reference and an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradeRequest {
+    pub input: String,
+    pub reference: String,
+    pub answer: String,
+}
+
+impl GradeRequest {
+    /// The user prompt an LLM judge receives.
+    pub fn prompt(&self) -> String {
+        format!(
+            "QUESTION:\n{}\n\nREFERENCE:\n{}\n\nANSWER:\n{}",
+            self.input, self.reference, self.answer
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grade {
+    /// In `[0, 1]`.
+    pub score: f64,
+    pub reason: String,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JudgeError {
+    #[error("judge unreachable: {0}")]
+    Unreachable(String),
+    #[error("judge refused the API key: {0}")]
+    Auth(String),
+    #[error("judge rate-limited the request (429)")]
+    RateLimited,
+    #[error("judge server error {status}: {message}")]
+    Server { status: u16, message: String },
+    #[error("judge rejected the request {status}: {message}")]
+    BadRequest { status: u16, message: String },
+    #[error("judge refused to grade: {0}")]
+    Refused(String),
+    #[error("judge reply is malformed: {0}")]
+    Malformed(String),
+    #[error("no API key: set {0}")]
+    MissingKey(&'static str),
+}
+
+impl JudgeError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable(_) | Self::RateLimited | Self::Server { .. } | Self::Malformed(_)
+        )
+    }
+}
+
+#[async_trait]
+pub trait Judge: Send + Sync {
+    /// `local`, `gemini` or `openai`.
+    fn name(&self) -> &str;
+    fn model(&self) -> &str;
+    /// Whether grades are worth caching (not for the instant local judge).
+    fn cacheable(&self) -> bool {
+        true
+    }
+    async fn grade(&self, req: &GradeRequest) -> Result<Grade, JudgeError>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Local judge
+
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "the", "is", "are", "was", "were", "be", "to", "of", "and", "or", "in", "on", "at",
+    "for", "with", "it", "its", "this", "that", "you", "your", "we", "our", "i", "can", "do",
+    "does", "by", "from", "as", "if", "will", "please", "yes", "no",
+];
+
+fn content_words(s: &str) -> HashSet<String> {
+    s.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && !STOP_WORDS.contains(w))
+        .map(str::to_string)
+        .collect()
+}
+
+/// F1 of the content-word sets of `answer` and `reference`.
+pub fn token_f1(answer: &str, reference: &str) -> f64 {
+    let a = content_words(answer);
+    let r = content_words(reference);
+    if a.is_empty() || r.is_empty() {
+        return 0.0;
+    }
+    let common = a.intersection(&r).count() as f64;
+    if common == 0.0 {
+        return 0.0;
+    }
+    let p = common / a.len() as f64;
+    let rc = common / r.len() as f64;
+    2.0 * p * rc / (p + rc)
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalJudge;
+
+#[async_trait]
+impl Judge for LocalJudge {
+    fn name(&self) -> &str {
+        "local"
+    }
+    fn model(&self) -> &str {
+        "token-f1"
+    }
+    fn cacheable(&self) -> bool {
+        false
+    }
+    async fn grade(&self, req: &GradeRequest) -> Result<Grade, JudgeError> {
+        let score = token_f1(&req.answer, &req.reference);
+        Ok(Grade {
+            score: (score * 1000.0).round() / 1000.0,
+            reason: format!("content-word F1 {score:.3} against the reference"),
+            usage: Usage::default(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP judges
+
+fn http_client(timeout: Duration) -> Result<reqwest::Client, JudgeError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| JudgeError::Unreachable(e.to_string()))
+}
+
+/// Sends `req`; maps transport errors and status codes to [`JudgeError`]; returns the JSON.
+async fn send(
+    req: reqwest::RequestBuilder,
+    key: &ApiKey,
+    auth_hint: impl Fn(u16, &str) -> bool,
+) -> Result<Value, JudgeError> {
+    let resp = req.send().await.map_err(|e| {
+        let e = e.without_url();
+        JudgeError::Unreachable(key.scrub(&if e.is_timeout() {
+            "timed out".to_string()
+        } else {
+            e.to_string()
+        }))
+    })?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| JudgeError::Unreachable(key.scrub(&e.without_url().to_string())))?;
+    let message = || {
+        let m = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        key.scrub(&m)
+    };
+    match status {
+        200..=299 => {
+            serde_json::from_str(&text).map_err(|e| JudgeError::Malformed(format!("not JSON: {e}")))
+        }
+        401 | 403 => Err(JudgeError::Auth(message())),
+        429 => Err(JudgeError::RateLimited),
+        500..=599 => Err(JudgeError::Server {
+            status,
+            message: message(),
+        }),
+        s if auth_hint(s, &text) => Err(JudgeError::Auth(message())),
+        s => Err(JudgeError::BadRequest {
+            status: s,
+            message: message(),
+        }),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Graded {
+    score: f64,
+    #[serde(default)]
+    reason: String,
+}
+
+fn parse_grade(text: &str, usage: Usage) -> Result<Grade, JudgeError> {
+    let g: Graded = serde_json::from_str(text.trim())
+        .map_err(|e| JudgeError::Malformed(format!("grade is not the requested JSON: {e}")))?;
+    if !(0.0..=10.0).contains(&g.score) {
+        return Err(JudgeError::Malformed(format!(
+            "score {} is outside 0-10",
+            g.score
+        )));
+    }
+    Ok(Grade {
+        score: g.score / 10.0,
+        reason: g.reason,
+        usage,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct GeminiJudge {
+    base: String,
+    model: String,
+    key: ApiKey,
+    client: reqwest::Client,
+}
+
+impl GeminiJudge {
+    pub fn new(
+        base: Option<&str>,
+        model: Option<&str>,
+        key: ApiKey,
+        timeout: Duration,
+    ) -> Result<Self, JudgeError> {
+        Ok(Self {
+            base: base
+                .unwrap_or(DEFAULT_GEMINI_URL)
+                .trim_end_matches('/')
+                .to_string(),
+            model: model.unwrap_or(DEFAULT_GEMINI_MODEL).to_string(),
+            key,
+            client: http_client(timeout)?,
+        })
+    }
+
+    pub fn request_body(req: &GradeRequest) -> Value {
+        json!({
+            "systemInstruction": {"parts": [{"text": JUDGE_SYSTEM}]},
+            "contents": [{"role": "user", "parts": [{"text": req.prompt()}]}],
+            "generationConfig": {
+                "temperature": 0,
+                "responseMimeType": "application/json",
+                "responseSchema": {
+                    "type": "OBJECT",
+                    "properties": {
+                        "score": {"type": "INTEGER"},
+                        "reason": {"type": "STRING"}
+                    },
+                    "required": ["score", "reason"]
+                }
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl Judge for GeminiJudge {
+    fn name(&self) -> &str {
+        "gemini"
+    }
+    fn model(&self) -> &str {
+        &self.model
+    }
+    async fn grade(&self, req: &GradeRequest) -> Result<Grade, JudgeError> {
+        let url = format!("{}/v1beta/models/{}:generateContent", self.base, self.model);
+        let r = self
+            .client
+            .post(url)
+            .header("x-goog-api-key", self.key.expose())
+            .json(&Self::request_body(req));
+        // Gemini answers an invalid key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID.
+        let v = send(r, &self.key, |s, body| {
+            s == 400 && body.contains("API_KEY_INVALID")
+        })
+        .await?;
+        let usage = Usage {
+            input_tokens: v
+                .pointer("/usageMetadata/promptTokenCount")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            output_tokens: v
+                .pointer("/usageMetadata/candidatesTokenCount")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+        };
+        if let Some(reason) = v
+            .pointer("/promptFeedback/blockReason")
+            .and_then(Value::as_str)
+        {
+            return Err(JudgeError::Refused(format!("prompt blocked: {reason}")));
+        }
+        let cand = v
+            .pointer("/candidates/0")
+            .ok_or_else(|| JudgeError::Malformed("no candidates".into()))?;
+        let finish = cand
+            .get("finishReason")
+            .and_then(Value::as_str)
+            .unwrap_or("STOP");
+        if matches!(
+            finish,
+            "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII"
+        ) {
+            return Err(JudgeError::Refused(format!("finishReason {finish}")));
+        }
+        let text: String = cand
+            .pointer("/content/parts")
+            .and_then(Value::as_array)
+            .map(|parts| {
+                parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect()
+            })
+            .ok_or_else(|| JudgeError::Malformed(format!("no content (finishReason {finish})")))?;
+        parse_grade(&text, usage)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenAiJudge {
+    base: String,
+    model: String,
+    key: ApiKey,
+    client: reqwest::Client,
+}
+
+impl OpenAiJudge {
+    pub fn new(
+        base: Option<&str>,
+        model: Option<&str>,
+        key: ApiKey,
+        timeout: Duration,
+    ) -> Result<Self, JudgeError> {
+        Ok(Self {
+            base: base
+                .unwrap_or(DEFAULT_OPENAI_URL)
+                .trim_end_matches('/')
+                .to_string(),
+            model: model.unwrap_or(DEFAULT_OPENAI_MODEL).to_string(),
+            key,
+            client: http_client(timeout)?,
+        })
+    }
+
+    pub fn request_body(&self, req: &GradeRequest) -> Value {
+        json!({
+            "model": self.model,
+            "temperature": 0,
+            "messages": [
+                {"role": "system", "content": JUDGE_SYSTEM},
+                {"role": "user", "content": req.prompt()}
+            ],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "grade",
+                    "strict": true,
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "score": {"type": "integer", "minimum": 0, "maximum": 10},
+                            "reason": {"type": "string"}
+                        },
+                        "required": ["score", "reason"],
+                        "additionalProperties": false
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl Judge for OpenAiJudge {
+    fn name(&self) -> &str {
+        "openai"
+    }
+    fn model(&self) -> &str {
+        &self.model
+    }
+    async fn grade(&self, req: &GradeRequest) -> Result<Grade, JudgeError> {
+        let r = self
+            .client
+            .post(format!("{}/chat/completions", self.base))
+            .bearer_auth(self.key.expose())
+            .json(&self.request_body(req));
+        let v = send(r, &self.key, |_, _| false).await?;
+        let usage = Usage {
+            input_tokens: v
+                .pointer("/usage/prompt_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            output_tokens: v
+                .pointer("/usage/completion_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+        };
+        let choice = v
+            .pointer("/choices/0")
+            .ok_or_else(|| JudgeError::Malformed("no choices".into()))?;
+        if let Some(refusal) = choice.pointer("/message/refusal").and_then(Value::as_str) {
+            return Err(JudgeError::Refused(refusal.chars().take(200).collect()));
+        }
+        if choice.get("finish_reason").and_then(Value::as_str) == Some("content_filter") {
+            return Err(JudgeError::Refused("finish_reason content_filter".into()));
+        }
+        let text = choice
+            .pointer("/message/content")
+            .and_then(Value::as_str)
+            .ok_or_else(|| JudgeError::Malformed("no message content".into()))?;
+        parse_grade(text, usage)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Cache
+
+/// Grades on disk, one JSON file per key under `dir/judge/`.
+#[derive(Debug, Clone)]
+pub struct GradeCache {
+    dir: PathBuf,
+}
+
+impl GradeCache {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into().join("judge"),
+        }
+    }
+
+    /// `$XDG_CACHE_HOME/vaia`, else `~/.cache/vaia`; `None` when neither is known.
+    pub fn default_dir() -> Option<PathBuf> {
+        if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+            return Some(PathBuf::from(x).join("vaia"));
+        }
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|h| PathBuf::from(h).join(".cache").join("vaia"))
+    }
+
+    pub fn key(judge: &dyn Judge, req: &GradeRequest) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            PROMPT_VERSION,
+            judge.name(),
+            judge.model(),
+            JUDGE_SYSTEM,
+            &req.prompt(),
+            &req.answer,
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.json"))
+    }
+
+    pub async fn get(&self, key: &str) -> Option<Grade> {
+        let bytes = tokio::fs::read(self.path(key)).await.ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub async fn put(&self, key: &str, grade: &Grade) {
+        let Ok(bytes) = serde_json::to_vec(grade) else {
+            return;
+        };
+        if tokio::fs::create_dir_all(&self.dir).await.is_err() {
+            return;
+        }
+        let tmp = self.dir.join(format!("{key}.{}.tmp", std::process::id()));
+        if tokio::fs::write(&tmp, bytes).await.is_ok() {
+            let _ = tokio::fs::rename(&tmp, self.path(key)).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Runner
+
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    pub concurrency: usize,
+    pub retries: u32,
+    pub backoff: Duration,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            retries: 3,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    pub grade: Grade,
+    pub cached: bool,
+    pub attempts: u32,
+}
+
+/// Grades every request; results in request order.
+pub async fn judge_all(
+    judge: Arc<dyn Judge>,
+    cache: Option<GradeCache>,
+    requests: Vec<GradeRequest>,
+    opts: &RunnerOptions,
+) -> Vec<Result<Judged, JudgeError>> {
+    let sem = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let refused_key = Arc::new(AtomicBool::new(false));
+    let cache = cache.filter(|_| judge.cacheable()).map(Arc::new);
+    let mut set = tokio::task::JoinSet::new();
+    let n = requests.len();
+    for (i, req) in requests.into_iter().enumerate() {
+        let (judge, sem, refused_key, cache, opts) = (
+            judge.clone(),
+            sem.clone(),
+            refused_key.clone(),
+            cache.clone(),
+            opts.clone(),
+        );
+        set.spawn(async move {
+            let key = cache.as_ref().map(|_| GradeCache::key(&*judge, &req));
+            if let (Some(c), Some(k)) = (&cache, &key) {
+                if let Some(grade) = c.get(k).await {
+                    return (i, Ok(Judged { grade, cached: true, attempts: 0 }));
+                }
+            }
+            let _permit = sem.acquire_owned().await;
+            let mut attempts = 0;
+            let result = loop {
+                if refused_key.load(Ordering::Relaxed) {
+                    break Err(JudgeError::Auth("the key was refused for an earlier item".into()));
+                }
+                attempts += 1;
+                match judge.grade(&req).await {
+                    Ok(g) => break Ok(g),
+                    Err(e) if e.is_retryable() && attempts <= opts.retries => {
+                        let wait = opts.backoff * 2u32.saturating_pow(attempts - 1);
+                        tracing::debug!(error = %e, attempt = attempts, "judge call failed, retrying");
+                        tokio::time::sleep(wait).await;
+                    }
+                    Err(e) => {
+                        if matches!(e, JudgeError::Auth(_)) {
+                            refused_key.store(true, Ordering::Relaxed);
+                        }
+                        break Err(e);
+                    }
+                }
+            };
+            let result = result.map(|grade| Judged { grade, cached: false, attempts });
+            if let (Ok(j), Some(c), Some(k)) = (&result, &cache, &key) {
+                c.put(k, &j.grade).await;
+            }
+            (i, result)
+        });
+    }
+    let mut out: Vec<Option<Result<Judged, JudgeError>>> = vec![None; n];
+    while let Some(joined) = set.join_next().await {
+        if let Ok((i, r)) = joined {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Some(r);
+            }
+        }
+    }
+    out.into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| Err(JudgeError::Unreachable("judge task did not finish".into())))
+        })
+        .collect()
+}
+
+/// Builds the judge named `name` (`local`, `gemini`, `openai`). The API key is `key` when
+/// given (a deployment reads it from a secret store), else the environment's
+/// (`GEMINI_API_KEY`, `OPENAI_API_KEY`). The error says what is missing and never contains
+/// a key.
+pub fn build(
+    name: &str,
+    url: Option<&str>,
+    model: Option<&str>,
+    key: Option<&ApiKey>,
+    timeout: Duration,
+) -> Result<Arc<dyn Judge>, String> {
+    let key = |var: &'static str| match key {
+        Some(k) => Ok(k.clone()),
+        None => std::env::var(var)
+            .ok()
+            .and_then(ApiKey::new)
+            .ok_or_else(|| format!("the {name} judge needs an API key: set {var}")),
+    };
+    match name {
+        "local" => Ok(Arc::new(LocalJudge)),
+        "gemini" => GeminiJudge::new(url, model, key("GEMINI_API_KEY")?, timeout)
+            .map(|j| Arc::new(j) as Arc<dyn Judge>)
+            .map_err(|e| e.to_string()),
+        "openai" => OpenAiJudge::new(url, model, key("OPENAI_API_KEY")?, timeout)
+            .map(|j| Arc::new(j) as Arc<dyn Judge>)
+            .map_err(|e| e.to_string()),
+        other => Err(format!("unknown judge {other:?} (local, gemini, openai)")),
+    }
+}
+
+/// USD per million input and output tokens for models whose list price is known to vaia;
+/// others report tokens without a cost unless a price is configured.
+pub fn list_price(judge: &str, model: &str) -> Option<(f64, f64)> {
+    match (judge, model) {
+        ("local", _) => Some((0.0, 0.0)),
+        ("gemini", "gemini-2.5-flash") => Some((0.30, 2.50)),
+        ("gemini", "gemini-2.5-flash-lite") => Some((0.10, 0.40)),
+        ("openai", "gpt-4o-mini") => Some((0.15, 0.60)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn token_f1_is_documented_scoring() {
+        assert_eq!(
+            token_f1(
+                "Returns are accepted within 30 days.",
+                "Returns are accepted within 30 days"
+            ),
+            1.0
+        );
+        assert_eq!(
+            token_f1("I am not sure.", "Returns are accepted within 30 days"),
+            0.0
+        );
+        assert_eq!(token_f1("", "x"), 0.0);
+        let partial = token_f1(
+            "Returns accepted within 14 days",
+            "Returns are accepted within 30 days",
+        );
+        assert!(partial > 0.5 && partial < 1.0, "{partial}");
+    }
+
+    #[test]
+    fn keys_never_show() {
+        let k = ApiKey::new("sk-secret-123").unwrap();
+        assert_eq!(format!("{k:?}"), "ApiKey(***)");
+        assert_eq!(k.scrub("bad key sk-secret-123!"), "bad key ***!");
+        assert!(ApiKey::new("  ").is_none());
+    }
+
+    #[tokio::test]
+    async fn cache_round_trips_and_keys_by_judge_model_prompt_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = GradeCache::new(dir.path());
+        let req = GradeRequest {
+            input: "q".into(),
+            reference: "r".into(),
+            answer: "a".into(),
+        };
+        let k = GradeCache::key(&LocalJudge, &req);
+        let other = GradeRequest {
+            answer: "b".into(),
+            ..req.clone()
+        };
+        assert_ne!(k, GradeCache::key(&LocalJudge, &other));
+        assert!(c.get(&k).await.is_none());
+        let g = Grade {
+            score: 0.5,
+            reason: "x".into(),
+            usage: Usage {
+                input_tokens: 3,
+                output_tokens: 4,
+            },
+        };
+        c.put(&k, &g).await;
+        assert_eq!(c.get(&k).await, Some(g));
+    }
+}
