@@ -30,7 +30,7 @@ bench:
 # Python tools live in virtualenvs under .venv/ (gitignored); each target creates its own.
 PYTHON ?= python3
 VENV := .venv
-LAMBDA_FUNCTIONS := webhook orchestrator sweeper registry gate-schema gate-prompt gate-eval gate-security gate-latency
+LAMBDA_FUNCTIONS := webhook api orchestrator sweeper registry gate-schema gate-prompt gate-eval gate-security gate-latency
 
 .PHONY: venvs moto-venv lambda-venv sam-venv checkov-venv infra-check lambda-build lambda-build-x86 bench-lambda
 
@@ -68,13 +68,13 @@ infra-check: sam-venv checkov-venv
 lambda-build: lambda-venv
 	rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(VENV)/lambda/bin:$$PATH" $(CARGO) lambda build --profile lambda --arm64 \
-	  --lambda-dir target/lambda-arm64 $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
+	  --lambda-dir target/lambda-arm64 --workspace $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
 	@ls -l target/lambda-arm64/*/bootstrap
 
 ## The same for x86_64 (what the init/RSS benchmark runs here) into target/lambda-x86_64/.
 lambda-build-x86: lambda-venv
 	PATH="$(CURDIR)/$(VENV)/lambda/bin:$$PATH" $(CARGO) lambda build --profile lambda --x86-64 \
-	  --lambda-dir target/lambda-x86_64 $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
+	  --lambda-dir target/lambda-x86_64 --workspace $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
 
 ## Init time and max RSS of every function beside the Python/boto3 baseline (bench/README.md).
 bench-lambda: lambda-build-x86 moto-venv

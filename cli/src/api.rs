@@ -1,83 +1,41 @@
-//! The HTTP surface of the local stack: the GitHub webhook, the read API for the
-//! dashboard and `vaia runs`, operator actions, evidence upload, `/metrics` and the
-//! OpenAPI description (`openapi.json`, kept beside this file and tested against it).
+//! The HTTP surface of the local stack: the GitHub webhook and `/metrics` here, and the
+//! read and operator API of [`vaia_api`] (shared with the `api` Lambda function).
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use vaia_core::messages::{send_signal, Signal};
-use vaia_core::ports::{BlobStore, PortError, Queue, RunStore};
-use vaia_core::run::{Run, RunEvent};
-use vaia_core::{BlobKey, CommitSha, Repository, RunId, Verdict};
+use vaia_api::{ApiError, ApiState};
 use vaia_webhook::{Webhook, WebhookRequest, MAX_BODY_BYTES};
 
 use crate::metrics::PromMetrics;
 
-pub const OPENAPI: &str = include_str!("openapi.json");
-
-/// Largest evidence file accepted by `PUT /api/evidence/...`.
-pub const MAX_EVIDENCE_BYTES: usize = 64 * 1024 * 1024;
+pub use vaia_api::{RunDetail, RunList, RunSummary, OPENAPI};
 
 #[derive(Clone)]
 pub struct AppState {
     pub webhook: Arc<Webhook>,
-    pub store: Arc<dyn RunStore>,
-    pub blobs: Arc<dyn BlobStore>,
-    pub queue: Arc<dyn Queue>,
+    pub api: ApiState,
     pub metrics: Arc<PromMetrics>,
     /// Queues whose depth `/metrics` reports.
     pub queues: Arc<Vec<String>>,
 }
 
+/// Every route of the local stack, with a JSON 404 for the rest.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let local = Router::new()
         .route(
             "/webhooks/github",
             post(webhook).layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1)),
         )
-        .route("/api/runs", get(list_runs))
-        .route("/api/runs/{id}", get(show_run))
-        .route("/api/runs/{id}/approve", post(approve))
-        .route("/api/runs/{id}/rollback", post(rollback))
-        .route(
-            "/api/evidence/{owner}/{repo}/{commit}/{file}",
-            put(upload_evidence).layer(DefaultBodyLimit::max(MAX_EVIDENCE_BYTES)),
-        )
-        .route("/api/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .with_state(state)
-}
-
-/// A JSON error body: `{"error": message}`.
-pub struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<PortError> for ApiError {
-    fn from(e: PortError) -> Self {
-        let status = if e.is_retryable() {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
-        };
-        ApiError(status, e.to_string())
-    }
-}
-
-fn bad_request(msg: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, msg.into())
+        .with_state(state.clone());
+    vaia_api::router(state.api)
+        .merge(local)
+        .fallback(vaia_api::not_found)
 }
 
 async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -96,216 +54,8 @@ async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
     (status, Json(res.body)).into_response()
 }
 
-/// A run as the list shows it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RunSummary {
-    pub id: RunId,
-    pub repository: Repository,
-    pub commit: CommitSha,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub branch: Option<String>,
-    pub state: vaia_core::PipelineState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    pub gates: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-impl From<&Run> for RunSummary {
-    fn from(r: &Run) -> Self {
-        Self {
-            id: r.id.clone(),
-            repository: r.repository.clone(),
-            commit: r.commit.clone(),
-            branch: r.branch.clone(),
-            state: r.state,
-            version: r.candidate.version.as_ref().map(ToString::to_string),
-            gates: r
-                .verdicts
-                .iter()
-                .map(|(g, v)| (g.to_string(), v.outcome.as_str().to_string()))
-                .collect(),
-            failure: r.failure.as_ref().map(|f| f.reason.clone()),
-            created_at: r.created_at.to_rfc3339(),
-            updated_at: r.updated_at.to_rfc3339(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RunList {
-    pub runs: Vec<RunSummary>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    limit: Option<usize>,
-    after: Option<String>,
-}
-
-async fn list_runs(
-    State(s): State<AppState>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<RunList>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(bad_request(format!(
-            "query parameter limit: {limit} is not within 1..=500"
-        )));
-    }
-    if let Some(after) = &q.after {
-        RunId::new(after.as_str())
-            .map_err(|e| bad_request(format!("query parameter after: {e}")))?;
-    }
-    let page = s.store.list(limit, q.after.as_deref()).await?;
-    Ok(Json(RunList {
-        runs: page.runs.iter().map(RunSummary::from).collect(),
-        next: page.next,
-    }))
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RunDetail {
-    pub run: Run,
-    pub events: Vec<RunEvent>,
-    /// Full verdicts (with findings) by gate.
-    pub verdicts: BTreeMap<String, Verdict>,
-}
-
-fn parse_run_id(id: &str) -> Result<RunId, ApiError> {
-    RunId::new(id).map_err(|e| bad_request(format!("path parameter id: {e}")))
-}
-
-async fn load(s: &AppState, id: &str) -> Result<Run, ApiError> {
-    let id = parse_run_id(id)?;
-    s.store
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("run {id} not found")))
-}
-
-async fn show_run(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<RunDetail>, ApiError> {
-    let run = load(&s, &id).await?;
-    let events = s.store.events(&run.id).await?;
-    let mut verdicts = BTreeMap::new();
-    for (gate, record) in &run.verdicts {
-        if let Some(bytes) = s.blobs.get(&record.verdict).await? {
-            let verdict: Verdict = serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("{}: {e}", record.verdict),
-                )
-            })?;
-            verdicts.insert(gate.to_string(), verdict);
-        }
-    }
-    Ok(Json(RunDetail {
-        run,
-        events,
-        verdicts,
-    }))
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ActionBody {
-    #[serde(default)]
-    actor: Option<String>,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-fn action_body(body: &Bytes) -> Result<ActionBody, ApiError> {
-    if body.is_empty() {
-        return Ok(ActionBody::default());
-    }
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("request body: {e}")))
-}
-
-async fn operator_signal(
-    s: &AppState,
-    id: &str,
-    body: &Bytes,
-    signal: Signal,
-) -> Result<Response, ApiError> {
-    let run = load(s, id).await?;
-    let b = action_body(body)?;
-    let actor = format!("operator:{}", b.actor.as_deref().unwrap_or("api"));
-    let signal = match signal {
-        Signal::Rollback { .. } => Signal::Rollback {
-            reason: b
-                .reason
-                .unwrap_or_else(|| format!("rollback requested by {actor}")),
-        },
-        other => other,
-    };
-    // Each operator request is its own message: two approvals are two requests.
-    let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    let dedupe = format!("{}:{nanos}", signal.name());
-    let id = send_signal(&*s.queue, &run.id, None, &actor, signal, &dedupe).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"status": "accepted", "run_id": run.id, "message_id": id})),
-    )
-        .into_response())
-}
-
-async fn approve(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    operator_signal(&s, &id, &body, Signal::Approve).await
-}
-
-async fn rollback(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    operator_signal(
-        &s,
-        &id,
-        &body,
-        Signal::Rollback {
-            reason: String::new(),
-        },
-    )
-    .await
-}
-
-async fn upload_evidence(
-    State(s): State<AppState>,
-    Path((owner, repo, commit, file)): Path<(String, String, String, String)>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let repo = Repository::new(format!("{owner}/{repo}"))
-        .map_err(|e| bad_request(format!("path: {e}")))?;
-    let commit = CommitSha::new(commit).map_err(|e| bad_request(format!("path: {e}")))?;
-    let key =
-        BlobKey::evidence(&repo, &commit, &file).map_err(|e| bad_request(format!("path: {e}")))?;
-    let event = s.blobs.put(&key, &body).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"key": event.key, "size": event.size})),
-    )
-        .into_response())
-}
-
-async fn openapi() -> Response {
-    ([("content-type", "application/json")], OPENAPI).into_response()
-}
-
 async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let text = s.metrics.render(&*s.store, &*s.queue, &s.queues).await?;
+    let text = s.metrics.render(&*s.api.store, &*s.api.queue, &s.queues).await?;
     Ok((
         [(
             "content-type",
@@ -316,7 +66,3 @@ async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
-/// A 404 body for unknown paths, so every answer of the API is JSON.
-pub async fn not_found() -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, "no such route".into())
-}

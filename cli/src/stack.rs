@@ -228,9 +228,11 @@ impl Stack {
         ));
         let state = AppState {
             webhook,
-            store: ports.store.clone(),
-            blobs: ports.blobs.clone(),
-            queue: ports.queue.clone(),
+            api: vaia_api::ApiState {
+                store: ports.store.clone(),
+                blobs: ports.blobs.clone(),
+                queue: ports.queue.clone(),
+            },
             metrics: prom,
             queues: Arc::new(queue_names),
         };
@@ -238,7 +240,7 @@ impl Stack {
             .await
             .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
         let addr = listener.local_addr()?;
-        let app = api::router(state).fallback(api::not_found);
+        let app = api::router(state);
         let mut rx = watch_rx;
         tasks.push(tokio::spawn(async move {
             let stop = async move {
