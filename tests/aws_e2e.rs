@@ -20,12 +20,20 @@ use vaia_core::policy::Policy;
 use vaia_core::ports::{BlobStore, NoMetrics, Queue, RunStore};
 use vaia_core::run::EventKind;
 use vaia_core::{BlobKey, CommitSha, ImageDigest, PipelineState, Repository};
+use vaia_gate_latency::LatencyGate;
 use vaia_gate_schema::SchemaGate;
+use vaia_gate_security::SecurityGate;
 use vaia_orchestrator::Orchestrator;
 use vaia_registry::{ObjectEvents, Registry, RegistryJobs};
 use vaia_webhook::{Webhook, WebhookRequest, WebhookSecret};
 
 const SECRET: &str = "e2e-secret";
+const TRIVY: &[u8] = include_bytes!("../examples/demo/trivy-clean.json");
+const LOCUST: &[u8] = include_bytes!("../shared/gates/tests/fixtures/locust/good_stats.csv");
+/// The tools and release gates with a fixed latency baseline, as the local end-to-end test
+/// runs them; the agent gates need the example agent's evidence (tests/agent_gates.rs).
+const POLICY: &str =
+    "[stages]\nci = [\"schema\", \"security\", \"latency\"]\n\n[latency]\nbaseline_p95_ms = 150.0\n";
 const REPO: &str = "octo-org/agent";
 
 fn sign(body: &[u8]) -> String {
@@ -122,12 +130,25 @@ async fn deploy(test: &str) -> Option<Deployment> {
         p.queue.clone(),
         p.clock.clone(),
     ));
+    let gate = |name: &str| queues::gate(&vaia_core::GateName::new(name).unwrap());
     let schema = Arc::new(SchemaGate::new(
         p.store.clone(),
         p.blobs.clone(),
         p.queue.clone(),
     ));
-    let gate = queues::gate(&vaia_core::GateName::new(vaia_gates::schema::GATE).unwrap());
+    let security = Arc::new(SecurityGate::new(
+        p.store.clone(),
+        p.blobs.clone(),
+        p.queue.clone(),
+        p.clock.clone(),
+    ));
+    let latency = Arc::new(LatencyGate::new(
+        p.store.clone(),
+        p.blobs.clone(),
+        p.queue.clone(),
+        p.clock.clone(),
+        None,
+    ));
     let mk = |logical: &str, source: Source, h: Arc<dyn vaia_core::ports::MessageHandler>| {
         (
             logical.to_string(),
@@ -146,7 +167,13 @@ async fn deploy(test: &str) -> Option<Deployment> {
             Source::S3Notifications,
             Arc::new(ObjectEvents(registry)),
         ),
-        mk(&gate, Source::Messages, schema),
+        mk(&gate(vaia_gates::schema::GATE), Source::Messages, schema),
+        mk(
+            &gate(vaia_gates::security::GATE),
+            Source::Messages,
+            security,
+        ),
+        mk(&gate(vaia_gates::latency::GATE), Source::Messages, latency),
     ];
     let webhook = Webhook::new(
         p.store.clone(),
@@ -154,7 +181,7 @@ async fn deploy(test: &str) -> Option<Deployment> {
         p.queue.clone(),
         p.clock.clone(),
         WebhookSecret::new(SECRET).unwrap(),
-        Policy::default(),
+        Policy::from_toml(POLICY, "vaia.toml").unwrap(),
     );
     Some(Deployment {
         p,
@@ -186,7 +213,14 @@ impl Deployment {
     async fn upload_evidence(&self, commit: &CommitSha, tools: &[u8]) {
         let repo = Repository::new(REPO).unwrap();
         let key = |f: &str| BlobKey::evidence(&repo, commit, f).unwrap();
-        self.p.blobs.put(&key("tools.json"), tools).await.unwrap();
+        let files: [(&str, &[u8]); 3] = [
+            ("tools.json", tools),
+            ("trivy.json", TRIVY),
+            ("locust_stats.csv", LOCUST),
+        ];
+        for (name, bytes) in files {
+            self.p.blobs.put(&key(name), bytes).await.unwrap();
+        }
         let manifest = Manifest {
             schema: MANIFEST_SCHEMA_V1.into(),
             repository: repo.clone(),
@@ -197,11 +231,14 @@ impl Deployment {
                 base_digest: None,
             },
             dataset: None,
-            files: vec![ManifestFile {
-                name: "tools.json".into(),
-                sha256: hex::encode(Sha256::digest(tools)),
-                bytes: tools.len() as u64,
-            }],
+            files: files
+                .iter()
+                .map(|(name, bytes)| ManifestFile {
+                    name: (*name).into(),
+                    sha256: hex::encode(Sha256::digest(bytes)),
+                    bytes: bytes.len() as u64,
+                })
+                .collect(),
             created_at: chrono::Utc::now(),
         };
         self.p
@@ -286,6 +323,20 @@ async fn happy_then_breaking_run_through_dynamodb_sqs_and_s3() {
     assert!(
         run.candidate.evidence.is_some(),
         "the manifest arrived through S3 → SQS"
+    );
+    let passed: Vec<(String, &str)> = run
+        .verdicts
+        .iter()
+        .map(|(g, v)| (g.to_string(), v.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        passed,
+        [
+            ("latency".to_string(), "pass"),
+            ("schema".to_string(), "pass"),
+            ("security".to_string(), "pass")
+        ],
+        "each gate judged the evidence read from S3"
     );
 
     // Failing: a breaking tool change fails the schema gate.

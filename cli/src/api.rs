@@ -55,7 +55,10 @@ async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
 }
 
 async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let text = s.metrics.render(&*s.api.store, &*s.api.queue, &s.queues).await?;
+    let text = s
+        .metrics
+        .render(&*s.api.store, &*s.api.queue, &s.queues)
+        .await?;
     Ok((
         [(
             "content-type",
@@ -65,4 +68,3 @@ async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     )
         .into_response())
 }
-

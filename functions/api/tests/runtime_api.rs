@@ -91,10 +91,16 @@ async fn api_validates_operator_requests_before_signalling() {
         e["headers"]["content-length"] = body.len().to_string().into();
         e
     };
-    let bad = h.api.invoke(event(r#"{"actor": "ops", "unexpected": true}"#)).await;
+    let bad = h
+        .api
+        .invoke(event(r#"{"actor": "ops", "unexpected": true}"#))
+        .await;
     let (status, body) = status_and_body("bad body", bad.unwrap());
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("unexpected"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("unexpected"),
+        "{body}"
+    );
     assert_eq!(h.ports.queue.depth("advance").await.unwrap().visible, 0);
 
     let good = h.api.invoke(event(r#"{"actor": "ops"}"#)).await;
