@@ -15,13 +15,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 use vaia_aws::testing::{moto, LambdaHarness};
 
-/// (function, binary, fixture)
+/// (function binary, the fixture it is invoked with)
 const FUNCTIONS: &[(&str, &str)] = &[
     ("webhook", "apigw-v2-webhook-push.json"),
+    ("api", "apigw-v2-api-list-runs.json"),
     ("orchestrator", "sqs-advance-trigger.json"),
     ("sweeper", "eventbridge-scheduled.json"),
     ("registry", "sqs-registry-verify-evidence.json"),
     ("gate-schema", "sqs-gate-schema-job.json"),
+    ("gate-prompt", "sqs-gate-prompt-job.json"),
+    ("gate-eval", "sqs-gate-eval-job.json"),
+    ("gate-security", "sqs-gate-security-job.json"),
+    ("gate-latency", "sqs-gate-latency-job.json"),
 ];
 
 struct Sample {
