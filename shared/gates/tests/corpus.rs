@@ -37,7 +37,10 @@ fn every_item_names_an_open_source_with_licence_and_url() {
     let items = items();
     for item in &items {
         let id = field(item, "id");
-        assert!(!field(item, "source").trim().is_empty(), "{id}: empty source");
+        assert!(
+            !field(item, "source").trim().is_empty(),
+            "{id}: empty source"
+        );
         let licence = field(item, "licence");
         assert!(
             OPEN_LICENCES.contains(&licence),
@@ -49,7 +52,13 @@ fn every_item_names_an_open_source_with_licence_and_url() {
             "{id}: source_url {url:?} does not name a repository file"
         );
         // A commit pins the version the item was taken from.
-        let commit = url.split("/blob/").nth(1).unwrap().split('/').next().unwrap();
+        let commit = url
+            .split("/blob/")
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
         assert!(
             commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()),
             "{id}: no commit in {url}"
@@ -57,7 +66,10 @@ fn every_item_names_an_open_source_with_licence_and_url() {
         // An item composed with a second source names that one the same way.
         if let Some(also) = item.get("also_from") {
             assert!(OPEN_LICENCES.contains(&field(also, "licence")), "{id}");
-            assert!(field(also, "source_url").starts_with("https://github.com/"), "{id}");
+            assert!(
+                field(also, "source_url").starts_with("https://github.com/"),
+                "{id}"
+            );
         }
     }
 }
