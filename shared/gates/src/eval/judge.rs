@@ -201,11 +201,31 @@ impl Judge for LocalJudge {
 // ---------------------------------------------------------------------------------------
 // HTTP judges
 
+/// The judges' HTTP client. HTTPS goes through rustls (aws-lc-rs provider) and verifies
+/// certificates with rustls-platform-verifier: on Linux the system's CA bundle, found the
+/// way OpenSSL finds it (`SSL_CERT_FILE` / `SSL_CERT_DIR` override it, e.g. for a
+/// corporate proxy's CA).
 fn http_client(timeout: Duration) -> Result<reqwest::Client, JudgeError> {
     reqwest::Client::builder()
         .timeout(timeout)
         .build()
         .map_err(|e| JudgeError::Unreachable(e.to_string()))
+}
+
+/// `error: cause: cause…` — reqwest's own message ("error sending request") says nothing
+/// of why (refused connection, DNS, TLS certificate); the causes do.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// Sends `req`; maps transport errors and status codes to [`JudgeError`]; returns the JSON.
@@ -219,7 +239,7 @@ async fn send(
         JudgeError::Unreachable(key.scrub(&if e.is_timeout() {
             "timed out".to_string()
         } else {
-            e.to_string()
+            with_causes(&e)
         }))
     })?;
     let status = resp.status().as_u16();
