@@ -3,9 +3,11 @@
 //! the production answers (the `eval_answers.jsonl` of the commit `prod` points at); both
 //! answer sets are judged here, in vaia, where the judge key lives, with the run's `[eval]`
 //! policy (judge, model, threshold). Judge settings from the environment: the key
-//! (`GEMINI_API_KEY` / `OPENAI_API_KEY`; on AWS from SSM, see `main.rs`), `VAIA_JUDGE_URL` (base URL override) and
-//! `VAIA_JUDGE_CACHE_DIR` (grade cache; default the user cache directory). Stores the full
-//! verdict and tells the orchestrator. A job for a run no longer in its stage is a no-op.
+//! (`GEMINI_API_KEY` / `OPENAI_API_KEY`; on AWS from SSM, see `main.rs`) and
+//! `VAIA_JUDGE_URL` (base URL override). Grades are cached in the blob store
+//! (`cache/judge/`, keyed by judge, model, prompt and answer), so judging the same answers
+//! again, production's in particular, costs no judge calls. Stores the full verdict and
+//! tells the orchestrator. A job for a run no longer in its stage is a no-op.
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -19,13 +21,12 @@ use vaia_gates::eval::{self, judge, EvalOptions};
 pub const ANSWERS_FILE: &str = "eval_answers.jsonl";
 pub const GOLDEN_FILE: &str = "eval_golden.jsonl";
 
-/// Where the judge is and where grades are cached (from the environment by default).
+/// Where the judge is and how to reach it (from the environment by default).
 #[derive(Debug, Clone, Default)]
 pub struct JudgeSettings {
     pub url: Option<String>,
     /// The judge's API key when it does not come from the environment.
     pub api_key: Option<judge::ApiKey>,
-    pub cache_dir: Option<std::path::PathBuf>,
     pub timeout: Option<Duration>,
 }
 
@@ -35,9 +36,6 @@ impl JudgeSettings {
         Self {
             url: var("VAIA_JUDGE_URL"),
             api_key: None,
-            cache_dir: var("VAIA_JUDGE_CACHE_DIR")
-                .map(std::path::PathBuf::from)
-                .or_else(judge::GradeCache::default_dir),
             timeout: None,
         }
     }
@@ -127,7 +125,7 @@ impl EvalGate {
             Ok(j) => j,
             Err(reason) => return Ok(Verdict::new(gate, Outcome::Error, reason)),
         };
-        let cache = self.settings.cache_dir.clone().map(judge::GradeCache::new);
+        let cache = Some(judge::GradeCache::in_blob_store(self.blobs.clone()));
         let opts = EvalOptions {
             threshold_pp: policy.eval.threshold_pp,
             on_inconclusive: policy.eval.on_inconclusive,

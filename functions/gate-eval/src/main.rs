@@ -1,7 +1,7 @@
 //! Lambda entry point of the eval-regression gate: SQS batches from the `gate-eval` queue.
 //! The judge's API key is the SSM SecureString named by `VAIA_JUDGE_API_KEY_PARAM`, read
 //! once at init (unset: only the offline `local` judge works, and the others say so in
-//! their verdicts); `VAIA_JUDGE_URL` and `VAIA_JUDGE_CACHE_DIR` as on the local stack.
+//! their verdicts); `VAIA_JUDGE_URL` as on the local stack.
 //! Wiring only.
 
 use std::sync::Arc;

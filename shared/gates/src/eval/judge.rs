@@ -507,16 +507,41 @@ impl Judge for OpenAiJudge {
 // ---------------------------------------------------------------------------------------
 // Cache
 
-/// Grades on disk, one JSON file per key under `dir/judge/`.
-#[derive(Debug, Clone)]
+/// Grades already paid for, one JSON document per key: on disk under `dir/judge/` for
+/// the CLI, or in the pipeline's blob store under `cache/judge/` (the run store's side, so
+/// every gate invocation of a deployment shares it). The cache is an optimisation: an
+/// unreadable or unwritable entry is a miss, never an error.
+#[derive(Clone)]
 pub struct GradeCache {
-    dir: PathBuf,
+    place: CachePlace,
+}
+
+#[derive(Clone)]
+enum CachePlace {
+    Dir(PathBuf),
+    Blobs(Arc<dyn vaia_core::ports::BlobStore>),
+}
+
+impl std::fmt::Debug for GradeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.place {
+            CachePlace::Dir(d) => write!(f, "GradeCache({})", d.display()),
+            CachePlace::Blobs(_) => f.write_str("GradeCache(blob store cache/judge/)"),
+        }
+    }
 }
 
 impl GradeCache {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
-            dir: dir.into().join("judge"),
+            place: CachePlace::Dir(dir.into().join("judge")),
+        }
+    }
+
+    /// A cache in the pipeline's blob store, under `cache/judge/<key>.json`.
+    pub fn in_blob_store(blobs: Arc<dyn vaia_core::ports::BlobStore>) -> Self {
+        Self {
+            place: CachePlace::Blobs(blobs),
         }
     }
 
@@ -546,12 +571,17 @@ impl GradeCache {
         hex::encode(h.finalize())
     }
 
-    fn path(&self, key: &str) -> PathBuf {
-        self.dir.join(format!("{key}.json"))
+    fn blob_key(key: &str) -> Option<vaia_core::BlobKey> {
+        vaia_core::BlobKey::new(format!("cache/judge/{key}.json")).ok()
     }
 
     pub async fn get(&self, key: &str) -> Option<Grade> {
-        let bytes = tokio::fs::read(self.path(key)).await.ok()?;
+        let bytes = match &self.place {
+            CachePlace::Dir(dir) => tokio::fs::read(dir.join(format!("{key}.json")))
+                .await
+                .ok()?,
+            CachePlace::Blobs(blobs) => blobs.get(&Self::blob_key(key)?).await.ok()??,
+        };
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -559,12 +589,23 @@ impl GradeCache {
         let Ok(bytes) = serde_json::to_vec(grade) else {
             return;
         };
-        if tokio::fs::create_dir_all(&self.dir).await.is_err() {
-            return;
-        }
-        let tmp = self.dir.join(format!("{key}.{}.tmp", std::process::id()));
-        if tokio::fs::write(&tmp, bytes).await.is_ok() {
-            let _ = tokio::fs::rename(&tmp, self.path(key)).await;
+        match &self.place {
+            CachePlace::Dir(dir) => {
+                if tokio::fs::create_dir_all(dir).await.is_err() {
+                    return;
+                }
+                let tmp = dir.join(format!("{key}.{}.tmp", std::process::id()));
+                if tokio::fs::write(&tmp, bytes).await.is_ok() {
+                    let _ = tokio::fs::rename(&tmp, dir.join(format!("{key}.json"))).await;
+                }
+            }
+            CachePlace::Blobs(blobs) => {
+                if let Some(k) = Self::blob_key(key) {
+                    if let Err(e) = blobs.put(&k, &bytes).await {
+                        tracing::warn!(error = %e, "judge grade not cached");
+                    }
+                }
+            }
         }
     }
 }
@@ -769,5 +810,29 @@ mod tests {
         };
         c.put(&k, &g).await;
         assert_eq!(c.get(&k).await, Some(g));
+    }
+
+    #[tokio::test]
+    async fn cache_in_the_blob_store_round_trips_under_cache_judge() {
+        let blobs = Arc::new(vaia_core::memory::MemoryBlobStore::new(None));
+        let c = GradeCache::in_blob_store(blobs.clone());
+        let req = GradeRequest {
+            input: "q".into(),
+            reference: "r".into(),
+            answer: "a".into(),
+        };
+        let k = GradeCache::key(&LocalJudge, &req);
+        assert!(c.get(&k).await.is_none());
+        let g = Grade {
+            score: 1.0,
+            reason: "y".into(),
+            usage: Usage::default(),
+        };
+        c.put(&k, &g).await;
+        assert_eq!(c.get(&k).await, Some(g));
+        let stored = vaia_core::ports::BlobStore::list(&*blobs, "cache/judge/")
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 1);
     }
 }
