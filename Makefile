@@ -78,7 +78,7 @@ lambda-build-x86: lambda-venv
 
 ## Init time and max RSS of every function beside the Python/boto3 baseline (bench/README.md).
 bench-lambda: lambda-build-x86 moto-venv
-	$(CARGO) run --release -p vaia-bench --bin lambda-init -- --lambda-dir target/lambda-x86_64 \
+	$(CARGO) run -p vaia-bench --bin lambda-init -- --lambda-dir target/lambda-x86_64 \
 	  --python $(VENV)/moto/bin/python --runs 10
 
 ## Leak scanning with Python's pyahocorasick on the data set `make bench` writes (for comparison).
