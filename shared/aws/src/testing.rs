@@ -151,6 +151,8 @@ pub fn moto() -> Option<&'static Moto> {
 pub fn dummy_env() -> Vec<(&'static str, String)> {
     vec![
         ("AWS_REGION", "us-east-1".into()),
+        // Lambda sets both; boto3 reads only this one.
+        ("AWS_DEFAULT_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "testing".into()),
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
