@@ -57,16 +57,16 @@ async fn api_answers_every_api_gateway_fixture() {
         .await
         .unwrap();
     assert_eq!(depth.visible, 0, "no request reached the orchestrator");
+    operator_requests_are_validated_before_signalling(&h).await;
     h.stop().await;
 }
 
 /// The approve fixture aimed at a run that exists: a body with an unknown field is a 400
 /// that sends nothing; a good body is accepted and becomes one signal on the advance queue.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_validates_operator_requests_before_signalling() {
+/// (Part of the test above: the harness's queues are named as the fixtures expect, so two
+/// tests in this binary would share the advance queue.)
+async fn operator_requests_are_validated_before_signalling(h: &LambdaHarness) {
     use vaia_core::ports::{Queue, RunStore};
-    let Some(m) = moto() else { return };
-    let h = LambdaHarness::start(env!("CARGO_BIN_EXE_api").as_ref(), "api-approve", m, &[]).await;
     let now = chrono::Utc::now();
     let run = vaia_core::run::Run::new(
         vaia_core::Repository::new("octo-org/agent").unwrap(),
@@ -108,5 +108,4 @@ async fn api_validates_operator_requests_before_signalling() {
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["run_id"], run.id.to_string());
     assert_eq!(h.ports.queue.depth("advance").await.unwrap().visible, 1);
-    h.stop().await;
 }
