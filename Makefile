@@ -31,6 +31,9 @@ bench:
 PYTHON ?= python3
 VENV := .venv
 LAMBDA_FUNCTIONS := webhook api orchestrator sweeper registry gate-schema gate-prompt gate-eval gate-security gate-latency
+# The functions' packages, selected with -p rather than --workspace so that no other
+# member's features (test crates' reqwest with aws-lc, the CLI's) reach the Lambda builds.
+LAMBDA_PACKAGES := vaia-webhook vaia-api vaia-orchestrator vaia-registry vaia-gate-schema vaia-gate-prompt vaia-gate-eval vaia-gate-security vaia-gate-latency
 
 .PHONY: venvs moto-venv lambda-venv sam-venv checkov-venv infra-check lambda-build lambda-build-x86 bench-lambda
 
@@ -68,13 +71,13 @@ infra-check: sam-venv checkov-venv
 lambda-build: lambda-venv
 	rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(VENV)/lambda/bin:$$PATH" $(CARGO) lambda build --profile lambda --arm64 \
-	  --lambda-dir target/lambda-arm64 --workspace $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
+	  --lambda-dir target/lambda-arm64 $(addprefix -p ,$(LAMBDA_PACKAGES)) $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
 	@ls -l target/lambda-arm64/*/bootstrap
 
 ## The same for x86_64 (what the init/RSS benchmark runs here) into target/lambda-x86_64/.
 lambda-build-x86: lambda-venv
 	PATH="$(CURDIR)/$(VENV)/lambda/bin:$$PATH" $(CARGO) lambda build --profile lambda --x86-64 \
-	  --lambda-dir target/lambda-x86_64 --workspace $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
+	  --lambda-dir target/lambda-x86_64 $(addprefix -p ,$(LAMBDA_PACKAGES)) $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
 
 ## Init time and max RSS of every function beside the Python/boto3 baseline (bench/README.md).
 bench-lambda: lambda-build-x86 moto-venv

@@ -21,7 +21,10 @@ impl Client {
     pub fn new(base: &str) -> Self {
         Self {
             base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            http: {
+                vaia_gates::http::install_tls_provider();
+                reqwest::Client::new()
+            },
         }
     }
 

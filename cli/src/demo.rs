@@ -164,7 +164,7 @@ async fn agent_evidence(variant: Variant) -> Result<Vec<(String, Vec<u8>)>> {
             prompt_lines.push_str(&format!("{line}\n"));
         }
         let golden = vaia_gates::eval::parse_golden("golden", vaia_example_agent::GOLDEN)?;
-        let http = reqwest::Client::new();
+        let http = vaia_gates::http::client_builder().build()?;
         let mut answers = String::new();
         for g in &golden {
             let body = serde_json::json!({"model": "agent", "messages": [{"role": "user", "content": g.input}]});

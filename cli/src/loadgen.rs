@@ -143,7 +143,7 @@ pub async fn run_load(
     requests: usize,
     concurrency: usize,
 ) -> Result<String> {
-    let http = reqwest::Client::builder()
+    let http = vaia_gates::http::client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .context("building the load generator's client")?;
@@ -217,7 +217,10 @@ pub async fn run_load(
 
 /// The p95 in milliseconds of [`METRIC`] on a `/metrics` page.
 pub async fn scrape_p95_ms(metrics_url: &str) -> Result<f64> {
-    let text = reqwest::get(metrics_url)
+    let text = vaia_gates::http::client_builder()
+        .build()?
+        .get(metrics_url)
+        .send()
         .await
         .with_context(|| format!("GET {metrics_url}"))?
         .text()

@@ -265,6 +265,7 @@ enum EvidenceCommand {
 }
 
 fn main() -> ExitCode {
+    vaia_gates::http::install_tls_provider();
     let cli = Cli::parse();
     match cli.command {
         Command::Gate(GateCommand::Schema {

@@ -83,11 +83,20 @@ impl AwsSettings {
 /// The SDK configuration: region, credentials and retry from the environment (the Lambda
 /// role on AWS), endpoint override when given.
 pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
     if let Some(url) = endpoint {
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// The SDK's HTTPS client: rustls with the ring provider and the platform's roots (the
+/// SDK's default would link aws-lc-rs, about 1 MB more per function).
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// An S3 client; path-style whenever the endpoint is overridden.

@@ -168,6 +168,7 @@ pub fn unique(prefix: &str) -> String {
 pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
     // Region and credentials given explicitly: nothing is looked up (no IMDS probes).
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::config::http_client())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(Credentials::from_keys("testing", "testing", None))
         .endpoint_url(endpoint)

@@ -2,6 +2,7 @@
 //! The pipeline functions and the `vaia gate` command both call these; I/O stays outside.
 
 pub mod eval;
+pub mod http;
 pub mod latency;
 pub mod prompt;
 pub mod schema;

@@ -201,12 +201,12 @@ impl Judge for LocalJudge {
 // ---------------------------------------------------------------------------------------
 // HTTP judges
 
-/// The judges' HTTP client. HTTPS goes through rustls (aws-lc-rs provider) and verifies
+/// The judges' HTTP client. HTTPS goes through rustls (ring provider, see `crate::http`) and verifies
 /// certificates with rustls-platform-verifier: on Linux the system's CA bundle, found the
 /// way OpenSSL finds it (`SSL_CERT_FILE` / `SSL_CERT_DIR` override it, e.g. for a
 /// corporate proxy's CA).
 fn http_client(timeout: Duration) -> Result<reqwest::Client, JudgeError> {
-    reqwest::Client::builder()
+    crate::http::client_builder()
         .timeout(timeout)
         .build()
         .map_err(|e| JudgeError::Unreachable(e.to_string()))

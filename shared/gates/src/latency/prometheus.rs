@@ -54,7 +54,7 @@ pub struct PrometheusHttp {
 impl PrometheusHttp {
     /// `base` is the server's URL (`http://127.0.0.1:9090`), with or without a path prefix.
     pub fn new(base: &str, timeout: Duration) -> Result<Self, QueryError> {
-        let client = reqwest::Client::builder()
+        let client = crate::http::client_builder()
             .timeout(timeout)
             .build()
             .map_err(|e| QueryError::Unreachable {

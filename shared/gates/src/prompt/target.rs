@@ -107,7 +107,7 @@ pub async fn run(config: &TargetConfig, attacks: &[Attack]) -> Result<Vec<Respon
     if !config.template.to_string().contains("{{prompt}}") {
         return Err(TargetError::Template);
     }
-    let client = reqwest::Client::builder()
+    let client = crate::http::client_builder()
         .timeout(config.timeout)
         .build()
         .map_err(|e| TargetError::Client(e.to_string()))?;
