@@ -5,8 +5,7 @@
 //! Wiring only.
 
 use std::sync::Arc;
-use vaia_aws::lambda::{self, Source};
-use vaia_core::messages::queues;
+use vaia_aws::lambda;
 use vaia_gate_eval::{EvalGate, JudgeSettings};
 use vaia_gates::eval::judge::ApiKey;
 
@@ -14,7 +13,6 @@ use vaia_gates::eval::judge::ApiKey;
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
     let p = vaia_aws::AwsPorts::from_env().await?;
-    let gate = vaia_core::GateName::new(vaia_gates::eval::GATE)?;
     let mut settings = JudgeSettings::from_env();
     if let Ok(name) = std::env::var("VAIA_JUDGE_API_KEY_PARAM") {
         if !name.is_empty() {
@@ -29,11 +27,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         p.queue.clone(),
         settings,
     ));
-    let routes = vec![lambda::route(
-        &p.queue,
-        &queues::gate(&gate),
-        Source::Messages,
-        handler,
-    )];
-    lambda::serve_sqs(lambda::batch(&p, routes)).await
+    lambda::serve_gate(&p, vaia_gates::eval::GATE, handler).await
 }

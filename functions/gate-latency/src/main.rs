@@ -3,15 +3,13 @@
 //! can be used, otherwise the verdict is `error`). Wiring only.
 
 use std::sync::Arc;
-use vaia_aws::lambda::{self, Source};
-use vaia_core::messages::queues;
+use vaia_aws::lambda;
 use vaia_gate_latency::{prometheus_client, LatencyGate, PROMETHEUS_URL_ENV};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
     let p = vaia_aws::AwsPorts::from_env().await?;
-    let gate = vaia_core::GateName::new(vaia_gates::latency::GATE)?;
     let prometheus = prometheus_client(std::env::var(PROMETHEUS_URL_ENV).ok().as_deref());
     let handler = Arc::new(LatencyGate::new(
         p.store.clone(),
@@ -20,11 +18,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         p.clock.clone(),
         prometheus,
     ));
-    let routes = vec![lambda::route(
-        &p.queue,
-        &queues::gate(&gate),
-        Source::Messages,
-        handler,
-    )];
-    lambda::serve_sqs(lambda::batch(&p, routes)).await
+    lambda::serve_gate(&p, vaia_gates::latency::GATE, handler).await
 }

@@ -386,6 +386,19 @@ pub async fn serve_sqs(batch: SqsBatch) -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// Serves gate `gate`'s queue (`gate-<gate>`) with `handler`: the whole wiring of a gate
+/// function once its handler is built.
+pub async fn serve_gate(
+    ports: &crate::AwsPorts,
+    gate: &str,
+    handler: Arc<dyn MessageHandler>,
+) -> Result<(), lambda_runtime::Error> {
+    let gate = vaia_core::GateName::new(gate)?;
+    let queue = vaia_core::messages::queues::gate(&gate);
+    let routes = vec![route(&ports.queue, &queue, Source::Messages, handler)];
+    serve_sqs(batch(ports, routes)).await
+}
+
 /// Logical queue name → its SQS route, for a function's wiring.
 pub fn route(
     queue: &SqsQueue,
