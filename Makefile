@@ -7,9 +7,13 @@ CARGO ?= cargo
 demo:
 	$(CARGO) run --quiet -p vaia -- demo
 
-## The same, exiting after it has shown the runs (what CI runs).
+## The same, exiting after it has shown the runs (what CI runs). Built as `make test`
+## builds (every member with its tests, so the same feature resolution): after the tests
+## nothing is compiled again, where `cargo run -p vaia` would rebuild most of the tree.
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 demo-ci:
-	$(CARGO) run --quiet -p vaia -- demo --exit --port 0
+	$(CARGO) test --quiet --workspace --no-run
+	$(TARGET_DIR)/debug/vaia demo --exit --port 0
 
 ## Every test of the workspace.
 test:
@@ -67,17 +71,20 @@ infra-check: sam-venv checkov-venv
 	$(VENV)/sam/bin/cfn-lint infra/template.yaml
 	$(VENV)/checkov/bin/checkov --skip-download --quiet --compact --framework cloudformation -f infra/template.yaml
 
-## Every function for Lambda (arm64, profile `lambda`, provided.al2023) into target/lambda-arm64/.
+# As `sam build` builds each function (cargo lambda build --release --arm64 --bin <f>), all
+# at once; panic = "abort" is cargo lambda's default for release builds, stated here.
+LAMBDA_BUILD = PATH="$(CURDIR)/$(VENV)/lambda/bin:$$PATH" $(CARGO) lambda build --release \
+  --config 'profile.release.panic="abort"' $(addprefix -p ,$(LAMBDA_PACKAGES)) $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
+
+## Every function for Lambda (arm64, release profile, provided.al2023) into target/lambda-arm64/.
 lambda-build: lambda-venv
 	rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
-	PATH="$(CURDIR)/$(VENV)/lambda/bin:$$PATH" $(CARGO) lambda build --profile lambda --arm64 \
-	  --lambda-dir target/lambda-arm64 $(addprefix -p ,$(LAMBDA_PACKAGES)) $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
+	$(LAMBDA_BUILD) --arm64 --lambda-dir target/lambda-arm64
 	@ls -l target/lambda-arm64/*/bootstrap
 
 ## The same for x86_64 (what the init/RSS benchmark runs here) into target/lambda-x86_64/.
 lambda-build-x86: lambda-venv
-	PATH="$(CURDIR)/$(VENV)/lambda/bin:$$PATH" $(CARGO) lambda build --profile lambda --x86-64 \
-	  --lambda-dir target/lambda-x86_64 $(addprefix -p ,$(LAMBDA_PACKAGES)) $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
+	$(LAMBDA_BUILD) --x86-64 --lambda-dir target/lambda-x86_64
 
 ## Init time and max RSS of every function beside the Python/boto3 baseline (bench/README.md).
 bench-lambda: lambda-build-x86 moto-venv

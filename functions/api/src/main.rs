@@ -7,7 +7,7 @@ use vaia_aws::lambda;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda::init_tracing();
-    let p = vaia_aws::AwsPorts::from_env().await?;
+    let p = vaia_aws::AwsPorts::from_env()?;
     let app = router(ApiState {
         store: p.store.clone(),
         blobs: p.blobs.clone(),

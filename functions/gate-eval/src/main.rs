@@ -12,7 +12,7 @@ use vaia_gates::eval::judge::ApiKey;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
-    let p = vaia_aws::AwsPorts::from_env().await?;
+    let p = vaia_aws::AwsPorts::from_env()?;
     let mut settings = JudgeSettings::from_env();
     if let Ok(name) = std::env::var("VAIA_JUDGE_API_KEY_PARAM") {
         if !name.is_empty() {

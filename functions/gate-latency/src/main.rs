@@ -9,7 +9,7 @@ use vaia_gate_latency::{prometheus_client, LatencyGate, PROMETHEUS_URL_ENV};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
-    let p = vaia_aws::AwsPorts::from_env().await?;
+    let p = vaia_aws::AwsPorts::from_env()?;
     let prometheus = prometheus_client(std::env::var(PROMETHEUS_URL_ENV).ok().as_deref());
     let handler = Arc::new(LatencyGate::new(
         p.store.clone(),

@@ -8,7 +8,7 @@ use vaia_gate_prompt::PromptGate;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
-    let p = vaia_aws::AwsPorts::from_env().await?;
+    let p = vaia_aws::AwsPorts::from_env()?;
     let handler = Arc::new(PromptGate::new(
         p.store.clone(),
         p.blobs.clone(),

@@ -237,6 +237,8 @@ impl Registry {
         let mut version = next_version(previous.as_ref(), bump);
         // A version is assigned once: skip versions another run already holds (a rolled
         // back release, or a concurrent candidate), reuse this run's own on redelivery.
+        // The record is created with a conditional write, so two candidates racing for one
+        // free version cannot both take it: the loser reads the winner's record and moves on.
         let record = loop {
             let key = version_key(&run.repository, &version)?;
             match self.read::<VersionRecord>(&key).await? {
@@ -252,8 +254,9 @@ impl Registry {
                         previous: previous.clone(),
                         created_at: self.clock.now(),
                     };
-                    self.write(&key, &record).await?;
-                    break record;
+                    if self.create(&key, &record).await? {
+                        break record;
+                    }
                 }
             }
         };
@@ -398,12 +401,28 @@ impl Registry {
         key: &BlobKey,
         value: &T,
     ) -> Result<(), RegistryError> {
-        let bytes = serde_json::to_vec_pretty(value).map_err(|e| RegistryError::Corrupt {
+        self.blobs.put(key, &Self::encode(key, value)?).await?;
+        Ok(())
+    }
+
+    /// Writes `value` at `key` unless something is there; false when something was.
+    async fn create<T: serde::Serialize>(
+        &self,
+        key: &BlobKey,
+        value: &T,
+    ) -> Result<bool, RegistryError> {
+        let created = self
+            .blobs
+            .put_if_absent(key, &Self::encode(key, value)?)
+            .await?;
+        Ok(created.is_some())
+    }
+
+    fn encode<T: serde::Serialize>(key: &BlobKey, value: &T) -> Result<Vec<u8>, RegistryError> {
+        serde_json::to_vec_pretty(value).map_err(|e| RegistryError::Corrupt {
             key: key.to_string(),
             message: e.to_string(),
-        })?;
-        self.blobs.put(key, &bytes).await?;
-        Ok(())
+        })
     }
 }
 

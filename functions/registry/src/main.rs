@@ -10,7 +10,7 @@ use vaia_registry::{ObjectEvents, Registry, RegistryJobs};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
-    let p = vaia_aws::AwsPorts::from_env().await?;
+    let p = vaia_aws::AwsPorts::from_env()?;
     let registry = Arc::new(Registry::new(
         p.store.clone(),
         p.blobs.clone(),

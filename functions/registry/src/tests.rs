@@ -3,6 +3,7 @@ use std::time::Duration;
 use vaia_core::memory::{ManualClock, MemoryBlobStore, MemoryQueue, MemoryRunStore};
 use vaia_core::messages::AdvanceMessage;
 use vaia_core::policy::Policy;
+use vaia_core::ports::PortResult;
 use vaia_core::run::{GateRecord, Trigger};
 use vaia_core::{CommitSha, ImageDigest, Outcome, Stage};
 
@@ -349,4 +350,100 @@ async fn jobs_for_runs_in_other_states_are_skipped() {
         ));
     }
     assert!(f.signals().await.is_empty());
+}
+
+/// Blobs whose first `n` reads of version records wait for one another, so that every
+/// candidate sees the same free version before any of them writes: the worst interleaving,
+/// every time.
+struct Lockstep {
+    inner: Arc<MemoryBlobStore>,
+    barrier: tokio::sync::Barrier,
+    reads: std::sync::atomic::AtomicUsize,
+    n: usize,
+}
+
+#[async_trait::async_trait]
+impl BlobStore for Lockstep {
+    async fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated> {
+        self.inner.put(key, bytes).await
+    }
+    async fn put_if_absent(
+        &self,
+        key: &BlobKey,
+        bytes: &[u8],
+    ) -> PortResult<Option<ObjectCreated>> {
+        self.inner.put_if_absent(key, bytes).await
+    }
+    async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {
+        let first = key.as_str().contains("/versions/")
+            && self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < self.n;
+        let read = self.inner.get(key).await;
+        if first {
+            self.barrier.wait().await;
+        }
+        read
+    }
+    async fn list(&self, prefix: &str) -> PortResult<Vec<vaia_core::ports::BlobMeta>> {
+        self.inner.list(prefix).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_candidates_of_one_repository_get_distinct_versions() {
+    const N: usize = 8;
+    let f = fixture();
+    let blobs = Arc::new(Lockstep {
+        inner: f.blobs.clone(),
+        barrier: tokio::sync::Barrier::new(N),
+        reads: Default::default(),
+        n: N,
+    });
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let registry = Arc::new(Registry::new(
+        f.store.clone(),
+        blobs,
+        f.queue.clone(),
+        clock,
+    ));
+    let mut handles = Vec::new();
+    for i in 0..N {
+        let mut run = f.run.clone();
+        run.commit = CommitSha::new(format!("{:x}", i + 1).repeat(40)).unwrap();
+        run.id = RunId::for_commit(&run.repository, &run.commit);
+        run.state = PipelineState::Build;
+        run.candidate.image_digest = Some(ImageDigest::new(digest()).unwrap());
+        f.store.create(&run, &[]).await.unwrap();
+        let registry = registry.clone();
+        handles.push(tokio::spawn(async move {
+            registry
+                .job(&RegistryJob::RegisterArtifact { run_id: run.id })
+                .await
+        }));
+    }
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    let got = f
+        .queue
+        .receive(queues::ADVANCE, 100, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut versions: Vec<Version> = got
+        .iter()
+        .map(|m| {
+            match serde_json::from_str::<AdvanceMessage>(&m.body)
+                .unwrap()
+                .signal
+            {
+                Signal::ArtifactRegistered { version, .. } => version,
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    versions.sort();
+    let expected: Vec<Version> = (0..N as u64).map(|p| Version::new(0, 1, p)).collect();
+    assert_eq!(
+        versions, expected,
+        "eight candidates, eight distinct versions"
+    );
 }

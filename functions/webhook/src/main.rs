@@ -14,7 +14,7 @@ use vaia_webhook::{Webhook, WebhookRequest, WebhookSecret, DELIVERY_HEADER};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda::init_tracing();
-    let p = vaia_aws::AwsPorts::from_env().await?;
+    let p = vaia_aws::AwsPorts::from_env()?;
     let secret = match std::env::var("VAIA_WEBHOOK_SECRET_PARAM") {
         Ok(name) if !name.is_empty() => vaia_aws::config::ssm_parameter(&p.sdk, &name).await?,
         _ => std::env::var("VAIA_WEBHOOK_SECRET")

@@ -10,7 +10,8 @@
 //! | `VAIA_MAX_RECEIVES` | the queues' `maxReceiveCount` | 5 |
 //! | `VAIA_IDEMPOTENCY_TTL_SECS` | how long completed idempotency records answer | 604800 |
 //! | `AWS_ENDPOINT_URL` | a local AWS-compatible server (S3 then uses path-style) | AWS |
-//! | `AWS_REGION` | region | set by Lambda |
+//! | `AWS_REGION` (or `AWS_DEFAULT_REGION`) | region | set by Lambda |
+//! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` | credentials | set by Lambda |
 
 use crate::dynamo::{DynamoIdempotency, DynamoRunStore, DynamoTable};
 use crate::s3::S3BlobStore;
@@ -80,14 +81,33 @@ impl AwsSettings {
     }
 }
 
-/// The SDK configuration: region, credentials and retry from the environment (the Lambda
-/// role on AWS), endpoint override when given.
-pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
+/// The SDK configuration of a function: region and credentials from the environment, as
+/// Lambda provides them (`AWS_REGION`, and the execution role's `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`); endpoint override when given. Retries,
+/// timeouts, sleep and the identity cache are the SDK clients' defaults for the behaviour
+/// version.
+///
+/// Deliberately not `aws_config::defaults()`: its provider chains (profile files, SSO,
+/// web identity through STS, ECS, IMDS) never apply inside Lambda, and linking them costs
+/// every function binary about 300 KB and its init a profile-file probe.
+pub fn sdk_config(endpoint: Option<&str>) -> Result<aws_config::SdkConfig, ConfigError> {
+    use aws_config::environment::EnvironmentVariableCredentialsProvider;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .ok_or(ConfigError::Missing("AWS_REGION"))?;
+    let mut config = aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .credentials_provider(SharedCredentialsProvider::new(
+            EnvironmentVariableCredentialsProvider::new(),
+        ))
+        .http_client(http_client());
     if let Some(url) = endpoint {
-        loader = loader.endpoint_url(url);
+        config = config.endpoint_url(url);
     }
-    loader.load().await
+    Ok(config.build())
 }
 
 /// The SDK's HTTPS client: rustls with the ring provider and the platform's roots (the
@@ -122,14 +142,10 @@ pub struct AwsPorts {
 }
 
 impl AwsPorts {
-    pub async fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Self, ConfigError> {
         let settings = AwsSettings::from_env()?;
-        Ok(Self::new(settings).await)
-    }
-
-    pub async fn new(settings: AwsSettings) -> Self {
-        let sdk = sdk_config(settings.endpoint.as_deref()).await;
-        Self::with_sdk(settings, sdk)
+        let sdk = sdk_config(settings.endpoint.as_deref())?;
+        Ok(Self::with_sdk(settings, sdk))
     }
 
     pub fn with_sdk(settings: AwsSettings, sdk: aws_config::SdkConfig) -> Self {

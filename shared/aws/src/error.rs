@@ -25,6 +25,7 @@ const TRANSIENT_CODES: &[&str] = &[
     "TransactionInProgressException",
     "TransactionConflict",
     "TransactionConflictException",
+    "ConditionalRequestConflict",
     "RequestTimeout",
     "RequestTimeoutException",
     "KMS.ThrottlingException",

@@ -77,6 +77,33 @@ impl BlobStore for S3BlobStore {
         })
     }
 
+    /// S3 conditional write (`If-None-Match: *`): 412 means the key exists. A 409 (another
+    /// conditional write to the key in flight) maps to a retryable error.
+    async fn put_if_absent(
+        &self,
+        key: &BlobKey,
+        bytes: &[u8],
+    ) -> PortResult<Option<ObjectCreated>> {
+        let r = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .if_none_match("*")
+            .body(ByteStream::from(bytes.to_vec()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(Some(ObjectCreated {
+                key: key.clone(),
+                size: bytes.len() as u64,
+                sequencer: self.sequencer(),
+            })),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(None),
+            Err(e) => Err(map_sdk(&format!("s3 PutObject (if absent) {key}"), e)),
+        }
+    }
+
     async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {
         let r = self
             .client

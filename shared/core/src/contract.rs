@@ -779,8 +779,9 @@ pub fn compare_sequencers(a: &str, b: &str) -> Ordering {
     format!("{a:0>width$}").cmp(&format!("{b:0>width$}"))
 }
 
-/// Put, get, overwrite, list by whole-segment prefix, and (when `notify` is given: the
-/// queue the store notifies and its name) one `ObjectCreated` per put.
+/// Put, get, overwrite, conditional put (refused over a blob, one winner of a race), list
+/// by whole-segment prefix, and (when `notify` is given: the queue the store notifies and
+/// its name) one `ObjectCreated` per write.
 pub async fn blob_store(store: &dyn BlobStore, notify: Option<(&dyn Queue, &str)>) {
     let key = |s: &str| BlobKey::new(s).expect("valid blob key");
     let a = key("evidence/octo/agent/abc/manifest.json");
@@ -817,6 +818,33 @@ pub async fn blob_store(store: &dyn BlobStore, notify: Option<(&dyn Queue, &str)
         events.push(store.put(k, bytes).await.expect("put"));
     }
     assert_eq!(store.get(&empty).await, Ok(Some(vec![])));
+
+    // Conditional writes: refused over an existing blob (nothing written, nothing sent),
+    // and of four racing on a new key exactly one wins.
+    assert_eq!(store.put_if_absent(&a, b"lost").await, Ok(None));
+    assert_eq!(store.get(&a).await, Ok(Some(b"{\"v\":22}".to_vec())));
+    let claimed = key("registry/octo/agent/versions/1.0.0.json");
+    let (w, x, y, z) = tokio::join!(
+        store.put_if_absent(&claimed, b"w"),
+        store.put_if_absent(&claimed, b"x"),
+        store.put_if_absent(&claimed, b"y"),
+        store.put_if_absent(&claimed, b"z"),
+    );
+    let outcomes = [w, x, y, z].map(|r| r.expect("conditional put"));
+    let winners: Vec<(usize, &ObjectCreated)> = outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| o.as_ref().map(|e| (i, e)))
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one racing conditional put wins");
+    let (i, won) = winners[0];
+    assert_eq!((won.key.clone(), won.size), (claimed.clone(), 1));
+    assert_eq!(
+        store.get(&claimed).await,
+        Ok(Some(vec![b"wxyz"[i]])),
+        "the winner's bytes are stored"
+    );
+    events.push(won.clone());
 
     let listed = store.list("evidence/octo/agent/").await.expect("list");
     assert_eq!(

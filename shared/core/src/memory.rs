@@ -369,12 +369,9 @@ impl MemoryBlobStore {
             seq: AtomicU64::new(0),
         }
     }
-}
 
-#[async_trait]
-impl BlobStore for MemoryBlobStore {
-    async fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated> {
-        lock(&self.blobs).insert(key.clone(), bytes.to_vec());
+    /// The object-created event of a write, sent to the notification queue if any.
+    async fn created(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated> {
         let event = ObjectCreated {
             key: key.clone(),
             size: bytes.len() as u64,
@@ -395,6 +392,29 @@ impl BlobStore for MemoryBlobStore {
                 .await?;
         }
         Ok(event)
+    }
+}
+
+#[async_trait]
+impl BlobStore for MemoryBlobStore {
+    async fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated> {
+        lock(&self.blobs).insert(key.clone(), bytes.to_vec());
+        self.created(key, bytes).await
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &BlobKey,
+        bytes: &[u8],
+    ) -> PortResult<Option<ObjectCreated>> {
+        {
+            let mut blobs = lock(&self.blobs);
+            if blobs.contains_key(key) {
+                return Ok(None);
+            }
+            blobs.insert(key.clone(), bytes.to_vec());
+        }
+        self.created(key, bytes).await.map(Some)
     }
 
     async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {

@@ -164,6 +164,11 @@ pub struct BlobMeta {
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     async fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated>;
+    /// Writes `bytes` at `key` only if no blob is there: `Some` (and the notification) when
+    /// this call created it, `None` when a blob already existed (nothing written, nothing
+    /// sent). Atomic: of callers racing on one key exactly one gets `Some`.
+    async fn put_if_absent(&self, key: &BlobKey, bytes: &[u8])
+        -> PortResult<Option<ObjectCreated>>;
     /// `None` when there is no such blob.
     async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>>;
     /// Keys under `prefix` (a whole-segment prefix such as `evidence/o/r/`), sorted.

@@ -132,7 +132,14 @@ impl Inner {
         format!("{:016X}", now.max(prev.saturating_add(1)))
     }
 
-    fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated> {
+    /// Writes through a temporary file, then publishes it: `rename` replaces any blob at
+    /// the key; with `exclusive`, `hard_link` refuses an existing one (`None`).
+    fn put(
+        &self,
+        key: &BlobKey,
+        bytes: &[u8],
+        exclusive: bool,
+    ) -> PortResult<Option<ObjectCreated>> {
         let path = self.path(key.as_str())?;
         let parent = path
             .parent()
@@ -168,15 +175,25 @@ impl Inner {
             .publish
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Err(e) = std::fs::rename(&tmp, &path) {
+        let published = if exclusive {
+            let linked = std::fs::hard_link(&tmp, &path);
             let _ = std::fs::remove_file(&tmp);
-            return Err(io_error("cannot rename into", &path, e));
-        }
-        Ok(ObjectCreated {
+            match linked {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+                other => other.map_err(|e| io_error("cannot link into", &path, e)),
+            }
+        } else {
+            std::fs::rename(&tmp, &path).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                io_error("cannot rename into", &path, e)
+            })
+        };
+        published?;
+        Ok(Some(ObjectCreated {
             key: key.clone(),
             size: bytes.len() as u64,
             sequencer: self.next_sequencer(),
-        })
+        }))
     }
 
     fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {
@@ -266,14 +283,21 @@ impl Inner {
     }
 }
 
-#[async_trait]
-impl BlobStore for FsBlobStore {
-    async fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated> {
+impl FsBlobStore {
+    async fn write(
+        &self,
+        key: &BlobKey,
+        bytes: &[u8],
+        exclusive: bool,
+    ) -> PortResult<Option<ObjectCreated>> {
         let key_owned = key.clone();
         let bytes = bytes.to_vec();
-        let event = self
-            .blocking(move |inner| inner.put(&key_owned, &bytes))
-            .await?;
+        let Some(event) = self
+            .blocking(move |inner| inner.put(&key_owned, &bytes, exclusive))
+            .await?
+        else {
+            return Ok(None);
+        };
         if let Some((queue, name)) = &self.notify {
             let body =
                 serde_json::to_string(&event).map_err(|e| PortError::Invalid(e.to_string()))?;
@@ -288,7 +312,24 @@ impl BlobStore for FsBlobStore {
                 )
                 .await?;
         }
-        Ok(event)
+        Ok(Some(event))
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated> {
+        self.write(key, bytes, false).await?.ok_or_else(|| {
+            PortError::Invalid(format!("blob {key}: an unconditional write was refused"))
+        })
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &BlobKey,
+        bytes: &[u8],
+    ) -> PortResult<Option<ObjectCreated>> {
+        self.write(key, bytes, true).await
     }
 
     async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {

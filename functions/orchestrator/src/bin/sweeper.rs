@@ -18,7 +18,7 @@ fn limit() -> usize {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
-    let p = vaia_aws::AwsPorts::from_env().await?;
+    let p = vaia_aws::AwsPorts::from_env()?;
     let orchestrator = Arc::new(Orchestrator::new(
         p.store.clone(),
         p.queue.clone(),
