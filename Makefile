@@ -35,11 +35,8 @@ bench:
 PYTHON ?= python3
 VENV := .venv
 LAMBDA_FUNCTIONS := webhook api orchestrator sweeper registry gate-schema gate-prompt gate-eval gate-security gate-latency
-# The functions' packages, selected with -p rather than --workspace so that no other
-# member's features (test crates' reqwest with aws-lc, the CLI's) reach the Lambda builds.
-LAMBDA_PACKAGES := vaia-webhook vaia-api vaia-orchestrator vaia-registry vaia-gate-schema vaia-gate-prompt vaia-gate-eval vaia-gate-security vaia-gate-latency
 
-.PHONY: venvs moto-venv lambda-venv sam-venv checkov-venv infra-check lambda-build lambda-build-x86 bench-lambda
+.PHONY: venvs moto-venv lambda-venv sam-venv checkov-venv infra-check lambda-build sam-build lambda-build-x86 bench-lambda
 
 $(VENV)/moto/bin/python:
 	$(PYTHON) -m venv $(VENV)/moto
@@ -71,16 +68,24 @@ infra-check: sam-venv checkov-venv
 	$(VENV)/sam/bin/cfn-lint infra/template.yaml
 	$(VENV)/checkov/bin/checkov --skip-download --quiet --compact --framework cloudformation -f infra/template.yaml
 
-# As `sam build` builds each function (cargo lambda build --release --arm64 --bin <f>), all
-# at once; panic = "abort" is cargo lambda's default for release builds, stated here.
+# As `sam build` builds each function (cargo lambda build --release --arm64 --bin <f> at the
+# workspace root, whose default members are the functions), all at once; panic = "abort"
+# is cargo lambda's default for release builds, stated here.
 LAMBDA_BUILD = PATH="$(CURDIR)/$(VENV)/lambda/bin:$$PATH" $(CARGO) lambda build --release \
-  --config 'profile.release.panic="abort"' $(addprefix -p ,$(LAMBDA_PACKAGES)) $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
+  --config 'profile.release.panic="abort"' $(addprefix --bin ,$(LAMBDA_FUNCTIONS))
 
 ## Every function for Lambda (arm64, release profile, provided.al2023) into target/lambda-arm64/.
 lambda-build: lambda-venv
 	rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 	$(LAMBDA_BUILD) --arm64 --lambda-dir target/lambda-arm64
 	@ls -l target/lambda-arm64/*/bootstrap
+
+## What `sam build` makes for deployment (infra/.aws-sam/build): one `cargo lambda build
+## --release --arm64 --bin <f>` per function. After `make lambda-build` nothing is compiled.
+sam-build: lambda-venv sam-venv
+	cd infra && PATH="$(CURDIR)/$(VENV)/lambda/bin:$(CURDIR)/$(VENV)/sam/bin:$$PATH" \
+	  SAM_CLI_TELEMETRY=0 sam build
+	@ls -l infra/.aws-sam/build/*/bootstrap
 
 ## The same for x86_64 (what the init/RSS benchmark runs here) into target/lambda-x86_64/.
 lambda-build-x86: lambda-venv
