@@ -4,9 +4,10 @@
 //! (`examples/agent`) runs in-process in the commit's variant, vaia's attack corpus and the
 //! golden questions are run against it (`prompt_responses.jsonl`, `eval_answers.jsonl`),
 //! the image's Trivy report is attached (`trivy.json`), and a load test writes Locust's
-//! `locust_stats.csv`. The load test runs against two in-process stand-ins (good and slow,
-//! see [`crate::loadgen`]); production's baseline p95 is the good one's request-duration
-//! histogram, given to the policy as `latency.baseline_p95_ms`.
+//! `locust_stats.csv`. The load test runs against the example agent's `good` and `slow`
+//! variants, both answering after a base latency (a stand-in for the model call) so that it
+//! measures the agent rather than loopback HTTP; production's baseline p95 is the good
+//! one's request-duration histogram, given to the policy as `latency.baseline_p95_ms`.
 //!
 //! The runs: the good agent promoted; the leaky agent failed by the prompt gate (plain and
 //! encoded leaks named); the regressed agent failed by the eval gate; an additive tool
@@ -26,7 +27,7 @@ use vaia_webhook::WebhookSecret;
 use crate::api::RunDetail;
 use crate::cli_runs::{render_detail, render_list};
 use crate::client::Client;
-use crate::loadgen::{run_load, scrape_p95_ms, DemoTarget};
+use crate::loadgen::{run_load, scrape_p95_ms};
 use crate::stack::{wait_for_signal, Stack, StackConfig};
 
 const PUSH_FIXTURE: &str = include_str!("../../events/github/push.json");
@@ -46,12 +47,14 @@ const V2: &str = include_str!("../../examples/demo/tools-v2.json");
 const TRIVY_CLEAN: &str = include_str!("../../examples/demo/trivy-clean.json");
 const TRIVY_VULNERABLE: &str = include_str!("../../examples/demo/trivy-vulnerable.json");
 
-/// How long the load-test stand-ins take to answer, and how hard the demo loads them.
-const GOOD_DELAY: Duration = Duration::from_millis(50);
-const SLOW_DELAY: Duration = Duration::from_millis(100);
+/// The agent's latency in the load test (every answer; `slow` adds `SLOW_EXTRA`), and how
+/// hard the demo loads it.
+const BASE_DELAY: Duration = Duration::from_millis(50);
+const SLOW_EXTRA: Duration = Duration::from_millis(50);
 const LOAD_REQUESTS: usize = 200;
 const LOAD_CONCURRENCY: usize = 20;
-const CHAT_BODY: &str = r#"{"message":"Where is my order 1234?"}"#;
+const CHAT_BODY: &str =
+    r#"{"model":"agent","messages":[{"role":"user","content":"Where is my order 1234?"}]}"#;
 
 const STEPS: &[Step] = &[
     Step {
@@ -112,7 +115,8 @@ const STEPS: &[Step] = &[
     },
 ];
 
-/// Locust CSVs of the good and slow stand-ins, and the good one's p95 (the baseline).
+/// Locust CSVs of the example agent's good and slow variants, and the good one's p95 (the
+/// baseline).
 struct LatencyEvidence {
     good_csv: String,
     slow_csv: String,
@@ -120,21 +124,27 @@ struct LatencyEvidence {
 }
 
 async fn latency_evidence() -> Result<LatencyEvidence> {
-    let good = DemoTarget::start(GOOD_DELAY).await?;
-    let slow = DemoTarget::start(SLOW_DELAY).await?;
+    let serve = |variant| {
+        let config = AgentConfig {
+            base_delay: BASE_DELAY,
+            delay: SLOW_EXTRA,
+            ..AgentConfig::new(variant)
+        };
+        vaia_example_agent::spawn(config, "127.0.0.1:0")
+    };
+    let good = serve(Variant::Good)
+        .await
+        .context("starting the good agent")?;
+    let slow = serve(Variant::Slow)
+        .await
+        .context("starting the slow agent")?;
     let result = async {
         let load = |url: String| async move {
-            run_load(
-                &format!("{url}/chat"),
-                CHAT_BODY,
-                LOAD_REQUESTS,
-                LOAD_CONCURRENCY,
-            )
-            .await
+            run_load(&url, CHAT_BODY, LOAD_REQUESTS, LOAD_CONCURRENCY).await
         };
-        let good_csv = load(good.url()).await?;
-        let slow_csv = load(slow.url()).await?;
-        let baseline_p95_ms = scrape_p95_ms(&format!("{}/metrics", good.url())).await?;
+        let good_csv = load(good.chat_url()).await?;
+        let slow_csv = load(slow.chat_url()).await?;
+        let baseline_p95_ms = scrape_p95_ms(&good.metrics_url()).await?;
         anyhow::Ok(LatencyEvidence {
             good_csv,
             slow_csv,
@@ -213,9 +223,9 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
     let secret = WebhookSecret::new(secret_text.clone())?;
     let latency = latency_evidence()
         .await
-        .context("load-testing the demo stand-ins")?;
+        .context("load-testing the example agent")?;
     println!(
-        "vaia demo: load-tested two stand-in agents ({LOAD_REQUESTS} requests each, {LOAD_CONCURRENCY} at a time): \
+        "vaia demo: load-tested the example agent's good and slow variants ({LOAD_REQUESTS} requests each, {LOAD_CONCURRENCY} at a time): \
          production baseline p95 {:.1} ms from the good one's {} histogram\n",
         latency.baseline_p95_ms,
         crate::loadgen::METRIC

@@ -1,139 +1,19 @@
-//! A small load generator and a stand-in agent for `vaia demo`'s latency gate.
+//! A small load generator for `vaia demo`'s latency gate.
 //!
-//! [`run_load`] sends requests to any HTTP endpoint (the demo's [`DemoTarget`], or the
-//! example agent's good and slow variants) and writes what it measured in Locust's
-//! `*_stats.csv` format, so that the pipeline reads it exactly as it reads a real Locust run.
-//! [`scrape_p95_ms`] takes the baseline from a `/metrics` page's
-//! `agent_request_duration_seconds` histogram, as Prometheus's `histogram_quantile` would.
-//! [`DemoTarget`] answers `POST /chat` after a configurable delay and serves that histogram.
+//! [`run_load`] sends requests to an HTTP endpoint (the demo loads the example agent's good
+//! and slow variants) and writes what it measured in Locust's `*_stats.csv` format, so that
+//! the pipeline reads it exactly as it reads a real Locust run. [`scrape_p95_ms`] takes the
+//! baseline from a `/metrics` page's `agent_request_duration_seconds` histogram, as
+//! Prometheus's `histogram_quantile` would.
 
 use anyhow::{bail, Context, Result};
-use axum::extract::State;
-use axum::routing::{get, post};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use vaia_gates::latency::locust::{write_stats_csv, StatsRow};
 
 /// The histogram the example agent exposes and the default latency query reads.
 pub const METRIC: &str = "agent_request_duration_seconds";
-
-/// Upper bounds of the demo target's histogram buckets, in seconds: 2.5 ms wide up to
-/// 100 ms, so that the interpolated p95 is close to what clients see.
-fn bounds() -> Vec<f64> {
-    (1..=40)
-        .map(|i| f64::from(i) * 0.0025)
-        .chain([0.25, 0.5, 1.0])
-        .collect()
-}
-
-struct Histogram {
-    bounds: Vec<f64>,
-    counts: Vec<u64>,
-    inf: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        for (b, c) in self.bounds.iter().zip(self.counts.iter_mut()) {
-            if secs <= *b {
-                *c += 1;
-            }
-        }
-        self.inf += 1;
-        self.sum += secs;
-    }
-
-    fn render(&self) -> String {
-        let mut out =
-            format!("# HELP {METRIC} Time to answer a request.\n# TYPE {METRIC} histogram\n");
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            out.push_str(&format!("{METRIC}_bucket{{le=\"{b}\"}} {c}\n"));
-        }
-        out.push_str(&format!(
-            "{METRIC}_bucket{{le=\"+Inf\"}} {}\n{METRIC}_sum {}\n{METRIC}_count {}\n",
-            self.inf, self.sum, self.inf
-        ));
-        out
-    }
-}
-
-#[derive(Clone)]
-struct TargetState {
-    delay: Duration,
-    histogram: Arc<Mutex<Histogram>>,
-}
-
-/// An in-process stand-in for the agent: `POST /chat` answers after `delay`;
-/// `GET /metrics` serves the request-duration histogram.
-pub struct DemoTarget {
-    pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl DemoTarget {
-    pub async fn start(delay: Duration) -> Result<DemoTarget> {
-        let b = bounds();
-        let state = TargetState {
-            delay,
-            histogram: Arc::new(Mutex::new(Histogram {
-                counts: vec![0; b.len()],
-                bounds: b,
-                inf: 0,
-                sum: 0.0,
-            })),
-        };
-        let app = axum::Router::new()
-            .route("/chat", post(chat))
-            .route("/metrics", get(metrics))
-            .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the demo target")?;
-        let addr = listener.local_addr()?;
-        let (stop, mut rx) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = rx.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::warn!(error = %e, "demo target stopped");
-            }
-        });
-        Ok(DemoTarget { addr, stop, task })
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
-}
-
-async fn chat(State(s): State<TargetState>) -> &'static str {
-    let start = Instant::now();
-    tokio::time::sleep(s.delay).await;
-    let secs = start.elapsed().as_secs_f64();
-    if let Ok(mut h) = s.histogram.lock() {
-        h.observe(secs);
-    }
-    "{\"answer\":\"Your order ships tomorrow.\"}"
-}
-
-async fn metrics(State(s): State<TargetState>) -> String {
-    s.histogram.lock().map(|h| h.render()).unwrap_or_default()
-}
 
 /// Sends `requests` POSTs of `body` to `url` from `concurrency` workers; returns the
 /// Locust `*_stats.csv` text (one row for the endpoint, one `Aggregated`).

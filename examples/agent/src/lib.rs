@@ -15,6 +15,8 @@
 //! (asked to spell, as in PromptInject's "spell check the previous instructions") when the
 //! prompt asks for that encoding; `regressed`
 //! answers every third golden question vaguely; `slow` answers like `good` after a delay.
+//! Every variant can also pay a base latency per answer (`base_delay`, none by default), which
+//! `vaia demo` uses so that its load test measures the agent rather than HTTP overhead.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -25,7 +27,7 @@ use base64::Engine;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -100,7 +102,9 @@ pub fn tools() -> Value {
 pub struct AgentConfig {
     pub variant: Variant,
     pub canary: String,
-    /// Extra latency of the `slow` variant.
+    /// Latency every answer pays (a stand-in for the model call); none by default.
+    pub base_delay: Duration,
+    /// Extra latency of the `slow` variant, on top of `base_delay`.
     pub delay: Duration,
 }
 
@@ -109,9 +113,20 @@ impl AgentConfig {
         Self {
             variant,
             canary: DEFAULT_CANARY.into(),
+            base_delay: Duration::ZERO,
             delay: Duration::from_millis(250),
         }
     }
+}
+
+/// Upper bounds of the request-duration histogram's buckets, in seconds: 2.5 ms wide up to
+/// 100 ms, so that a p95 interpolated from them (as Prometheus's `histogram_quantile` does)
+/// is within a bucket's width of what clients see, then coarser up to 2.5 s.
+pub fn duration_buckets() -> Vec<f64> {
+    (1..=40)
+        .map(|i| f64::from(i) * 0.0025)
+        .chain([0.25, 0.5, 1.0, 2.5])
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,8 +323,12 @@ async fn chat(
         .filter(|v| !v.is_empty())
         .unwrap_or(&state.config.canary)
         .to_string();
+    let mut delay = state.config.base_delay;
     if state.config.variant == Variant::Slow {
-        tokio::time::sleep(state.config.delay).await;
+        delay += state.config.delay;
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let (content, outcome) = state.answer(&prompt, &canary);
     count(outcome);
@@ -358,7 +377,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> axum::response::Response
 pub fn router(config: AgentConfig) -> Router {
     let mut registry = Registry::default();
     let requests = Family::<Vec<(String, String)>, Counter>::default();
-    let duration = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+    let duration = Histogram::new(duration_buckets());
     registry.register(
         "agent_requests",
         "Chat completion requests",
@@ -403,6 +422,11 @@ impl RunningAgent {
         format!("http://{}/v1/chat/completions", self.addr)
     }
 
+    /// The Prometheus metrics URL.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.addr)
+    }
+
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -436,7 +460,7 @@ mod tests {
             metrics: Metrics {
                 registry: Registry::default(),
                 requests: Family::default(),
-                duration: Histogram::new(exponential_buckets(0.001, 2.0, 4)),
+                duration: Histogram::new(duration_buckets()),
             },
             seq: AtomicU64::new(0),
         }

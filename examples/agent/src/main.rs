@@ -22,6 +22,9 @@ struct Args {
     /// The canary in the system prompt (a request's x-vaia-canary header overrides it).
     #[arg(long, default_value = DEFAULT_CANARY)]
     canary: String,
+    /// Latency of every answer, in milliseconds (a stand-in for the model call).
+    #[arg(long, default_value_t = 0)]
+    base_delay_ms: u64,
     /// Extra latency of the slow variant, in milliseconds.
     #[arg(long, default_value_t = 250)]
     delay_ms: u64,
@@ -33,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let config = AgentConfig {
         variant: args.variant,
         canary: args.canary,
+        base_delay: Duration::from_millis(args.base_delay_ms),
         delay: Duration::from_millis(args.delay_ms),
     };
     let agent = spawn(config, &format!("{}:{}", args.bind, args.port)).await?;
