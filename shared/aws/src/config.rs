@@ -93,10 +93,7 @@ impl AwsSettings {
 pub fn sdk_config(endpoint: Option<&str>) -> Result<aws_config::SdkConfig, ConfigError> {
     use aws_config::environment::EnvironmentVariableCredentialsProvider;
     use aws_credential_types::provider::SharedCredentialsProvider;
-    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-        .into_iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-        .ok_or(ConfigError::Missing("AWS_REGION"))?;
+    let region = region(|name| std::env::var(name).ok())?;
     let mut config = aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(aws_config::Region::new(region))
@@ -108,6 +105,14 @@ pub fn sdk_config(endpoint: Option<&str>) -> Result<aws_config::SdkConfig, Confi
         config = config.endpoint_url(url);
     }
     Ok(config.build())
+}
+
+/// The region Lambda sets: `AWS_REGION`, else `AWS_DEFAULT_REGION`; empty counts as unset.
+fn region(var: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find_map(|name| var(name).filter(|v| !v.is_empty()))
+        .ok_or(ConfigError::Missing("AWS_REGION"))
 }
 
 /// The SDK's HTTPS client: rustls with the ring provider and the platform's roots (the
@@ -194,4 +199,38 @@ pub async fn ssm_parameter(
         .ok_or_else(|| {
             vaia_core::ports::PortError::Invalid(format!("ssm parameter {name} has no value"))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn region_comes_from_aws_region_then_aws_default_region() {
+        let both = env(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+        ]);
+        assert_eq!(region(both).unwrap(), "eu-west-1");
+        let default_only = env(&[("AWS_REGION", ""), ("AWS_DEFAULT_REGION", "us-east-1")]);
+        assert_eq!(region(default_only).unwrap(), "us-east-1");
+        let err = region(env(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable AWS_REGION is required"
+        );
+    }
 }

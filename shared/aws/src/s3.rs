@@ -59,37 +59,22 @@ impl S3BlobStore {
     }
 }
 
-#[async_trait]
-impl BlobStore for S3BlobStore {
-    async fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .body(ByteStream::from(bytes.to_vec()))
-            .send()
-            .await
-            .map_err(|e| map_sdk(&format!("s3 PutObject {key}"), e))?;
-        Ok(ObjectCreated {
-            key: key.clone(),
-            size: bytes.len() as u64,
-            sequencer: self.sequencer(),
-        })
-    }
-
-    /// S3 conditional write (`If-None-Match: *`): 412 means the key exists. A 409 (another
-    /// conditional write to the key in flight) maps to a retryable error.
-    async fn put_if_absent(
+impl S3BlobStore {
+    /// PutObject, conditional on the key being free when `if_absent` (`If-None-Match: *`:
+    /// a 412 answer means the key exists, `None`; a 409, another conditional write to the
+    /// key in flight, is a retryable error).
+    async fn write(
         &self,
         key: &BlobKey,
         bytes: &[u8],
+        if_absent: bool,
     ) -> PortResult<Option<ObjectCreated>> {
         let r = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key.as_str())
-            .if_none_match("*")
+            .set_if_none_match(if_absent.then(|| "*".to_string()))
             .body(ByteStream::from(bytes.to_vec()))
             .send()
             .await;
@@ -99,9 +84,30 @@ impl BlobStore for S3BlobStore {
                 size: bytes.len() as u64,
                 sequencer: self.sequencer(),
             })),
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(None),
-            Err(e) => Err(map_sdk(&format!("s3 PutObject (if absent) {key}"), e)),
+            Err(e) if if_absent && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                Ok(None)
+            }
+            Err(e) => Err(map_sdk(&format!("s3 PutObject {key}"), e)),
         }
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3BlobStore {
+    async fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated> {
+        self.write(key, bytes, false).await?.ok_or_else(|| {
+            PortError::Invalid(format!(
+                "s3 PutObject {key}: an unconditional write was refused"
+            ))
+        })
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &BlobKey,
+        bytes: &[u8],
+    ) -> PortResult<Option<ObjectCreated>> {
+        self.write(key, bytes, true).await
     }
 
     async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {

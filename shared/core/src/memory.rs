@@ -378,18 +378,7 @@ impl MemoryBlobStore {
             sequencer: format!("{:016X}", self.seq.fetch_add(1, Ordering::Relaxed) + 1),
         };
         if let Some((queue, name)) = &self.notify {
-            let body =
-                serde_json::to_string(&event).map_err(|e| PortError::Invalid(e.to_string()))?;
-            queue
-                .send(
-                    name,
-                    OutgoingMessage {
-                        body,
-                        dedupe_key: None,
-                        group: None,
-                    },
-                )
-                .await?;
+            event.notify(queue.as_ref(), name).await?;
         }
         Ok(event)
     }

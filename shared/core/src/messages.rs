@@ -150,6 +150,25 @@ pub struct ObjectCreated {
     pub sequencer: String,
 }
 
+impl ObjectCreated {
+    /// Sends this event to `queue` (what S3's notification does, for the stores that stand
+    /// in for S3).
+    pub async fn notify(
+        &self,
+        queue: &dyn crate::ports::Queue,
+        name: &str,
+    ) -> crate::ports::PortResult<()> {
+        let body = serde_json::to_string(self)
+            .map_err(|e| crate::ports::PortError::Invalid(e.to_string()))?;
+        let message = crate::ports::OutgoingMessage {
+            body,
+            dedupe_key: None,
+            group: None,
+        };
+        queue.send(name, message).await.map(drop)
+    }
+}
+
 /// Something the orchestrator must send once a transition is written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use vaia_core::ids::BlobKey;
 use vaia_core::messages::ObjectCreated;
-use vaia_core::ports::{BlobMeta, BlobStore, OutgoingMessage, PortError, PortResult, Queue};
+use vaia_core::ports::{BlobMeta, BlobStore, PortError, PortResult, Queue};
 
 /// The directory of in-progress writes, inside the root.
 const TMP_DIR: &str = "~tmp";
@@ -299,18 +299,7 @@ impl FsBlobStore {
             return Ok(None);
         };
         if let Some((queue, name)) = &self.notify {
-            let body =
-                serde_json::to_string(&event).map_err(|e| PortError::Invalid(e.to_string()))?;
-            queue
-                .send(
-                    name,
-                    OutgoingMessage {
-                        body,
-                        dedupe_key: None,
-                        group: None,
-                    },
-                )
-                .await?;
+            event.notify(queue.as_ref(), name).await?;
         }
         Ok(Some(event))
     }
