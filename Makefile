@@ -1,7 +1,7 @@
 # The two commands of the README, and their helpers.
 CARGO ?= cargo
 
-.PHONY: demo demo-ci test lint fmt bench bench-python
+.PHONY: demo demo-ci test lint check-tree fmt bench bench-python
 
 ## Start a local stack, push five commits through it, show the runs, keep serving.
 demo:
@@ -19,9 +19,13 @@ demo-ci:
 test:
 	$(CARGO) test --workspace --no-fail-fast
 
-lint:
+lint: check-tree
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## No tracked symbolic link and no absolute path of this checkout (CI runs it in lint).
+check-tree:
+	.ci/check-tree
 
 fmt:
 	$(CARGO) fmt --all
@@ -38,9 +42,12 @@ LAMBDA_FUNCTIONS := webhook api orchestrator sweeper registry gate-schema gate-p
 
 .PHONY: venvs moto-venv lambda-venv sam-venv checkov-venv infra-check lambda-build sam-build lambda-build-x86 bench-lambda
 
-$(VENV)/moto/bin/python:
+# The moto release the AWS tests are written against (the tests check it; one home).
+MOTO_VERSION := $(shell cat shared/aws/MOTO_VERSION)
+
+$(VENV)/moto/bin/python: shared/aws/MOTO_VERSION
 	$(PYTHON) -m venv $(VENV)/moto
-	$(VENV)/moto/bin/pip install -q 'moto[server]==5.2.5' boto3
+	$(VENV)/moto/bin/pip install -q 'moto[server]==$(MOTO_VERSION)' boto3
 
 $(VENV)/lambda/bin/cargo-lambda:
 	$(PYTHON) -m venv $(VENV)/lambda

@@ -4,18 +4,48 @@
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
+use vaia_core::ports::RunCursor;
 use vaia_core::run::EventKind;
 use vaia_core::{CommitSha, ImageDigest, Repository};
 
 use crate::api::{RunDetail, RunList};
 use crate::client::{read_bundle, Client};
 
-pub async fn list(url: &str, limit: usize, json: bool) -> Result<()> {
-    let runs = Client::new(url).runs(limit).await?;
+/// Which pages `vaia runs list` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pages {
+    /// One page, from the start or after a cursor.
+    One { after: Option<String> },
+    /// Every page, following `next` to the end.
+    All,
+}
+
+pub async fn list(url: &str, limit: usize, pages: Pages, json: bool) -> Result<()> {
+    let client = Client::new(url);
+    let runs = match pages {
+        Pages::One { after } => {
+            if let Some(a) = &after {
+                RunCursor::parse(a).with_context(|| format!("--after {a:?}"))?;
+            }
+            client.runs(limit, after.as_deref()).await?
+        }
+        Pages::All => {
+            let mut all = client.runs(limit, None).await?;
+            while let Some(next) = all.next.take() {
+                let mut page = client.runs(limit, Some(&next)).await?;
+                all.runs.append(&mut page.runs);
+                all.next = page.next;
+            }
+            all
+        }
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
     } else {
         print!("{}", render_list(&runs));
+        if let Some(next) = &runs.next {
+            println!("more: vaia runs list --after {next} (or --all)");
+        }
     }
     Ok(())
 }

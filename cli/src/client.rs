@@ -47,8 +47,11 @@ impl Client {
         serde_json::from_str(&text).with_context(|| format!("GET {url}: unexpected body"))
     }
 
-    pub async fn runs(&self, limit: usize) -> Result<RunList> {
-        self.get_json(&format!("/api/runs?limit={limit}")).await
+    /// A page of runs; `after` is the `next` of the previous page (URL-safe as given).
+    pub async fn runs(&self, limit: usize, after: Option<&str>) -> Result<RunList> {
+        let after = after.map(|a| format!("&after={a}")).unwrap_or_default();
+        self.get_json(&format!("/api/runs?limit={limit}{after}"))
+            .await
     }
 
     pub async fn run(&self, id: &str) -> Result<RunDetail> {

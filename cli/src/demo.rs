@@ -249,7 +249,7 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
 
     let outcome = drive(&client, &secret_text, &latency).await;
     match &outcome {
-        Ok(()) => println!("\nruns:\n{}", render_list(&client.runs(20).await?)),
+        Ok(()) => println!("\nruns:\n{}", render_list(&client.runs(20, None).await?)),
         Err(e) => eprintln!("vaia demo: {e:#}"),
     }
     if outcome.is_ok() && !exit {

@@ -218,8 +218,15 @@ enum RunsCommand {
     List {
         #[arg(long, env = "VAIA_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
+        /// Runs per page (1-500).
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Start after this cursor: the `next` a previous page printed.
+        #[arg(long, conflicts_with = "all")]
+        after: Option<String>,
+        /// Every run, following the cursor page after page.
+        #[arg(long)]
+        all: bool,
         #[arg(long)]
         json: bool,
     },
@@ -493,8 +500,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             data_dir,
             exit,
         } => demo::run(port, data_dir, exit).await,
-        Command::Runs(RunsCommand::List { url, limit, json }) => {
-            cli_runs::list(&url, limit, json).await
+        Command::Runs(RunsCommand::List {
+            url,
+            limit,
+            after,
+            all,
+            json,
+        }) => {
+            let pages = if all {
+                cli_runs::Pages::All
+            } else {
+                cli_runs::Pages::One { after }
+            };
+            cli_runs::list(&url, limit, pages, json).await
         }
         Command::Runs(RunsCommand::Show { id, url, json }) => cli_runs::show(&url, &id, json).await,
         Command::Runs(RunsCommand::Approve { id, url }) => {

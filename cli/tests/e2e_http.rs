@@ -201,8 +201,33 @@ async fn push_to_promotion_failure_and_restart() {
         "the run had finished before the kill"
     );
     // The earlier runs survived the restart as they were.
-    let list = client.runs(10).await.unwrap();
+    let list = client.runs(10, None).await.unwrap();
     assert_eq!(list.runs.len(), 3);
+    // The list pages: each page's `next` passed back as `after` (over HTTP, as the CLI and
+    // the dashboard do) gives the next run, to the end.
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = client.runs(1, after.as_deref()).await.unwrap();
+        paged.extend(page.runs.iter().map(|r| r.id.clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let all: Vec<_> = list.runs.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(
+        paged, all,
+        "paging one at a time lists every run once, in order"
+    );
+    // Anything else as `after` is a 400 naming the parameter (a run id was a 500).
+    for bad in [all[0].as_str(), "1764000000.r0", "zz"] {
+        let err = client.runs(1, Some(bad)).await.unwrap_err().to_string();
+        assert!(
+            err.contains("400") && err.contains("query parameter after"),
+            "{bad}: {err}"
+        );
+    }
 
     // 4. A redelivered push creates nothing new.
     let body = push_payload(&repo, &commit(3)).unwrap();
@@ -211,7 +236,7 @@ async fn push_to_promotion_failure_and_restart() {
         .await
         .unwrap();
     assert_eq!(status, 201, "the first answer is replayed");
-    assert_eq!(client.runs(10).await.unwrap().runs.len(), 3);
+    assert_eq!(client.runs(10, None).await.unwrap().runs.len(), 3);
     drop(vaia);
 }
 
@@ -246,7 +271,7 @@ async fn bad_requests_change_nothing() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
-    assert!(client.runs(10).await.unwrap().runs.is_empty());
+    assert!(client.runs(10, None).await.unwrap().runs.is_empty());
     let metrics = http
         .get(format!("{}/metrics", vaia.url))
         .send()

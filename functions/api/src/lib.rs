@@ -15,7 +15,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use vaia_core::messages::{send_signal, Signal};
-use vaia_core::ports::{BlobStore, PortError, Queue, RunStore};
+use vaia_core::ports::{BlobStore, PortError, Queue, RunCursor, RunStore};
 use vaia_core::run::{Run, RunEvent};
 use vaia_core::{BlobKey, CommitSha, Repository, RunId, Verdict};
 
@@ -135,14 +135,16 @@ async fn list_runs(
             "query parameter limit: {limit} is not within 1..=500"
         )));
     }
-    if let Some(after) = &q.after {
-        RunId::new(after.as_str())
-            .map_err(|e| bad_request(format!("query parameter after: {e}")))?;
-    }
-    let page = s.store.list(limit, q.after.as_deref()).await?;
+    let after = q
+        .after
+        .as_deref()
+        .map(RunCursor::parse)
+        .transpose()
+        .map_err(|e| bad_request(format!("query parameter after: {e}")))?;
+    let page = s.store.list(limit, after.as_ref()).await?;
     Ok(Json(RunList {
         runs: page.runs.iter().map(RunSummary::from).collect(),
-        next: page.next,
+        next: page.next.as_ref().map(RunCursor::to_string),
     }))
 }
 

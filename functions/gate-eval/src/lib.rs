@@ -3,7 +3,7 @@
 //! the production answers (the `eval_answers.jsonl` of the commit `prod` points at); both
 //! answer sets are judged here, in vaia, where the judge key lives, with the run's `[eval]`
 //! policy (judge, model, threshold). Judge settings from the environment: the key
-//! (`GEMINI_API_KEY` / `OPENAI_API_KEY`; on AWS from SSM, see `main.rs`) and
+//! (`GEMINI_API_KEY` / `OPENAI_API_KEY`; on AWS from SSM, see `lambda/src/bin/gate-eval.rs`) and
 //! `VAIA_JUDGE_URL` (base URL override). Grades are cached in the blob store
 //! (`cache/judge/`, keyed by judge, model, prompt and answer), so judging the same answers
 //! again, production's in particular, costs no judge calls. Stores the full verdict and

@@ -32,7 +32,9 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use vaia_core::ports::{Claim, Created, Idempotency, PortError, PortResult, RunPage, RunStore};
+use vaia_core::ports::{
+    Claim, Created, Idempotency, PortError, PortResult, RunCursor, RunPage, RunStore,
+};
 use vaia_core::run::{Run, RunEvent, Timestamp};
 use vaia_core::{PipelineState, RunId};
 
@@ -68,6 +70,11 @@ pub fn sortable_time(t: Timestamp) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
 }
 
+/// `gsi1sk`: the runs list's order (newest first when read backwards), creation then id.
+fn list_sort_key(created_at: Timestamp, id: &RunId) -> String {
+    format!("{}#{id}", sortable_time(created_at))
+}
+
 fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name)
         .and_then(|v| v.as_s().ok())
@@ -99,10 +106,7 @@ fn run_item(run: &Run) -> PortResult<Item> {
     item.insert("events".into(), n(run.events));
     item.insert("body".into(), s(encode(run, "run")?));
     item.insert("gsi1pk".into(), s(ALL_RUNS));
-    item.insert(
-        "gsi1sk".into(),
-        s(format!("{}#{}", sortable_time(run.created_at), run.id)),
-    );
+    item.insert("gsi1sk".into(), s(list_sort_key(run.created_at, &run.id)));
     if run.state.is_in_flight() {
         item.insert("gsi2pk".into(), s(IN_FLIGHT));
         item.insert(
@@ -385,7 +389,7 @@ impl RunStore for DynamoRunStore {
         }
     }
 
-    async fn list(&self, limit: usize, after: Option<&str>) -> PortResult<RunPage> {
+    async fn list(&self, limit: usize, after: Option<&RunCursor>) -> PortResult<RunPage> {
         if limit == 0 {
             return Ok(RunPage {
                 runs: vec![],
@@ -394,14 +398,14 @@ impl RunStore for DynamoRunStore {
         }
         let start = match after {
             Some(cursor) => {
-                let (_, id) = cursor
-                    .split_once('#')
-                    .ok_or_else(|| PortError::Invalid(format!("bad list cursor {cursor:?}")))?;
                 let mut k = Item::new();
-                k.insert("pk".into(), s(format!("RUN#{id}")));
+                k.insert("pk".into(), s(run_pk(&cursor.id)));
                 k.insert("sk".into(), s(RUN_SK));
                 k.insert("gsi1pk".into(), s(ALL_RUNS));
-                k.insert("gsi1sk".into(), s(cursor));
+                k.insert(
+                    "gsi1sk".into(),
+                    s(list_sort_key(cursor.created_at, &cursor.id)),
+                );
                 Some(k)
             }
             None => None,
@@ -432,18 +436,15 @@ impl RunStore for DynamoRunStore {
         }
         let more = items.len() > limit;
         items.truncate(limit);
-        let next = if more {
-            items
-                .last()
-                .and_then(|i| get_s(i, "gsi1sk"))
-                .map(str::to_string)
-        } else {
-            None
-        };
         let runs = items
             .iter()
             .map(|i| decode(i, "run"))
             .collect::<PortResult<Vec<Run>>>()?;
+        let next = if more {
+            runs.last().map(RunCursor::after)
+        } else {
+            None
+        };
         Ok(RunPage { runs, next })
     }
 

@@ -70,21 +70,41 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from("."))
 }
 
-fn python() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("VAIA_MOTO_PYTHON") {
-        return Some(PathBuf::from(p));
+/// The moto release the AWS tests are written against (one home: `shared/aws/MOTO_VERSION`,
+/// which `make moto-venv` installs). Other releases send other shapes (5.2.1's S3
+/// notifications differ), so a test run on one would test moto, not vaia.
+pub const MOTO_VERSION: &str = include_str!("../MOTO_VERSION");
+
+/// The Python of the pinned moto: `VAIA_MOTO_PYTHON`, else `.venv/moto` (`make moto-venv`).
+/// Never whatever `python3` is on the PATH: a machine image's moto is of another release.
+fn python() -> Result<PathBuf, String> {
+    let python = match std::env::var("VAIA_MOTO_PYTHON") {
+        Ok(p) if !p.is_empty() => PathBuf::from(p),
+        _ => workspace_root().join(".venv/moto/bin/python"),
+    };
+    if !python.exists() {
+        return Err(format!(
+            "no moto server at {} (make moto-venv, or set VAIA_MOTO_PYTHON)",
+            python.display()
+        ));
     }
-    let venv = workspace_root().join(".venv/moto/bin/python");
-    if venv.exists() {
-        return Some(venv);
-    }
-    let ok = Command::new("python3")
-        .args(["-c", "import moto.server"])
-        .stdout(Stdio::null())
+    let out = Command::new(&python)
+        .args(["-c", "import moto, moto.server; print(moto.__version__)"])
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then(|| PathBuf::from("python3"))
+        .output()
+        .map_err(|e| format!("running {}: {e}", python.display()))?;
+    let found = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let want = MOTO_VERSION.trim();
+    if !out.status.success() {
+        return Err(format!("{} cannot import moto.server", python.display()));
+    }
+    if found != want {
+        return Err(format!(
+            "{} has moto {found}, the tests need {want} (make moto-venv)",
+            python.display()
+        ));
+    }
+    Ok(python)
 }
 
 fn free_port() -> Option<u16> {
@@ -96,7 +116,7 @@ fn free_port() -> Option<u16> {
 }
 
 fn start() -> Result<Moto, String> {
-    let python = python().ok_or("no Python with moto (make moto-venv, or set VAIA_MOTO_PYTHON)")?;
+    let python = python()?;
     let port = free_port().ok_or("no free port")?;
     let mut child = Command::new(&python)
         .args(["-c", LAUNCHER, &port.to_string()])

@@ -39,6 +39,13 @@ async fn run_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_store_paging_through_ten_thousand_runs() {
+    let Some(m) = moto() else { return };
+    let p = ports(m, "paging", 5).await;
+    contract::run_store_paging(p.store.clone(), 10_000, 16).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idempotency() {
     let Some(m) = moto() else { return };
     let p = ports(m, "idem", 5).await;

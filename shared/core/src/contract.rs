@@ -227,10 +227,10 @@ async fn list_and_queries(store: &dyn RunStore, failed: Run) {
 
     for limit in [1usize, 2, 3, 4, 6, 10] {
         let mut seen = Vec::new();
-        let mut after: Option<String> = None;
+        let mut after: Option<RunCursor> = None;
         loop {
             let page = store
-                .list(limit, after.as_deref())
+                .list(limit, after.as_ref())
                 .await
                 .expect("list succeeds");
             assert!(page.runs.len() <= limit, "page over limit {limit}");
@@ -284,6 +284,78 @@ async fn list_and_queries(store: &dyn RunStore, failed: Run) {
     let two = store.overdue(later, 2).await.expect("overdue with a limit");
     assert_eq!(two.len(), 2, "overdue honours its limit");
     assert!(two.iter().all(|r| all.contains(&r.id)));
+}
+
+/// Paging through `n` runs, 97 at a time, while new runs keep arriving (five each time a
+/// page is read): every run that existed at the start is seen exactly once, in
+/// the list's order, and no arrival is returned (they sort before the first page). A
+/// third of the runs share creation times, so the id has to break ties in the cursor.
+/// Runs are created `concurrency` at a time.
+pub async fn run_store_paging(store: Arc<dyn RunStore>, n: u64, concurrency: usize) {
+    use crate::RunId;
+    use std::collections::HashSet;
+    let t0 = base_time();
+    let at = |i: u64| t0 + chrono::Duration::milliseconds(i64::try_from(i / 3 * 7).unwrap_or(0));
+    let create_all = |runs: Vec<Run>| {
+        let store = store.clone();
+        async move {
+            let mut pending = runs.into_iter();
+            loop {
+                let batch: Vec<Run> = pending.by_ref().take(concurrency.max(1)).collect();
+                if batch.is_empty() {
+                    break;
+                }
+                let mut tasks = Vec::new();
+                for run in batch {
+                    let store = store.clone();
+                    tasks.push(tokio::spawn(async move { store.create(&run, &[]).await }));
+                }
+                for task in tasks {
+                    assert_eq!(task.await.expect("join"), Ok(Created::Created));
+                }
+            }
+        }
+    };
+    let existing: Vec<Run> = (1..=n).map(|i| sample_run(i, at(i))).collect();
+    create_all(existing.clone()).await;
+    let mut expected: Vec<RunId> = {
+        let mut runs = existing;
+        runs.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        runs.into_iter().map(|r| r.id).collect()
+    };
+    expected.shrink_to_fit();
+
+    let limit = 97usize;
+    let mut arrivals = n;
+    let mut seen: Vec<RunId> = Vec::with_capacity(expected.len());
+    let mut after: Option<RunCursor> = None;
+    loop {
+        let page = store
+            .list(limit, after.as_ref())
+            .await
+            .expect("list succeeds");
+        seen.extend(page.runs.iter().map(|r| r.id.clone()));
+        // New runs arrive between pages, newer than everything listed so far.
+        let newer: Vec<Run> = (0..5u64)
+            .map(|k| {
+                arrivals += 1;
+                sample_run(
+                    arrivals,
+                    at(n) + secs(60) + secs(i64::try_from(k).unwrap_or(0)),
+                )
+            })
+            .collect();
+        create_all(newer).await;
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+        assert!(seen.len() <= expected.len(), "list does not terminate");
+    }
+    let unique: HashSet<&RunId> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "a run was listed twice");
+    assert_eq!(seen.len(), expected.len(), "runs were missed");
+    assert!(seen == expected, "paging is not newest first, then id");
 }
 
 /// Racing saves with one expected version: exactly one wins, the others conflict, and

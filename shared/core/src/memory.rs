@@ -83,26 +83,17 @@ impl RunStore for MemoryRunStore {
         Ok(())
     }
 
-    async fn list(&self, limit: usize, after: Option<&str>) -> PortResult<RunPage> {
+    async fn list(&self, limit: usize, after: Option<&RunCursor>) -> PortResult<RunPage> {
         let g = lock(&self.inner);
-        let mut runs: Vec<&Run> = g.0.values().collect();
+        let mut runs: Vec<&Run> =
+            g.0.values()
+                .filter(|r| after.is_none_or(|c| (r.created_at, &r.id) < (c.created_at, &c.id)))
+                .collect();
         runs.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-        let start = match after {
-            Some(cursor) => runs
-                .iter()
-                .position(|r| r.id.as_str() == cursor)
-                .map_or(runs.len(), |i| i + 1),
-            None => 0,
-        };
-        let page: Vec<Run> = runs
-            .iter()
-            .skip(start)
-            .take(limit)
-            .map(|r| (*r).clone())
-            .collect();
-        let next = (start + page.len() < runs.len())
-            .then(|| page.last().map(|r| r.id.to_string()))
+        let next = (runs.len() > limit)
+            .then(|| runs[..limit].last().map(|r| RunCursor::after(r)))
             .flatten();
+        let page = runs.iter().take(limit).map(|r| (*r).clone()).collect();
         Ok(RunPage { runs: page, next })
     }
 

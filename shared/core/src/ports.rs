@@ -8,6 +8,7 @@ use crate::run::{Run, RunEvent, Timestamp};
 use crate::state::PipelineState;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 /// Errors every port can return.
@@ -49,7 +50,58 @@ pub enum Created {
 pub struct RunPage {
     pub runs: Vec<Run>,
     /// Pass as `after` to get the next page; `None` on the last page.
-    pub next: Option<String>,
+    pub next: Option<RunCursor>,
+}
+
+/// Where a page of the runs list ended: the last run's creation time and id, the list's
+/// sort key (newest first, then id). The one format of the cursor everywhere: adapters
+/// read its fields, the API and the CLI pass its [`fmt::Display`] form around unread (41
+/// characters: 16 hex digits of the creation time in nanoseconds, then the run id) and
+/// parse it back with [`RunCursor::parse`]. Runs created after the first page sort before
+/// every cursor, so paging never repeats or misses a run while new ones arrive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCursor {
+    pub created_at: Timestamp,
+    pub id: RunId,
+}
+
+/// A string that is not a cursor a runs list gave out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a runs-list cursor (pass back the `next` of a previous page unchanged)")]
+pub struct CursorError;
+
+impl RunCursor {
+    /// The cursor just after `run` in the list's order.
+    pub fn after(run: &Run) -> Self {
+        Self {
+            created_at: run.created_at,
+            id: run.id.clone(),
+        }
+    }
+
+    pub fn parse(cursor: &str) -> Result<Self, CursorError> {
+        let (time, id) = cursor.split_at_checked(16).ok_or(CursorError)?;
+        let bits = u64::from_str_radix(time, 16).map_err(|_| CursorError)?;
+        let nanos = i64::from_be_bytes(bits.to_be_bytes());
+        Ok(Self {
+            created_at: chrono::DateTime::from_timestamp_nanos(nanos),
+            id: RunId::new(id).map_err(|_| CursorError)?,
+        })
+    }
+}
+
+impl fmt::Display for RunCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bits = u64::from_be_bytes(crate::run::nanos(self.created_at).to_be_bytes());
+        write!(f, "{bits:016x}{}", self.id)
+    }
+}
+
+impl std::str::FromStr for RunCursor {
+    type Err = CursorError;
+    fn from_str(s: &str) -> Result<Self, CursorError> {
+        Self::parse(s)
+    }
 }
 
 /// Runs and their event logs.
@@ -64,8 +116,9 @@ pub trait RunStore: Send + Sync {
     async fn create(&self, run: &Run, events: &[RunEvent]) -> PortResult<Created>;
     async fn get(&self, id: &RunId) -> PortResult<Option<Run>>;
     async fn save(&self, run: &Run, expected_version: u64, events: &[RunEvent]) -> PortResult<()>;
-    /// Newest first (by creation time, then id); `after` is a cursor from a previous page.
-    async fn list(&self, limit: usize, after: Option<&str>) -> PortResult<RunPage>;
+    /// Newest first (by creation time, then id), the runs strictly after `after` (the
+    /// `next` of a previous page) when given.
+    async fn list(&self, limit: usize, after: Option<&RunCursor>) -> PortResult<RunPage>;
     async fn events(&self, id: &RunId) -> PortResult<Vec<RunEvent>>;
     async fn count_by_state(&self) -> PortResult<BTreeMap<PipelineState, u64>>;
     /// In-flight runs whose deadline is at or before `now`, at most `limit` of them.
@@ -240,4 +293,44 @@ impl From<PortError> for HandlerError {
 #[async_trait]
 pub trait MessageHandler: Send + Sync {
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError>;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn cursor(nanos: i64) -> RunCursor {
+        RunCursor {
+            created_at: chrono::DateTime::from_timestamp_nanos(nanos),
+            id: RunId::new("r0123456789abcdef01234567").unwrap(),
+        }
+    }
+
+    #[test]
+    fn cursor_round_trips_through_its_string() {
+        for nanos in [0, 1, 1_764_000_000_123_456_789, -5, i64::MAX, i64::MIN] {
+            let c = cursor(nanos);
+            let s = c.to_string();
+            assert_eq!(s.len(), 41, "{s}");
+            assert_eq!(RunCursor::parse(&s), Ok(c), "{s}");
+        }
+    }
+
+    #[test]
+    fn other_strings_are_not_cursors() {
+        let good = cursor(7).to_string();
+        for bad in [
+            "",
+            "r0123456789abcdef01234567",
+            "1764000000.r0123456789abcdef01234567",
+            &good[..40],
+            &format!("{good}0"),
+            &good.replace('r', "x"),
+            "zzzzzzzzzzzzzzzzr0123456789abcdef01234567",
+            "é",
+        ] {
+            assert_eq!(RunCursor::parse(bad), Err(CursorError), "{bad:?}");
+        }
+    }
 }

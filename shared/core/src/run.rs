@@ -14,6 +14,15 @@ use std::collections::BTreeMap;
 
 pub type Timestamp = DateTime<Utc>;
 
+/// `t` in nanoseconds since the epoch, saturating outside the ±292 years an i64 holds.
+pub fn nanos(t: Timestamp) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub id: RunId,

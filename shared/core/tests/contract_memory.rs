@@ -44,6 +44,11 @@ async fn run_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_store_paging_through_ten_thousand_runs() {
+    contract::run_store_paging(Arc::new(MemoryRunStore::new()), 10_000, 64).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idempotency() {
     contract::idempotency(&MemoryIdempotency::new()).await;
     contract::idempotency_races(Arc::new(MemoryIdempotency::new())).await;

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use vaia_core::ports::{PortError, PortResult};
-use vaia_core::run::Timestamp;
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -256,13 +255,7 @@ pub(crate) fn sql_error(e: rusqlite::Error) -> PortError {
 }
 
 /// A timestamp as nanoseconds since the epoch, saturating outside 1677..2262.
-pub(crate) fn nanos(t: Timestamp) -> i64 {
-    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
-        i64::MIN
-    } else {
-        i64::MAX
-    })
-}
+pub(crate) use vaia_core::run::nanos;
 
 pub(crate) fn duration_nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 use vaia_core::ids::RunId;
-use vaia_core::ports::{Created, PortError, PortResult, RunPage, RunStore};
+use vaia_core::ports::{Created, PortError, PortResult, RunCursor, RunPage, RunStore};
 use vaia_core::run::{Run, RunEvent, Timestamp};
 use vaia_core::state::PipelineState;
 
@@ -64,20 +64,6 @@ fn insert_events(tx: &Connection, id: &RunId, events: &[RunEvent]) -> Result<(),
             })?;
     }
     Ok(())
-}
-
-/// The page cursor: the last run's creation time and id.
-fn cursor(run: &Run) -> String {
-    format!("{}.{}", nanos(run.created_at), run.id)
-}
-
-fn parse_cursor(cursor: &str) -> Result<(i64, RunId), PortError> {
-    let bad = || PortError::Invalid(format!("bad page cursor {cursor:?}"));
-    let (at, id) = cursor.split_once('.').ok_or_else(bad)?;
-    Ok((
-        at.parse().map_err(|_| bad())?,
-        id.parse().map_err(|_| bad())?,
-    ))
 }
 
 static OVERDUE_SQL: LazyLock<String> = LazyLock::new(|| {
@@ -172,8 +158,8 @@ impl RunStore for SqliteRunStore {
         })
     }
 
-    async fn list(&self, limit_: usize, after: Option<&str>) -> PortResult<RunPage> {
-        let after = after.map(parse_cursor).transpose()?;
+    async fn list(&self, limit_: usize, after: Option<&RunCursor>) -> PortResult<RunPage> {
+        let after = after.map(|c| (nanos(c.created_at), c.id.clone()));
         let fetch = limit(limit_).saturating_add(1);
         let mut runs = self.db.call(|c| {
             let mut out = Vec::new();
@@ -206,7 +192,7 @@ impl RunStore for SqliteRunStore {
         })?;
         let next = if runs.len() > limit_ {
             runs.truncate(limit_);
-            runs.last().map(cursor)
+            runs.last().map(RunCursor::after)
         } else {
             None
         };

@@ -89,6 +89,12 @@ async fn run_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_store_paging_through_ten_thousand_runs() {
+    let (_dir, store) = open(Arc::new(SystemClock), 5);
+    contract::run_store_paging(store.runs.clone(), 10_000, 8).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idempotency() {
     let (_dir, store) = open(Arc::new(SystemClock), 5);
     contract::idempotency(store.idempotency.as_ref()).await;

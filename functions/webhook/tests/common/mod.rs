@@ -70,7 +70,7 @@ impl RunStore for Store {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.save(run, expected, events).await
     }
-    async fn list(&self, limit: usize, after: Option<&str>) -> PortResult<RunPage> {
+    async fn list(&self, limit: usize, after: Option<&RunCursor>) -> PortResult<RunPage> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.list(limit, after).await
     }
