@@ -3,9 +3,9 @@ CARGO ?= cargo
 
 .PHONY: demo demo-ci test lint check-tree fmt bench bench-python
 
-## Start a local stack, push five commits through it, show the runs, keep serving.
+## Start a local stack, push the demo's commits through it, show the runs, keep serving.
 demo:
-	$(CARGO) run --quiet -p vaia -- demo
+	$(CARGO) run -p vaia -- demo
 
 ## The same, exiting after it has shown the runs (what CI runs). Built as `make test`
 ## builds (every member with its tests, so the same feature resolution): after the tests

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
+use tower_http::limit::RequestBodyLimitLayer;
 use vaia_api::{ApiError, ApiState};
 use vaia_webhook::{Webhook, WebhookRequest, MAX_BODY_BYTES};
 
@@ -24,18 +25,21 @@ pub struct AppState {
     pub queues: Arc<Vec<String>>,
 }
 
-/// Every route of the local stack, with a JSON 404 for the rest.
+/// Every route of the local stack, every answer JSON (a 404 for unknown paths).
 pub fn router(state: AppState) -> Router {
     let local = Router::new()
         .route(
             "/webhooks/github",
-            post(webhook).layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1)),
+            post(webhook)
+                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(MAX_BODY_BYTES + 1))
+                // Refuses a declared Content-Length over the limit before reading.
+                .layer::<_, std::convert::Infallible>(RequestBodyLimitLayer::new(
+                    MAX_BODY_BYTES + 1,
+                )),
         )
         .route("/metrics", get(metrics))
         .with_state(state.clone());
-    vaia_api::router(state.api)
-        .merge(local)
-        .fallback(vaia_api::not_found)
+    vaia_api::served(vaia_api::router(state.api).merge(local))
 }
 
 async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

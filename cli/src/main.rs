@@ -31,7 +31,7 @@ enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
-    /// Start a local stack, push five commits through it (every gate passing, then a schema, a security and a latency failure) and show what happened.
+    /// Start a local stack, push the demo's commits through it (releases that pass every gate, and a commit failing each gate: prompt, eval, schema, security, latency) and show what happened.
     Demo {
         #[arg(long, default_value_t = 8080)]
         port: u16,

@@ -45,7 +45,7 @@ pub fn webhook_secret_from_env() -> Result<WebhookSecret> {
     let value = std::env::var(SECRET_ENV).with_context(|| {
         format!("{SECRET_ENV} is not set: the webhook cannot verify GitHub's signatures without it")
     })?;
-    WebhookSecret::new(value).context(SECRET_ENV)
+    WebhookSecret::for_deployment(value).context(SECRET_ENV)
 }
 
 /// The ports every handler is built over.
@@ -246,12 +246,7 @@ impl Stack {
             let stop = async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(error = %e, "http server stopped");
-            }
+            crate::serve::serve(listener, app, stop).await;
         }));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "vaia stack up");
         Ok(Stack {

@@ -15,7 +15,7 @@ use vaia::demo::{push_payload, wait_settled};
 use vaia_core::run::EventKind;
 use vaia_core::{CommitSha, ImageDigest, PipelineState, Repository};
 
-const SECRET: &str = "e2e-secret-8c1f";
+const SECRET: &str = "e2e-secret-8c1f-2d9a";
 const V1: &str = include_str!("../../examples/demo/tools-v1.json");
 const V2: &str = include_str!("../../examples/demo/tools-v2.json");
 const V3: &str = include_str!("../../examples/demo/tools-v3-breaking.json");
@@ -271,6 +271,52 @@ async fn bad_requests_change_nothing() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+    // Every refusal is JSON, including those axum's extractors and limits produce, and none
+    // shows where the server keeps its files.
+    let data_dir = dir.path().to_string_lossy().to_string();
+    let long_name = "a".repeat(300);
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            http.put(format!(
+                "{}/api/evidence/octo/support-agent/{}/{long_name}",
+                vaia.url,
+                commit(9)
+            ))
+            .body("x"),
+            400,
+            "at most 255 bytes",
+        ),
+        (
+            http.get(format!("{}/api/runs?limit=many", vaia.url)),
+            400,
+            "limit",
+        ),
+        (
+            http.put(format!(
+                "{}/api/evidence/octo/support-agent/{}/big.json",
+                vaia.url,
+                commit(9)
+            ))
+            .body(vec![b'x'; vaia_api::MAX_EVIDENCE_BYTES + 1]),
+            413,
+            "",
+        ),
+        (http.delete(format!("{}/api/runs", vaia.url)), 405, ""),
+    ];
+    for (req, status, says) in cases {
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), status);
+        let ctype = res.headers()["content-type"].to_str().unwrap().to_string();
+        let body = res.text().await.unwrap();
+        assert!(
+            ctype.starts_with("application/json"),
+            "{status}: {ctype} {body}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let error = v["error"].as_str().unwrap();
+        assert!(error.contains(says), "{status}: {error}");
+        assert!(!error.contains(&data_dir), "{status} shows a path: {error}");
+    }
     assert!(client.runs(10, None).await.unwrap().runs.is_empty());
     let metrics = http
         .get(format!("{}/metrics", vaia.url))
@@ -317,4 +363,131 @@ fn up_without_a_webhook_secret_says_what_is_missing() {
         stderr.contains("VAIA_GITHUB_WEBHOOK_SECRET is not set"),
         "{stderr}"
     );
+}
+
+#[test]
+fn up_with_a_guessable_webhook_secret_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vaia"))
+        .args(["up", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .env("VAIA_GITHUB_WEBHOOK_SECRET", "x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("VAIA_GITHUB_WEBHOOK_SECRET") && stderr.contains("at least 16"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("vaia.db").exists(),
+        "nothing was created before the refusal"
+    );
+}
+
+/// What a hostile or broken client can do to the server: hold a connection with a request
+/// head that never ends, declare a body it never sends, stall inside a body. Each is cut
+/// off within the server's limits; none blocks other clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_oversized_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let vaia = Vaia::start(dir.path());
+    let addr = vaia.url.trim_start_matches("http://").to_string();
+    let evidence = format!("/api/evidence/octo/agent/{}/tools.json", commit(5));
+
+    // A declared body over the limit, with nothing sent: 413 at once, not a wait.
+    let mut big = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PUT {evidence} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        100 * 1024 * 1024
+    );
+    big.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(2), big.read(&mut answer))
+        .await
+        .expect("413 without waiting for the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("application/json"), "{answer}");
+
+    // A head that never ends, and a body that stalls: both end within the timeouts.
+    let mut slow_head = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow_head
+        .write_all(b"GET /api/runs HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut slow_body = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!("PUT {evidence} HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc");
+    slow_body.write_all(head.as_bytes()).await.unwrap();
+    // Meanwhile other clients are served.
+    let client = Client::new(&vaia.url);
+    assert!(client.runs(10, None).await.unwrap().runs.is_empty());
+    let limit = vaia::serve::HEADER_READ_TIMEOUT.max(vaia::serve::BODY_IDLE_TIMEOUT)
+        + Duration::from_secs(5);
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(limit, slow_head.read(&mut buf))
+        .await
+        .expect("a head that never ends is cut off")
+        .unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
+    let n = tokio::time::timeout(limit, slow_body.read(&mut buf))
+        .await
+        .expect("a stalled body is cut off")
+        .unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        n == 0 || text.starts_with("HTTP/1.1 4"),
+        "a stalled body is refused: {text}"
+    );
+    // Nothing of the stalled upload was stored.
+    let key = format!("{}/blobs{evidence}", dir.path().display());
+    assert!(!std::path::Path::new(&key.replace("/api/evidence", "/evidence")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_bundle_refuses_changes_and_operator_fields_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let vaia = Vaia::start(dir.path());
+    let client = Client::new(&vaia.url);
+    let repo = Repository::new("octo/agent").unwrap();
+    let run = push(&client, &repo, &commit(7), "s-1").await;
+    upload(&client, &repo, &commit(7), V1).await;
+    let http = reqwest::Client::new();
+    let url = |file: &str| format!("{}/api/evidence/octo/agent/{}/{file}", vaia.url, commit(7));
+    // The manifest is in: an identical re-upload (a retried CI step) is fine, a change is
+    // refused, and so is a new file.
+    let same = http.put(url("tools.json")).body(V1).send().await.unwrap();
+    assert_eq!(same.status(), 200);
+    for (file, body) in [("tools.json", V2), ("extra.json", "{}")] {
+        let res = http.put(url(file)).body(body).send().await.unwrap();
+        assert_eq!(res.status(), 409, "{file}");
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert!(v["error"].as_str().unwrap().contains("sealed"), "{v}");
+    }
+    let stored = std::fs::read(dir.path().join(format!(
+        "blobs/evidence/octo/agent/{}/tools.json",
+        commit(7)
+    )))
+    .unwrap();
+    assert_eq!(stored, V1.as_bytes(), "the sealed file is unchanged");
+
+    // Operator requests: a name, not a document.
+    let long_actor = "a".repeat(vaia_api::MAX_ACTOR_BYTES + 1);
+    for body in [
+        serde_json::json!({"actor": long_actor}),
+        serde_json::json!({"actor": "eve\nINFO forged"}),
+        serde_json::json!({"reason": "r".repeat(vaia_api::MAX_REASON_BYTES + 1)}),
+    ] {
+        let res = http
+            .post(format!("{}/api/runs/{run}/rollback", vaia.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{body}");
+    }
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tower_http::limit::RequestBodyLimitLayer;
 use vaia_core::messages::{send_signal, Signal};
 use vaia_core::ports::{BlobStore, PortError, Queue, RunCursor, RunStore};
 use vaia_core::run::{Run, RunEvent};
@@ -23,6 +24,12 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Largest evidence file accepted by `PUT /api/evidence/...`.
 pub const MAX_EVIDENCE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest evidence bundle (all files of one commit together).
+pub const MAX_BUNDLE_BYTES: u64 = 256 * 1024 * 1024;
+/// Uploads held in memory at once; more wait their turn (TCP holds the rest of their
+/// bodies back), so uploads need at most this many times [`MAX_EVIDENCE_BYTES`].
+pub const CONCURRENT_UPLOADS: usize = 2;
+static UPLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_UPLOADS);
 
 /// The ports the API reads and writes through.
 #[derive(Clone)]
@@ -32,8 +39,8 @@ pub struct ApiState {
     pub queue: Arc<dyn Queue>,
 }
 
-/// The `/api` routes and `/healthz`, without a fallback (add [`not_found`] where the
-/// router is served, after merging any other routes).
+/// The `/api` routes and `/healthz`, without a fallback (serve them through [`served`],
+/// after merging any other routes).
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/runs", get(list_runs))
@@ -42,7 +49,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/runs/{id}/rollback", post(rollback))
         .route(
             "/api/evidence/{owner}/{repo}/{commit}/{file}",
-            put(upload_evidence).layer(DefaultBodyLimit::max(MAX_EVIDENCE_BYTES)),
+            put(upload_evidence)
+                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(MAX_EVIDENCE_BYTES))
+                // Refuses a declared Content-Length over the limit before reading.
+                .layer::<_, std::convert::Infallible>(RequestBodyLimitLayer::new(
+                    MAX_EVIDENCE_BYTES,
+                )),
         )
         .route("/api/openapi.json", get(openapi))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -58,14 +70,22 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A storage fault is the server's business: the caller learns whether to retry, the log
+/// gets the detail (which may name paths, tables or buckets).
 impl From<PortError> for ApiError {
     fn from(e: PortError) -> Self {
-        let status = if e.is_retryable() {
-            StatusCode::SERVICE_UNAVAILABLE
+        tracing::error!(error = %e, "storage error answering an API request");
+        if e.is_retryable() {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage is unavailable; retry later".into(),
+            )
         } else {
-            StatusCode::INTERNAL_SERVER_ERROR
-        };
-        ApiError(status, e.to_string())
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error reading or writing storage (logged)".into(),
+            )
+        }
     }
 }
 
@@ -202,11 +222,30 @@ struct ActionBody {
     reason: Option<String>,
 }
 
+/// Longest `actor` of an operator request, in bytes: a name, not a document.
+pub const MAX_ACTOR_BYTES: usize = 128;
+/// Longest `reason` of an operator request, in bytes.
+pub const MAX_REASON_BYTES: usize = 2048;
+
 fn action_body(body: &Bytes) -> Result<ActionBody, ApiError> {
     if body.is_empty() {
         return Ok(ActionBody::default());
     }
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("request body: {e}")))
+    let b: ActionBody =
+        serde_json::from_slice(body).map_err(|e| bad_request(format!("request body: {e}")))?;
+    let check = |field: &str, value: Option<&str>, max: usize| match value {
+        Some(v) if v.len() > max => Err(bad_request(format!(
+            "request body: $.{field} is {} bytes, at most {max} are accepted",
+            v.len()
+        ))),
+        Some(v) if v.chars().any(char::is_control) && field == "actor" => Err(bad_request(
+            format!("request body: $.{field} must not contain control characters"),
+        )),
+        _ => Ok(()),
+    };
+    check("actor", b.actor.as_deref(), MAX_ACTOR_BYTES)?;
+    check("reason", b.reason.as_deref(), MAX_REASON_BYTES)?;
+    Ok(b)
 }
 
 async fn operator_signal(
@@ -261,16 +300,71 @@ async fn rollback(
     .await
 }
 
+/// Stores one file of an evidence bundle. A bundle whose manifest is stored is sealed:
+/// the registry verifies it as uploaded, and later writes could change what gates judge, so
+/// only a byte-identical re-upload (a retried CI step) is accepted. A bundle may hold
+/// [`MAX_BUNDLE_BYTES`] in all.
 async fn upload_evidence(
     State(s): State<ApiState>,
     Path((owner, repo, commit, file)): Path<(String, String, String, String)>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let repo = Repository::new(format!("{owner}/{repo}"))
         .map_err(|e| bad_request(format!("path: {e}")))?;
     let commit = CommitSha::new(commit).map_err(|e| bad_request(format!("path: {e}")))?;
     let key =
         BlobKey::evidence(&repo, &commit, &file).map_err(|e| bad_request(format!("path: {e}")))?;
+    let _permit = UPLOADS
+        .acquire()
+        .await
+        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()))?;
+    let body = axum::body::to_bytes(body, MAX_EVIDENCE_BYTES)
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "{file}: reading the body failed or it is over {MAX_EVIDENCE_BYTES} bytes: {e}"
+                ),
+            )
+        })?;
+    let manifest = BlobKey::evidence(&repo, &commit, vaia_core::evidence::MANIFEST_FILE)
+        .map_err(|e| bad_request(format!("path: {e}")))?;
+    if s.blobs.get(&manifest).await?.is_some() {
+        return match s.blobs.get(&key).await? {
+            Some(stored) if stored == body => Ok((
+                StatusCode::OK,
+                Json(json!({"key": key, "size": body.len(), "unchanged": true})),
+            )
+                .into_response()),
+            _ => Err(ApiError(
+                StatusCode::CONFLICT,
+                format!(
+                    "the evidence bundle of {repo}@{commit} is sealed (its manifest is \
+                     uploaded): {file} cannot change; push a new commit instead"
+                ),
+            )),
+        };
+    }
+    let prefix = format!("evidence/{repo}/{commit}/");
+    let others: u64 = s
+        .blobs
+        .list(&prefix)
+        .await?
+        .iter()
+        .filter(|b| b.key != key)
+        .map(|b| b.size)
+        .sum();
+    if others + body.len() as u64 > MAX_BUNDLE_BYTES {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the evidence bundle of {repo}@{commit} would hold {} bytes, over its quota \
+                 of {MAX_BUNDLE_BYTES}",
+                others + body.len() as u64
+            ),
+        ));
+    }
     let event = s.blobs.put(&key, &body).await?;
     Ok((
         StatusCode::CREATED,
@@ -286,4 +380,43 @@ async fn openapi() -> Response {
 /// A 404 body for unknown paths, so every answer of the API is JSON.
 pub async fn not_found() -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "no such route".into())
+}
+
+/// `app` as it is served: a JSON 404 for unknown paths, and every error answer in JSON
+/// (`{"error": ...}`), including the plain-text rejections axum's extractors and layers
+/// produce (a bad query string, a body over its limit, a wrong method).
+pub fn served(app: Router) -> Router {
+    app.fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+/// Largest plain-text error body turned into JSON; rejections are a line or two.
+const MAX_REJECTION_BYTES: usize = 16 * 1024;
+
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_REJECTION_BYTES).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).trim().to_string(),
+        _ => parts
+            .status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_string(),
+    };
+    let mut out = ApiError(status, text).into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }

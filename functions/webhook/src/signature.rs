@@ -28,10 +28,20 @@ pub struct WebhookSecret {
     mac: HmacSha256,
 }
 
+/// The shortest secret a deployment accepts. GitHub asks for "a random string with high
+/// entropy"; 16 bytes is the floor below which guessing it offline from one signed
+/// delivery is practical.
+pub const MIN_SECRET_BYTES: usize = 16;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
     #[error("the webhook secret is empty")]
     Empty,
+    #[error(
+        "the webhook secret is {len} bytes; use at least {MIN_SECRET_BYTES} random bytes \
+         (e.g. `openssl rand -hex 32`), on the GitHub webhook and here"
+    )]
+    TooShort { len: usize },
 }
 
 impl WebhookSecret {
@@ -44,6 +54,16 @@ impl WebhookSecret {
         // unwrap.
         let mac = HmacSha256::new_from_slice(secret.as_bytes()).map_err(|_| SecretError::Empty)?;
         Ok(Self { mac })
+    }
+
+    /// A deployment's secret: as [`WebhookSecret::new`], refusing one shorter than
+    /// [`MIN_SECRET_BYTES`] (the error never shows the secret).
+    pub fn for_deployment(secret: impl Into<String>) -> Result<Self, SecretError> {
+        let secret = secret.into();
+        if !secret.is_empty() && secret.len() < MIN_SECRET_BYTES {
+            return Err(SecretError::TooShort { len: secret.len() });
+        }
+        Self::new(secret)
     }
 
     /// The `X-Hub-Signature-256` value GitHub would send for `body`. For tests, benches
@@ -193,5 +213,18 @@ mod tests {
         assert_eq!(format!("{secret:?}"), "***");
         assert_eq!(format!("{secret}"), "***");
         assert!(matches!(WebhookSecret::new(""), Err(SecretError::Empty)));
+        for short in ["§", "hunter2", "fifteen-bytes.."] {
+            let err = WebhookSecret::for_deployment(short).unwrap_err();
+            assert_eq!(err, SecretError::TooShort { len: short.len() });
+            assert!(
+                !err.to_string().contains(short),
+                "the error shows the secret"
+            );
+        }
+        assert!(WebhookSecret::for_deployment("sixteen-bytes..!").is_ok());
+        assert!(matches!(
+            WebhookSecret::for_deployment(""),
+            Err(SecretError::Empty)
+        ));
     }
 }

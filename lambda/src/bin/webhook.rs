@@ -25,7 +25,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         p.idempotency.clone(),
         p.queue.clone(),
         p.clock.clone(),
-        WebhookSecret::new(secret)?,
+        WebhookSecret::for_deployment(secret)?,
         Policy::default(),
     ));
     lambda_http::run(service_fn(move |req: Request| {

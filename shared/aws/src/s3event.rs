@@ -3,7 +3,8 @@
 //!
 //! Lenient where S3-compatible servers are: records without `userIdentity`,
 //! `requestParameters` or `responseElements` are completed with empty values before
-//! parsing. Keys are URL-decoded (S3 encodes them form-style: `%2F`, `+` for a space).
+//! parsing, and an `eventTime` without a zone (moto 5.2.1 sends
+//! `2026-12-02T13:02:33.600287`) is read as UTC. Keys are URL-decoded (S3 encodes them form-style: `%2F`, `+` for a space).
 //! A missing sequencer falls back to the eTag. The `s3:TestEvent` S3 sends when a notification is configured is recognised and
 //! yields no objects. Only `ObjectCreated:*` records produce objects.
 
@@ -88,6 +89,17 @@ fn complete(mut v: Value) -> Value {
                 obj.entry("requestParameters")
                     .or_insert_with(|| json!({"sourceIPAddress": ""}));
                 obj.entry("responseElements").or_insert_with(|| json!({}));
+                // S3 writes `eventTime` as ISO 8601 in UTC with a `Z`; moto before 5.2.5
+                // (and other S3-compatible servers) leave the zone out, which a strict
+                // parse refuses ("premature end of input"). vaia does not use the time:
+                // read a zone-less one as UTC rather than refuse the object.
+                if let Some(Value::String(at)) = obj.get_mut("eventTime") {
+                    if chrono::DateTime::parse_from_rfc3339(at).is_err()
+                        && chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+                    {
+                        at.push('Z');
+                    }
+                }
             }
         }
     }
@@ -193,6 +205,25 @@ mod tests {
             objs[0].idempotency_key(),
             "s3:art/evidence/octo/agent/abc/manifest.json@0A1B"
         );
+    }
+
+    #[test]
+    fn zone_less_event_time_as_moto_5_2_1_sends_it() {
+        // Captured from moto 5.2.1 (S3 put → SQS): no `Z`, microseconds, no sequencer.
+        let body = r#"{"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventTime": "2026-12-02T13:02:33.600287", "eventName": "ObjectCreated:Put", "s3": {"s3SchemaVersion": "1.0", "configurationId": "T5PG", "bucket": {"name": "bucket-one", "arn": "arn:aws:s3:::bucket-one"}, "object": {"key": "evidence%2Fo%2Fr%2Fsha%2Fmanifest.json", "size": 5, "eTag": "5d41402abc4b2a76b9719d911017c592"}}}]}"#;
+        let S3Notification::Objects(objs) = parse_notification(body).unwrap() else {
+            panic!("objects expected");
+        };
+        assert_eq!(
+            objs[0].created.key.as_str(),
+            "evidence/o/r/sha/manifest.json"
+        );
+        // A time that is no time at all is still refused.
+        let bad = body.replace("2026-12-02T13:02:33.600287", "yesterday");
+        assert!(matches!(
+            parse_notification(&bad),
+            Err(S3EventError::Shape(_))
+        ));
     }
 
     #[test]

@@ -190,6 +190,10 @@ string_newtype!(BlobKey, "blob key", |s| {
         if seg.is_empty() || seg == "." || seg == ".." {
             return Err("segments must be non-empty and not '.' or '..'");
         }
+        // A file name on every filesystem the local store may use (NAME_MAX).
+        if seg.len() > 255 {
+            return Err("segments must be at most 255 bytes");
+        }
         if !seg.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'+' | b'=')
         }) {

@@ -20,7 +20,8 @@ use vaia_core::messages::ObjectCreated;
 use vaia_core::ports::{BlobMeta, BlobStore, PortError, PortResult, Queue};
 
 /// The directory of in-progress writes, inside the root.
-const TMP_DIR: &str = "~tmp";
+/// Where writes are staged before they are linked into place (not a blob).
+pub(crate) const TMP_DIR: &str = "~tmp";
 
 pub struct FsBlobStore {
     notify: Option<(Arc<dyn Queue>, String)>,

@@ -62,6 +62,13 @@ pub enum LocalError {
     },
     #[error("database {} could not be put in WAL mode (journal_mode is {mode})", path.display())]
     NotWal { path: PathBuf, mode: String },
+    #[error(
+        "database {} is empty, but {} holds blobs of an earlier store: the runs that go with \
+         them are gone. Restore the database, or start with another data directory",
+        db.display(),
+        blobs.display()
+    )]
+    EmptyDatabaseBesideBlobs { db: PathBuf, blobs: PathBuf },
 }
 
 /// How the local store behaves; the defaults suit `vaia up`.
@@ -105,6 +112,26 @@ pub struct LocalStore {
     pub blobs: Arc<FsBlobStore>,
 }
 
+/// A database file truncated to nothing (a failed copy, a disk that filled) would open as
+/// a new, empty store and silently orphan every blob beside it: refuse that. A missing
+/// database is a new store; an empty one with no blobs (a fresh directory) is too.
+fn refuse_empty_database_beside_blobs(db: &Path, blobs: &Path) -> Result<(), LocalError> {
+    let empty_db = std::fs::metadata(db).is_ok_and(|m| m.is_file() && m.len() == 0);
+    if !empty_db {
+        return Ok(());
+    }
+    let has_blobs = std::fs::read_dir(blobs).is_ok_and(|mut entries| {
+        entries.any(|e| e.is_ok_and(|e| e.file_name() != std::ffi::OsStr::new(blobs::TMP_DIR)))
+    });
+    if has_blobs {
+        return Err(LocalError::EmptyDatabaseBesideBlobs {
+            db: db.to_path_buf(),
+            blobs: blobs.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 impl LocalStore {
     /// Creates `data_dir` if needed, opens (and migrates) `vaia.db` and the blob directory.
     pub fn open(data_dir: &Path, opts: LocalOptions) -> Result<Self, LocalError> {
@@ -113,10 +140,12 @@ impl LocalStore {
             move |source| LocalError::Io { path, source }
         };
         std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
-        let db = Arc::new(Db::open(&data_dir.join(DB_FILE), opts.busy_timeout)?);
+        let db_path = data_dir.join(DB_FILE);
+        let blob_dir = data_dir.join(BLOB_DIR);
+        refuse_empty_database_beside_blobs(&db_path, &blob_dir)?;
+        let db = Arc::new(Db::open(&db_path, opts.busy_timeout)?);
         let queue = Arc::new(SqliteQueue::new(db.clone(), opts.clock, opts.queue));
         let notify: Arc<dyn Queue> = queue.clone();
-        let blob_dir = data_dir.join(BLOB_DIR);
         let blobs = FsBlobStore::open(&blob_dir, Some((notify, queues::BLOB_EVENTS.into())))
             .map_err(io(&blob_dir))?;
         Ok(Self {

@@ -287,3 +287,35 @@ async fn release_in_flight_hands_back_a_crashed_process_deliveries() {
     q.delete("work", &held[0].receipt).await.expect("delete");
     assert_eq!(q.depth("work").await.expect("depth").in_flight, 2);
 }
+
+#[tokio::test]
+async fn an_empty_database_beside_blobs_is_refused_not_started_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(base_time()));
+    {
+        let store = LocalStore::open(dir.path(), opts(clock.clone())).expect("open");
+        let key = vaia_core::BlobKey::new("evidence/o/r/file.json").expect("key");
+        store.blobs.put(&key, b"{}").await.expect("put");
+    }
+    // The database is truncated to nothing (a failed copy, a full disk).
+    let db = dir.path().join(vaia_local::DB_FILE);
+    for suffix in ["", "-wal", "-shm"] {
+        let p = dir.path().join(format!("{}{suffix}", vaia_local::DB_FILE));
+        if p.exists() {
+            std::fs::write(&p, b"").expect("truncate");
+        }
+    }
+    let Err(err) = LocalStore::open(dir.path(), opts(clock.clone())) else {
+        panic!("an empty database beside blobs is refused");
+    };
+    let msg = err.to_string();
+    assert!(msg.contains("is empty") && msg.contains("blobs"), "{msg}");
+    assert_eq!(
+        std::fs::metadata(&db).expect("db").len(),
+        0,
+        "nothing was written"
+    );
+    // A fresh directory (no database, no blobs) still opens.
+    let fresh = tempfile::tempdir().expect("tempdir");
+    LocalStore::open(fresh.path(), opts(clock)).expect("a new store opens");
+}
