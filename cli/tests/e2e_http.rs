@@ -7,103 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use vaia::client::Client;
 use vaia::demo::{push_payload, wait_settled};
 use vaia_core::run::EventKind;
 use vaia_core::{CommitSha, ImageDigest, PipelineState, Repository};
 
-const SECRET: &str = "e2e-secret-8c1f-2d9a";
-const V1: &str = include_str!("../../examples/demo/tools-v1.json");
-const V2: &str = include_str!("../../examples/demo/tools-v2.json");
-const V3: &str = include_str!("../../examples/demo/tools-v3-breaking.json");
-const TRIVY: &str = include_str!("../../examples/demo/trivy-clean.json");
-const LOCUST: &str = include_str!("../../shared/gates/tests/fixtures/locust/good_stats.csv");
-/// The default gates, with a fixed production p95 instead of a Prometheus.
-/// The tools and release gates with a fixed latency baseline; the agent gates, which
-/// need the example agent's evidence, are exercised by the demo and tests/agent_gates.rs.
-const POLICY: &str =
-    "[stages]\nci = [\"schema\", \"security\", \"latency\"]\n\n[latency]\nbaseline_p95_ms = 150.0\n";
-
-struct Vaia {
-    child: Child,
-    url: String,
-}
-
-impl Vaia {
-    /// Starts `vaia up` on a free port and waits until it says where it listens.
-    /// Runs with a schema-only policy: these runs upload tool definitions alone.
-    fn start(data_dir: &std::path::Path) -> Vaia {
-        let policy = data_dir.join("vaia.toml");
-        std::fs::write(&policy, POLICY).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vaia"))
-            .args(["up", "--port", "0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--policy")
-            .arg(&policy)
-            .env("VAIA_GITHUB_WEBHOOK_SECRET", SECRET)
-            .env_remove("VAIA_PROMETHEUS_URL")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn vaia up");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("vaia is up on ") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("vaia up did not start");
-        Vaia { child, url }
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Vaia {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn commit(n: u8) -> CommitSha {
-    CommitSha::new(format!("{:02x}", n).repeat(20)).unwrap()
-}
-
-async fn push(client: &Client, repo: &Repository, sha: &CommitSha, delivery: &str) -> String {
-    let body = push_payload(repo, sha).unwrap();
-    let (status, answer) = client
-        .send_webhook(SECRET, "push", delivery, &body)
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{answer}");
-    answer["run_id"].as_str().unwrap().to_string()
-}
-
-async fn upload(client: &Client, repo: &Repository, sha: &CommitSha, tools: &str) {
-    let image = ImageDigest::new(format!("sha256:{}", "ab".repeat(32))).unwrap();
-    let files = vec![
-        ("tools.json".to_string(), tools.as_bytes().to_vec()),
-        ("trivy.json".to_string(), TRIVY.as_bytes().to_vec()),
-        ("locust_stats.csv".to_string(), LOCUST.as_bytes().to_vec()),
-    ];
-    client
-        .upload_evidence(repo, sha, &image, None, &files)
-        .await
-        .unwrap();
-}
+mod support;
+use support::*;
 
 fn states(detail: &vaia::api::RunDetail) -> Vec<PipelineState> {
     let mut out = vec![PipelineState::Idle];

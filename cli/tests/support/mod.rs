@@ -1,0 +1,100 @@
+//! What the end-to-end tests over HTTP share: a real `vaia up` process on a free port and
+//! a temporary data directory, and the pushes and uploads GitHub and an agent's CI make.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use vaia::client::Client;
+use vaia::demo::push_payload;
+use vaia_core::{CommitSha, ImageDigest, Repository};
+
+pub const SECRET: &str = "e2e-secret-8c1f-2d9a";
+pub const V1: &str = include_str!("../../../examples/demo/tools-v1.json");
+pub const V2: &str = include_str!("../../../examples/demo/tools-v2.json");
+pub const V3: &str = include_str!("../../../examples/demo/tools-v3-breaking.json");
+pub const TRIVY: &str = include_str!("../../../examples/demo/trivy-clean.json");
+pub const LOCUST: &str = include_str!("../../../shared/gates/tests/fixtures/locust/good_stats.csv");
+/// The default gates, with a fixed production p95 instead of a Prometheus.
+/// The tools and release gates with a fixed latency baseline; the agent gates, which
+/// need the example agent's evidence, are exercised by the demo and tests/agent_gates.rs.
+pub const POLICY: &str =
+    "[stages]\nci = [\"schema\", \"security\", \"latency\"]\n\n[latency]\nbaseline_p95_ms = 150.0\n";
+
+pub struct Vaia {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Vaia {
+    /// Starts `vaia up` on a free port and waits until it says where it listens.
+    /// Runs with a schema-only policy: these runs upload tool definitions alone.
+    pub fn start(data_dir: &std::path::Path) -> Vaia {
+        let policy = data_dir.join("vaia.toml");
+        std::fs::write(&policy, POLICY).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vaia"))
+            .args(["up", "--port", "0", "--data-dir"])
+            .arg(data_dir)
+            .arg("--policy")
+            .arg(&policy)
+            .env("VAIA_GITHUB_WEBHOOK_SECRET", SECRET)
+            .env_remove("VAIA_PROMETHEUS_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vaia up");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("vaia is up on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("vaia up did not start");
+        Vaia { child, url }
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Vaia {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn commit(n: u8) -> CommitSha {
+    CommitSha::new(format!("{:02x}", n).repeat(20)).unwrap()
+}
+
+pub async fn push(client: &Client, repo: &Repository, sha: &CommitSha, delivery: &str) -> String {
+    let body = push_payload(repo, sha).unwrap();
+    let (status, answer) = client
+        .send_webhook(SECRET, "push", delivery, &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{answer}");
+    answer["run_id"].as_str().unwrap().to_string()
+}
+
+pub async fn upload(client: &Client, repo: &Repository, sha: &CommitSha, tools: &str) {
+    let image = ImageDigest::new(format!("sha256:{}", "ab".repeat(32))).unwrap();
+    let files = vec![
+        ("tools.json".to_string(), tools.as_bytes().to_vec()),
+        ("trivy.json".to_string(), TRIVY.as_bytes().to_vec()),
+        ("locust_stats.csv".to_string(), LOCUST.as_bytes().to_vec()),
+    ];
+    client
+        .upload_evidence(repo, sha, &image, None, &files)
+        .await
+        .unwrap();
+}
