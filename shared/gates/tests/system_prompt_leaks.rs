@@ -107,7 +107,9 @@ fn plant(encoding: &str, secret: &str, filler: &str, prefix: &str) -> String {
                 .collect();
             format!("{filler}\n{}", lines.join("\n"))
         }
-        "json_escaped" => serde_json::json!({ "answer": format!("{filler}\n{payload}") }).to_string(),
+        "json_escaped" => {
+            serde_json::json!({ "answer": format!("{filler}\n{payload}") }).to_string()
+        }
         "json_base64" => {
             // A JSON document whose string holds the base64 split in escaped lines.
             let text = wrap(&b64.encode(&payload), 50).join("\n");
@@ -191,7 +193,11 @@ fn the_detector_names_the_encoding_and_the_share_found() {
             .find(|l| l.secret == "system_prompt")
             .unwrap_or_else(|| panic!("{encoding}: no leak"));
         assert_eq!(leak.detector.as_str(), detector, "{encoding}");
-        assert!(leak.overlap.unwrap() >= 0.9, "{encoding}: {:?}", leak.overlap);
+        assert!(
+            leak.overlap.unwrap() >= 0.9,
+            "{encoding}: {:?}",
+            leak.overlap
+        );
         assert!(leak.start < leak.end && leak.end <= text.len());
     }
 }
@@ -216,7 +222,11 @@ fn no_leak_without_the_system_prompt() {
             if i != j {
                 for encoding in ["plain", "base64", "hex"] {
                     let text = plant(encoding, other, "", "");
-                    assert!(!leaked(s, &text), "{} flagged on {name} ({encoding})", PROMPTS[i].0);
+                    assert!(
+                        !leaked(s, &text),
+                        "{} flagged on {name} ({encoding})",
+                        PROMPTS[i].0
+                    );
                 }
             }
         }

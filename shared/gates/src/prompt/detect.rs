@@ -142,7 +142,11 @@ fn encodings(secret: &str) -> Vec<(View, String, Detector)> {
     // Too few letters to stand out once punctuation and spaces are gone.
     if alnum.len() >= MIN_CANARY_LETTERS {
         out.push((View::Letters, rot13(&alnum), Detector::Rot13));
-        out.push((View::Letters, alnum.chars().rev().collect(), Detector::Reversed));
+        out.push((
+            View::Letters,
+            alnum.chars().rev().collect(),
+            Detector::Reversed,
+        ));
         out.push((View::Letters, alnum, Detector::Spaced));
     }
     out.retain(|(_, p, _)| !p.is_empty());
