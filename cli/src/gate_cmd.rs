@@ -2,8 +2,9 @@
 //! exit code contract 0 pass, 1 fail, 2 bad input or usage, 3 inconclusive or error.
 
 use std::path::{Path, PathBuf};
-use vaia_core::policy::{Aggregate, Policy};
+use vaia_core::policy::{bounds, Aggregate, Policy};
 use vaia_gates::latency::{self, prometheus::PrometheusHttp, Baseline, BaselineQuery};
+use vaia_gates::limits::{self, Limit};
 use vaia_gates::schema::{self, Input, SchemaOptions};
 use vaia_gates::security::{self, SecurityOptions};
 
@@ -12,11 +13,8 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 /// A problem with the command's input: printed on stderr, exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum BadInput {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] limits::LimitError),
     #[error(transparent)]
     Policy(#[from] vaia_core::policy::PolicyError),
     #[error(transparent)]
@@ -38,18 +36,20 @@ pub enum BadInput {
     Usage(String),
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, BadInput> {
-    std::fs::read(path).map_err(|source| BadInput::Read {
-        path: path.display().to_string(),
-        source,
-    })
+/// Reads `path` within `limit` (checked before reading: bad input, exit 2, naming both).
+fn read(path: &Path, limit: Limit) -> Result<Vec<u8>, BadInput> {
+    Ok(limit.read(path)?)
+}
+
+fn read_text(path: &Path, limit: Limit) -> Result<String, BadInput> {
+    Ok(limit.read_text(path)?)
 }
 
 pub fn load_policy(path: Option<&Path>) -> Result<Policy, BadInput> {
     match path {
         None => Ok(Policy::default()),
         Some(p) => {
-            let text = String::from_utf8_lossy(&read(p)?).into_owned();
+            let text = read_text(p, limits::SMALL_TEXT)?;
             Ok(Policy::from_toml(&text, &p.display().to_string())?)
         }
     }
@@ -63,8 +63,8 @@ pub fn schema(
     policy: Option<&Path>,
 ) -> Result<(String, i32), BadInput> {
     let policy = load_policy(policy)?;
-    let cand_bytes = read(candidate)?;
-    let base_bytes = baseline.map(read).transpose()?;
+    let cand_bytes = read(candidate, limits::TOOLS)?;
+    let base_bytes = baseline.map(|p| read(p, limits::TOOLS)).transpose()?;
     let cand_origin = candidate.display().to_string();
     let base_origin = baseline
         .map(|p| p.display().to_string())
@@ -116,12 +116,16 @@ pub fn security(args: &SecurityArgs) -> Result<(String, i32), BadInput> {
         args.ignore_unfixed || policy.security.ignore_unfixed,
         chrono::Utc::now().date_naive(),
     )?;
-    let report = read(&args.report)?;
-    let base = args.base_report.as_deref().map(read).transpose()?;
+    let report = read(&args.report, limits::TRIVY_REPORT)?;
+    let base = args
+        .base_report
+        .as_deref()
+        .map(|p| read(p, limits::TRIVY_REPORT))
+        .transpose()?;
     let ignores = args
         .ignore
         .iter()
-        .map(|p| Ok((p.display().to_string(), read(p)?)))
+        .map(|p| Ok((p.display().to_string(), read(p, limits::TRIVY_IGNORE)?)))
         .collect::<Result<Vec<_>, BadInput>>()?;
     let report_origin = args.report.display().to_string();
     let base_origin = args
@@ -186,18 +190,10 @@ pub async fn latency(args: &LatencyArgs) -> Result<(String, i32), BadInput> {
         min_requests: args.min_requests.unwrap_or(lp.min_requests),
         max_failure_ratio: args.max_failure_ratio.unwrap_or(lp.max_failure_ratio),
     };
-    if !(opts.max_regression.is_finite() && opts.max_regression >= 0.0) {
-        return Err(BadInput::Usage(format!(
-            "--max-regression {}: must be a fraction ≥ 0 (0.15 is 15 %)",
-            opts.max_regression
-        )));
-    }
-    if !(0.0..=1.0).contains(&opts.max_failure_ratio) {
-        return Err(BadInput::Usage(format!(
-            "--max-failure-ratio {}: must be between 0 and 1",
-            opts.max_failure_ratio
-        )));
-    }
+    bounds::max_regression(opts.max_regression)
+        .map_err(|e| BadInput::Usage(format!("--max-regression: {e}")))?;
+    bounds::max_failure_ratio(opts.max_failure_ratio)
+        .map_err(|e| BadInput::Usage(format!("--max-failure-ratio: {e}")))?;
     let aggregate = match &args.aggregate {
         None => lp.aggregate,
         Some(a) => Aggregate::parse(a).ok_or_else(|| {
@@ -209,7 +205,7 @@ pub async fn latency(args: &LatencyArgs) -> Result<(String, i32), BadInput> {
     } else {
         args.endpoints.clone()
     };
-    let bytes = read(&args.locust_stats)?;
+    let bytes = read(&args.locust_stats, limits::LOCUST_CSV)?;
     let origin = args.locust_stats.display().to_string();
     let candidate = latency::locust::parse(&origin, &bytes, &endpoints)?;
     let fixed = args.baseline_p95_ms.or(if args.prometheus.is_none() {
@@ -219,12 +215,9 @@ pub async fn latency(args: &LatencyArgs) -> Result<(String, i32), BadInput> {
     });
     let baseline = match (fixed, &args.prometheus) {
         (Some(ms), _) => {
-            if !(ms.is_finite() && ms > 0.0) {
-                return Err(BadInput::Usage(format!(
-                    "--baseline-p95-ms {ms}: must be a positive number of milliseconds"
-                )));
-            }
-            Baseline::Fixed { p95_ms: ms }
+            let p95_ms = bounds::baseline_p95_ms(ms)
+                .map_err(|e| BadInput::Usage(format!("--baseline-p95-ms: {e}")))?;
+            Baseline::Fixed { p95_ms }
         }
         (None, Some(url)) => {
             let query = BaselineQuery {
@@ -280,16 +273,12 @@ pub struct PromptArgs {
     pub save_responses: Option<std::path::PathBuf>,
 }
 
-fn read_text(path: &Path) -> Result<String, BadInput> {
-    Ok(String::from_utf8_lossy(&read(path)?).into_owned())
-}
-
 /// Runs the prompt gate; returns the verdict JSON and the exit code.
 pub async fn prompt(args: PromptArgs) -> Result<(String, i32), BadInput> {
     use vaia_gates::prompt::{self, target, PromptOptions};
     let policy = load_policy(args.policy.as_deref())?;
     let corpus = match &args.corpus {
-        Some(p) => prompt::parse_corpus(&p.display().to_string(), &read_text(p)?)?,
+        Some(p) => prompt::parse_corpus(&p.display().to_string(), &read_text(p, limits::CORPUS)?)?,
         None => prompt::parse_corpus("builtin corpus", prompt::BUILTIN_CORPUS)?,
     };
     let responses = match (&args.target, &args.responses) {
@@ -298,11 +287,13 @@ pub async fn prompt(args: PromptArgs) -> Result<(String, i32), BadInput> {
                 "give exactly one of --target URL and --responses FILE".into(),
             ))
         }
-        (None, Some(p)) => prompt::parse_responses(&p.display().to_string(), &read_text(p)?)?,
+        (None, Some(p)) => {
+            prompt::parse_responses(&p.display().to_string(), &read_text(p, limits::RESPONSES)?)?
+        }
         (Some(url), None) => {
             let mut cfg = target::TargetConfig::chat_completions(url.clone());
             if let Some(t) = &args.template {
-                cfg.template = serde_json::from_str(&read_text(t)?)
+                cfg.template = serde_json::from_str(&read_text(t, limits::SMALL_TEXT)?)
                     .map_err(|e| BadInput::Usage(format!("{}: not JSON: {e}", t.display())))?;
             }
             if let Some(p) = &args.reply_pointer {
@@ -323,7 +314,7 @@ pub async fn prompt(args: PromptArgs) -> Result<(String, i32), BadInput> {
             out.push_str(&line.to_string());
             out.push('\n');
         }
-        std::fs::write(path, out).map_err(|source| BadInput::Read {
+        std::fs::write(path, out).map_err(|source| BadInput::Write {
             path: path.display().to_string(),
             source,
         })?;
@@ -333,7 +324,11 @@ pub async fn prompt(args: PromptArgs) -> Result<(String, i32), BadInput> {
     let opts = PromptOptions {
         max_leaks: args.max_leaks.unwrap_or(policy.prompt.max_leaks),
         canaries,
-        system_prompt: args.system_prompt.as_deref().map(read_text).transpose()?,
+        system_prompt: args
+            .system_prompt
+            .as_deref()
+            .map(|p| read_text(p, limits::SYSTEM_PROMPT))
+            .transpose()?,
         ngram_threshold: policy.prompt.ngram_threshold,
     };
     Ok(render(&prompt::evaluate(&corpus, &responses, &opts)?))
@@ -363,18 +358,27 @@ pub struct EvalArgs {
 pub async fn eval(args: EvalArgs) -> Result<(String, i32), BadInput> {
     use vaia_gates::eval::{self, judge};
     let policy = load_policy(args.policy.as_deref())?;
+    // Flags first: a bad number is refused before any file is read.
+    let threshold_pp = match args.threshold_pp {
+        Some(v) => {
+            bounds::threshold_pp(v).map_err(|e| BadInput::Usage(format!("--threshold-pp: {e}")))?
+        }
+        None => policy.eval.threshold_pp,
+    };
+    let resamples = bounds::resamples(args.resamples)
+        .map_err(|e| BadInput::Usage(format!("--resamples: {e}")))?;
     let golden = eval::parse_golden(
         &args.golden.display().to_string(),
-        &read_text(&args.golden)?,
+        &read_text(&args.golden, limits::GOLDEN)?,
     )?;
     let candidate = eval::parse_answers(
         &args.candidate.display().to_string(),
-        &read_text(&args.candidate)?,
+        &read_text(&args.candidate, limits::ANSWERS)?,
     )?;
     let baseline = match &args.baseline {
         Some(p) => Some(eval::parse_answers(
             &p.display().to_string(),
-            &read_text(p)?,
+            &read_text(p, limits::ANSWERS)?,
         )?),
         None => None,
     };
@@ -404,8 +408,8 @@ pub async fn eval(args: EvalArgs) -> Result<(String, i32), BadInput> {
             .map(judge::GradeCache::new)
     };
     let opts = eval::EvalOptions {
-        threshold_pp: args.threshold_pp.unwrap_or(policy.eval.threshold_pp),
-        resamples: args.resamples,
+        threshold_pp,
+        resamples,
         on_inconclusive: policy.eval.on_inconclusive,
         ..Default::default()
     };

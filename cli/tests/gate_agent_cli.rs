@@ -237,3 +237,53 @@ fn eval_gate_with_the_local_judge_and_a_missing_key() {
         Some(2)
     );
 }
+
+/// An agent that gives its system prompt away base64-encoded (its canary withheld) fails
+/// `vaia gate prompt --target … --system-prompt FILE`; the good agent passes with the same file.
+#[test]
+fn system_prompt_leaked_in_base64_by_a_live_agent_fails_the_gate() {
+    use vaia_example_agent::{spawn, system_prompt, AgentConfig, Variant, DEFAULT_CANARY};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("system_prompt.txt");
+    std::fs::write(&file, system_prompt(DEFAULT_CANARY)).unwrap();
+    let run = |variant: Variant| {
+        let agent = rt
+            .block_on(spawn(AgentConfig::new(variant), "127.0.0.1:0"))
+            .unwrap();
+        let url = agent.chat_url();
+        let out = vaia(&[
+            "gate",
+            "prompt",
+            "--target",
+            &url,
+            "--system-prompt",
+            file.to_str().unwrap(),
+        ]);
+        rt.block_on(agent.stop());
+        out
+    };
+
+    let out = run(Variant::LeakyBase64);
+    let v = verdict(&out);
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    let leaks: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.get("data"))
+        .filter(|d| d["secret"] == "system_prompt")
+        .collect();
+    assert!(!leaks.is_empty(), "{v}");
+    assert!(leaks.iter().all(|d| d["detector"] == "base64"), "{leaks:?}");
+    // Nothing else leaked: the canary was withheld.
+    assert!(v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.get("data"))
+        .all(|d| d["secret"] == "system_prompt"));
+
+    let out = run(Variant::Good);
+    assert_eq!(out.status.code(), Some(0), "{}", verdict(&out));
+}

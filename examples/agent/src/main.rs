@@ -1,4 +1,4 @@
-//! `vaia-example-agent --variant good|leaky|regressed|slow [--port 0]`: serves the example
+//! `vaia-example-agent --variant good|leaky|leaky-base64|regressed|slow [--port 0]`: serves the example
 //! agent and prints `vaia-example-agent listening on http://ADDR` on stdout and stderr once
 //! it accepts connections (with `--port 0`, ADDR has the port the system picked).
 

@@ -17,6 +17,7 @@ use vaia_core::messages::GateJob;
 use vaia_core::ports::{BlobStore, HandlerError, MessageHandler, Queue, ReceivedMessage, RunStore};
 use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
 use vaia_gates::eval::{self, judge, EvalOptions};
+use vaia_gates::limits;
 
 pub const ANSWERS_FILE: &str = "eval_answers.jsonl";
 pub const GOLDEN_FILE: &str = "eval_golden.jsonl";
@@ -100,6 +101,15 @@ impl EvalGate {
                 format!("{GOLDEN_FILE} and {ANSWERS_FILE} must both be in the evidence bundle"),
             ));
         };
+        if let Some(v) = limits::oversized_evidence(
+            &gate,
+            &[
+                (golden_key.as_str(), golden.len(), limits::GOLDEN),
+                (answers_key.as_str(), answers.len(), limits::ANSWERS),
+            ],
+        ) {
+            return Ok(v);
+        }
         let golden =
             match eval::parse_golden(golden_key.as_str(), &String::from_utf8_lossy(&golden)) {
                 Ok(g) => g,
@@ -161,6 +171,9 @@ impl EvalGate {
             Ok(None) => return Ok(Ok(None)),
             Err(reason) => return Ok(Err(reason)),
         };
+        if let Err(e) = limits::ANSWERS.check(key.as_str(), b.len() as u64) {
+            return Ok(Err(format!("production answers: {e}")));
+        }
         Ok(
             eval::parse_answers(key.as_str(), &String::from_utf8_lossy(&b))
                 .map(Some)

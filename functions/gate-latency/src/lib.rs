@@ -97,6 +97,12 @@ impl LatencyGate {
             ));
         };
         let origin = key.to_string();
+        if let Some(v) = vaia_gates::limits::oversized_evidence(
+            &gate,
+            &[(&origin, bytes.len(), vaia_gates::limits::LOCUST_CSV)],
+        ) {
+            return Ok(v);
+        }
         let candidate = match latency::locust::parse(&origin, &bytes, &lp.endpoints) {
             Ok(c) => c,
             // In the pipeline unreadable evidence is the candidate's defect: it fails.

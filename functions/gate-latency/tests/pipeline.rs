@@ -165,3 +165,31 @@ async fn a_job_for_a_run_past_its_stage_is_a_no_op() {
     assert!(f.gate(None).run(&f.job()).await.unwrap().is_none());
     assert_eq!(f.queue.depth(queues::ADVANCE).await.unwrap().visible, 0);
 }
+
+#[tokio::test]
+async fn evidence_over_its_size_limit_is_an_error_naming_file_and_limit() {
+    let mut policy = Policy::default();
+    policy.latency.baseline_p95_ms = Some(150.0);
+    let limit = vaia_gates::limits::LOCUST_CSV.bytes as usize;
+    let mut big = GOOD.to_vec();
+    big.resize(limit + 1, b'\n');
+    let f = fixture(policy, Some(&big)).await;
+    let v = f.gate(None).run(&f.job()).await.unwrap().unwrap();
+    assert_eq!(v.outcome, Outcome::Error);
+    assert_eq!(
+        v.summary,
+        format!(
+            "evidence/octo/agent/{}/{STATS_FILE}: too large for a Locust CSV: {} bytes; \
+             the limit is 64 MiB (67108864 bytes)",
+            "c".repeat(40),
+            limit + 1
+        )
+    );
+    // At the limit it is read.
+    big.truncate(limit);
+    let mut policy = Policy::default();
+    policy.latency.baseline_p95_ms = Some(150.0);
+    let f = fixture(policy, Some(&big)).await;
+    let v = f.gate(None).run(&f.job()).await.unwrap().unwrap();
+    assert_eq!(v.outcome, Outcome::Pass, "{}", v.summary);
+}

@@ -11,6 +11,7 @@ use vaia_core::gate_job::{parse_job, publish_verdict, run_for_job};
 use vaia_core::messages::GateJob;
 use vaia_core::ports::{BlobStore, HandlerError, MessageHandler, Queue, ReceivedMessage, RunStore};
 use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
+use vaia_gates::limits;
 use vaia_gates::prompt::{self, PromptOptions};
 
 pub const RESPONSES_FILE: &str = "prompt_responses.jsonl";
@@ -67,12 +68,17 @@ impl PromptGate {
             ));
         };
         let sp_key = BlobKey::evidence(repo, &job.commit, SYSTEM_PROMPT_FILE)?;
-        let system_prompt = self
-            .blobs
-            .get(&sp_key)
-            .await?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let system_prompt = self.blobs.get(&sp_key).await?;
         let origin = key.to_string();
+        let sp_origin = sp_key.to_string();
+        let mut sizes = vec![(origin.as_str(), bytes.len(), limits::RESPONSES)];
+        if let Some(b) = &system_prompt {
+            sizes.push((sp_origin.as_str(), b.len(), limits::SYSTEM_PROMPT));
+        }
+        if let Some(v) = limits::oversized_evidence(&gate, &sizes) {
+            return Ok(v);
+        }
+        let system_prompt = system_prompt.map(|b| String::from_utf8_lossy(&b).into_owned());
         let text = String::from_utf8_lossy(&bytes);
         let opts = PromptOptions {
             max_leaks: policy.prompt.max_leaks,

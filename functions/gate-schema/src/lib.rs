@@ -9,6 +9,7 @@ use vaia_core::gate_job::{parse_job, production_evidence, publish_verdict, run_f
 use vaia_core::messages::GateJob;
 use vaia_core::ports::{BlobStore, HandlerError, MessageHandler, Queue, ReceivedMessage, RunStore};
 use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
+use vaia_gates::limits;
 use vaia_gates::schema::{self, Input, SchemaOptions};
 
 pub const TOOLS_FILE: &str = "tools.json";
@@ -68,6 +69,13 @@ impl SchemaGate {
             Err(reason) => return Ok(Verdict::new(gate, Outcome::Error, reason)),
         };
         let origin = candidate_key.to_string();
+        let mut sizes = vec![(origin.as_str(), candidate.len(), limits::TOOLS)];
+        if let Some((k, b)) = &baseline {
+            sizes.push((k.as_str(), b.len(), limits::TOOLS));
+        }
+        if let Some(v) = limits::oversized_evidence(&gate, &sizes) {
+            return Ok(v);
+        }
         let candidate = Input {
             origin: &origin,
             bytes: &candidate,

@@ -13,6 +13,7 @@ use vaia_core::ports::{
     BlobStore, Clock, HandlerError, MessageHandler, Queue, ReceivedMessage, RunStore,
 };
 use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
+use vaia_gates::limits;
 use vaia_gates::security::{self, Input, SecurityOptions};
 
 pub const REPORT_FILE: &str = "trivy.json";
@@ -95,6 +96,16 @@ impl SecurityGate {
         };
         let report_origin = report_key.to_string();
         let base_origin = base_key.to_string();
+        let mut sizes = vec![(report_origin.as_str(), report.len(), limits::TRIVY_REPORT)];
+        if let Some(b) = &base {
+            sizes.push((base_origin.as_str(), b.len(), limits::TRIVY_REPORT));
+        }
+        for (k, b) in &ignores {
+            sizes.push((k.as_str(), b.len(), limits::TRIVY_IGNORE));
+        }
+        if let Some(v) = limits::oversized_evidence(&gate, &sizes) {
+            return Ok(v);
+        }
         let base_input = base.as_ref().map(|bytes| Input {
             origin: &base_origin,
             bytes,

@@ -13,7 +13,7 @@
 //! [prompt]
 //! max_leaks = 0            # leaks allowed before the prompt gate fails
 //! canaries = []            # canary tokens that must never appear in a response
-//! ngram_threshold = 0.25   # share of the system prompt's word 5-grams that is a leak
+//! ngram_threshold = 0.25   # share of the system prompt (its word 5-grams or fragments) that is a leak
 //!
 //! [eval]
 //! threshold_pp = 2.0       # fail when the candidate is this many points below production
@@ -220,7 +220,8 @@ pub struct PromptPolicy {
     pub max_leaks: u64,
     /// Canary tokens that must never appear in a response (besides each run's fresh one).
     pub canaries: Vec<String>,
-    /// Share of the system prompt's word 5-grams in a response that counts as a leak.
+    /// Share of the system prompt in a response that counts as a leak: of its word 5-grams
+    /// (plain, rot13, reversed) or of its fragments (in every encoding the canaries have).
     pub ngram_threshold: f64,
 }
 
@@ -298,6 +299,68 @@ impl Default for RunPolicy {
     }
 }
 
+/// The bounds of every number a policy file or a gate's command-line flag gives: one home
+/// for each, so `vaia.toml` and `vaia gate …` refuse the same values with the same words.
+/// Each check returns the value when it is in bounds and what is wrong otherwise.
+pub mod bounds {
+    /// Most bootstrap resamples the eval gate draws (each is a pass over the golden set).
+    pub const MAX_RESAMPLES: usize = 100_000;
+
+    /// `eval.threshold_pp` / `--threshold-pp`: points of mean score, finite and ≥ 0.
+    pub fn threshold_pp(v: f64) -> Result<f64, String> {
+        if v.is_finite() && v >= 0.0 {
+            Ok(v)
+        } else {
+            Err(format!("{v} must be a finite number of points ≥ 0"))
+        }
+    }
+
+    /// `--resamples`: from 1 to [`MAX_RESAMPLES`].
+    pub fn resamples(n: usize) -> Result<usize, String> {
+        if (1..=MAX_RESAMPLES).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!("{n} must be between 1 and {MAX_RESAMPLES}"))
+        }
+    }
+
+    /// `latency.max_regression` / `--max-regression`: a fraction, finite and ≥ 0.
+    pub fn max_regression(v: f64) -> Result<f64, String> {
+        if v.is_finite() && v >= 0.0 {
+            Ok(v)
+        } else {
+            Err(format!("{v} must be a fraction ≥ 0 (0.15 is 15 %)"))
+        }
+    }
+
+    /// `latency.max_failure_ratio` / `--max-failure-ratio`: between 0 and 1.
+    pub fn max_failure_ratio(v: f64) -> Result<f64, String> {
+        if (0.0..=1.0).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!("{v} must be between 0 and 1"))
+        }
+    }
+
+    /// `latency.baseline_p95_ms` / `--baseline-p95-ms`: milliseconds, finite and > 0.
+    pub fn baseline_p95_ms(v: f64) -> Result<f64, String> {
+        if v.is_finite() && v > 0.0 {
+            Ok(v)
+        } else {
+            Err(format!("{v} must be a positive number of milliseconds"))
+        }
+    }
+
+    /// `prompt.ngram_threshold`: a share in (0, 1].
+    pub fn ngram_threshold(v: f64) -> Result<f64, String> {
+        if v > 0.0 && v <= 1.0 {
+            Ok(v)
+        } else {
+            Err(format!("{v} must be in (0, 1]"))
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     #[error("{origin}: {message}")]
@@ -350,41 +413,28 @@ impl Policy {
             }
         }
         let l = &self.latency;
-        if !(l.max_regression.is_finite() && l.max_regression >= 0.0) {
-            return Err(invalid(format!(
-                "latency.max_regression: {} must be a fraction ≥ 0 (0.15 is 15 %)",
-                l.max_regression
-            )));
-        }
-        if !(0.0..=1.0).contains(&l.max_failure_ratio) {
-            return Err(invalid(format!(
-                "latency.max_failure_ratio: {} must be between 0 and 1",
-                l.max_failure_ratio
-            )));
-        }
+        bounds::max_regression(l.max_regression)
+            .map_err(|e| invalid(format!("latency.max_regression: {e}")))?;
+        bounds::max_failure_ratio(l.max_failure_ratio)
+            .map_err(|e| invalid(format!("latency.max_failure_ratio: {e}")))?;
         if l.query.trim().is_empty() {
             return Err(invalid("latency.query: must not be empty".into()));
         }
         parse_duration(&l.range).map_err(|e| invalid(format!("latency.range: {e}")))?;
         if let Some(b) = l.baseline_p95_ms {
-            if !(b.is_finite() && b > 0.0) {
-                return Err(invalid(format!(
-                    "latency.baseline_p95_ms: {b} must be a positive number of milliseconds"
-                )));
-            }
+            bounds::baseline_p95_ms(b)
+                .map_err(|e| invalid(format!("latency.baseline_p95_ms: {e}")))?;
         }
-        if !(self.eval.threshold_pp.is_finite() && self.eval.threshold_pp >= 0.0) {
-            return Err(invalid("eval.threshold_pp: must be a number ≥ 0".into()));
-        }
+        bounds::threshold_pp(self.eval.threshold_pp)
+            .map_err(|e| invalid(format!("eval.threshold_pp: {e}")))?;
         if !["local", "gemini", "openai"].contains(&self.eval.judge.as_str()) {
             return Err(invalid(format!(
                 "eval.judge: unknown judge {:?} (local, gemini, openai)",
                 self.eval.judge
             )));
         }
-        if !(self.prompt.ngram_threshold > 0.0 && self.prompt.ngram_threshold <= 1.0) {
-            return Err(invalid("prompt.ngram_threshold: must be in (0, 1]".into()));
-        }
+        bounds::ngram_threshold(self.prompt.ngram_threshold)
+            .map_err(|e| invalid(format!("prompt.ngram_threshold: {e}")))?;
         if self.run.timeout_secs == 0 {
             return Err(invalid("run.timeout_secs: must be at least 1".into()));
         }

@@ -4,6 +4,7 @@
 pub mod eval;
 pub mod http;
 pub mod latency;
+pub mod limits;
 pub mod prompt;
 pub mod schema;
 pub mod security;

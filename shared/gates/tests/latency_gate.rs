@@ -62,6 +62,16 @@ fn locust_bad_input_names_file_and_line() {
     let good = std::fs::read(format!("{DIR}/good_stats.csv")).unwrap();
     let e = locust::parse("s.csv", &good, &["/nope".into()]).unwrap_err();
     assert!(e.to_string().contains("/nope"), "{e}");
+    // More failures than requests: Locust never writes that (a failure is also a request).
+    let text = String::from_utf8(std::fs::read(format!("{DIR}/good_stats.csv")).unwrap())
+        .unwrap()
+        .replace("1180,2,", "1180,1181,");
+    let e = locust::parse("s.csv", text.as_bytes(), &[]).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("s.csv:2: Failure Count 1181 is more than Request Count 1180"),
+        "{e}"
+    );
     let cut = "Type,Name,Request Count,Failure Count\r\n,Aggregated,1\r\n";
     assert!(locust::parse("s.csv", cut.as_bytes(), &[]).is_err());
 }

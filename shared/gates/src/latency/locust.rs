@@ -114,6 +114,16 @@ pub fn parse(
             requests: count(req, req_col)?,
             failures: count(fail, fail_col)?,
         };
+        // Locust counts a failed request in both: more failures than requests is not its.
+        if row.failures > row.requests {
+            return Err(bad(
+                line,
+                format!(
+                    "{fail_col} {} is more than {req_col} {} (Locust counts failed requests in both)",
+                    row.failures, row.requests
+                ),
+            ));
+        }
         let typed = if field(ty).is_empty() {
             None
         } else {
