@@ -12,7 +12,7 @@ use std::time::Duration;
 use vaia::client::Client;
 use vaia::demo::{push_payload, wait_settled};
 use vaia_core::run::EventKind;
-use vaia_core::{CommitSha, ImageDigest, PipelineState, Repository};
+use vaia_core::{PipelineState, Repository};
 
 mod support;
 use support::*;
@@ -402,4 +402,45 @@ async fn a_sealed_bundle_refuses_changes_and_operator_fields_are_bounded() {
             .unwrap();
         assert_eq!(res.status(), 400, "{body}");
     }
+}
+
+/// Verified evidence is immutable: production's `tools.json` overwritten behind vaia's back
+/// (as a plain PUT to its S3 path would) makes the next candidate's schema gate say
+/// `error`, naming production's file, instead of judging the candidate against bytes
+/// nobody verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_changed_after_verification_is_an_error_naming_whose_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let vaia = Vaia::start(dir.path());
+    let client = Client::new(&vaia.url);
+    let repo = Repository::new("octo/agent").unwrap();
+    let first = push(&client, &repo, &commit(1), "i-1").await;
+    upload(&client, &repo, &commit(1), V1).await;
+    let promoted = wait_settled(&client, &first, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(promoted.run.state, PipelineState::Promoted);
+    let prod_tools = dir.path().join(format!(
+        "blobs/evidence/octo/agent/{}/tools.json",
+        commit(1)
+    ));
+    std::fs::write(&prod_tools, V2).unwrap();
+
+    let second = push(&client, &repo, &commit(2), "i-2").await;
+    upload(&client, &repo, &commit(2), V1).await;
+    let failed = wait_settled(&client, &second, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(failed.run.state, PipelineState::Failed);
+    let schema = &failed.verdicts["schema"];
+    assert_eq!(schema.outcome, vaia_core::Outcome::Error, "{schema:#?}");
+    assert!(
+        schema.summary.contains("production's")
+            && schema
+                .summary
+                .contains(&format!("evidence/octo/agent/{}/tools.json", commit(1)))
+            && schema.summary.contains("changed after it was verified"),
+        "{}",
+        schema.summary
+    );
 }

@@ -332,11 +332,17 @@ async fn upload_evidence(
         .map_err(|e| bad_request(format!("path: {e}")))?;
     if s.blobs.get(&manifest).await?.is_some() {
         return match s.blobs.get(&key).await? {
-            Some(stored) if stored == body || same_manifest(&key, &stored, &body) => Ok((
-                StatusCode::OK,
-                Json(json!({"key": key, "size": body.len(), "unchanged": true})),
-            )
-                .into_response()),
+            Some(stored) if stored == body || same_manifest(&key, &stored, &body) => {
+                // The stored bytes are written again, unchanged, so the object-created
+                // event goes out again: if the process died between storing the file and
+                // announcing it, the retry is what lets the registry see it.
+                s.blobs.put(&key, &stored).await?;
+                Ok((
+                    StatusCode::OK,
+                    Json(json!({"key": key, "size": stored.len(), "unchanged": true})),
+                )
+                    .into_response())
+            }
             _ => Err(ApiError(
                 StatusCode::CONFLICT,
                 format!(

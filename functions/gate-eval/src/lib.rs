@@ -12,9 +12,12 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-use vaia_core::gate_job::{parse_job, production_evidence, publish_verdict, run_for_job};
+use vaia_core::gate_job::{
+    parse_job, production_evidence, publish_verdict, run_for_job, verdict_of, Bundle,
+};
 use vaia_core::messages::GateJob;
 use vaia_core::ports::{BlobStore, HandlerError, MessageHandler, Queue, ReceivedMessage, RunStore};
+use vaia_core::run::Run;
 use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
 use vaia_gates::eval::{self, judge, EvalOptions};
 use vaia_gates::limits;
@@ -71,17 +74,14 @@ impl EvalGate {
         let Some(run) = run_for_job(&*self.store, job).await? else {
             return Ok(None);
         };
-        let verdict = self.evaluate(&run.repository, job, &run.policy).await?;
+        let verdict = verdict_of(&job.gate, self.evaluate(&run, job).await)?;
         publish_verdict(&*self.blobs, &*self.queue, &run, job, "gate-eval", &verdict).await?;
         Ok(Some(verdict))
     }
 
-    async fn evaluate(
-        &self,
-        repo: &vaia_core::Repository,
-        job: &GateJob,
-        policy: &vaia_core::policy::Policy,
-    ) -> Result<Verdict, GateError> {
+    async fn evaluate(&self, run: &Run, job: &GateJob) -> Result<Verdict, GateError> {
+        let (repo, policy) = (&run.repository, &run.policy);
+        let bundle = Bundle::open(&*self.blobs, run, "the candidate's").await?;
         let gate = job.gate.clone();
         let fail = |gate, file: &str, e: String| {
             let mut v = Verdict::new(gate, Outcome::Fail, format!("{file} is unreadable: {e}"));
@@ -92,8 +92,8 @@ impl EvalGate {
         let golden_key = BlobKey::evidence(repo, &job.commit, GOLDEN_FILE)?;
         let answers_key = BlobKey::evidence(repo, &job.commit, ANSWERS_FILE)?;
         let (Some(golden), Some(answers)) = (
-            self.blobs.get(&golden_key).await?,
-            self.blobs.get(&answers_key).await?,
+            bundle.get(GOLDEN_FILE).await?.map(|(_, b)| b),
+            bundle.get(ANSWERS_FILE).await?.map(|(_, b)| b),
         ) else {
             return Ok(Verdict::new(
                 gate,
@@ -166,11 +166,12 @@ impl EvalGate {
         &self,
         repo: &vaia_core::Repository,
     ) -> Result<Result<Option<Vec<eval::Answer>>, String>, GateError> {
-        let (key, b) = match production_evidence(&*self.blobs, repo, ANSWERS_FILE).await? {
-            Ok(Some(found)) => found,
-            Ok(None) => return Ok(Ok(None)),
-            Err(reason) => return Ok(Err(reason)),
-        };
+        let (key, b) =
+            match production_evidence(&*self.blobs, &*self.store, repo, ANSWERS_FILE).await? {
+                Ok(Some(found)) => found,
+                Ok(None) => return Ok(Ok(None)),
+                Err(reason) => return Ok(Err(reason)),
+            };
         if let Err(e) = limits::ANSWERS.check(key.as_str(), b.len() as u64) {
             return Ok(Err(format!("production answers: {e}")));
         }

@@ -8,11 +8,12 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
-use vaia_core::gate_job::{parse_job, publish_verdict, run_for_job};
+use vaia_core::gate_job::{parse_job, publish_verdict, run_for_job, verdict_of, Bundle};
 use vaia_core::messages::GateJob;
 use vaia_core::ports::{
     BlobStore, Clock, HandlerError, MessageHandler, Queue, ReceivedMessage, RunStore,
 };
+use vaia_core::run::Run;
 use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
 use vaia_gates::latency::prometheus::{PrometheusHttp, RangeQuery};
 use vaia_gates::latency::{self, Baseline, BaselineQuery, LatencyOptions};
@@ -67,7 +68,7 @@ impl LatencyGate {
         let Some(run) = run_for_job(&*self.store, job).await? else {
             return Ok(None);
         };
-        let verdict = self.evaluate(&run.repository, job, &run.policy).await?;
+        let verdict = verdict_of(&job.gate, self.evaluate(&run, job).await)?;
         publish_verdict(
             &*self.blobs,
             &*self.queue,
@@ -80,16 +81,13 @@ impl LatencyGate {
         Ok(Some(verdict))
     }
 
-    async fn evaluate(
-        &self,
-        repo: &vaia_core::Repository,
-        job: &GateJob,
-        policy: &vaia_core::policy::Policy,
-    ) -> Result<Verdict, GateError> {
+    async fn evaluate(&self, run: &Run, job: &GateJob) -> Result<Verdict, GateError> {
+        let (repo, policy) = (&run.repository, &run.policy);
+        let bundle = Bundle::open(&*self.blobs, run, "the candidate's").await?;
         let gate = job.gate.clone();
         let lp = &policy.latency;
         let key = BlobKey::evidence(repo, &job.commit, STATS_FILE)?;
-        let Some(bytes) = self.blobs.get(&key).await? else {
+        let Some(bytes) = bundle.get(STATS_FILE).await?.map(|(_, b)| b) else {
             return Ok(Verdict::new(
                 gate,
                 Outcome::Error,

@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
+use vaia_core::contract::verified_bundle;
 use vaia_core::layout::verdict_key;
 use vaia_core::memory::{ManualClock, MemoryBlobStore, MemoryQueue, MemoryRunStore};
 use vaia_core::messages::{queues, GateJob};
@@ -61,11 +62,9 @@ async fn fixture(policy: Policy, stats: Option<&[u8]>) -> F {
         now,
     );
     run.state = PipelineState::CiRunning;
+    let files: Vec<(&str, &[u8])> = stats.map(|b| (STATS_FILE, b)).into_iter().collect();
+    verified_bundle(&*blobs, &mut run, &files).await;
     store.create(&run, &[]).await.unwrap();
-    if let Some(bytes) = stats {
-        let key = BlobKey::evidence(&run.repository, &run.commit, STATS_FILE).unwrap();
-        blobs.put(&key, bytes).await.unwrap();
-    }
     F {
         store,
         blobs,

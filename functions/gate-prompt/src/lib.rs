@@ -7,9 +7,10 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
-use vaia_core::gate_job::{parse_job, publish_verdict, run_for_job};
+use vaia_core::gate_job::{parse_job, publish_verdict, run_for_job, verdict_of, Bundle};
 use vaia_core::messages::GateJob;
 use vaia_core::ports::{BlobStore, HandlerError, MessageHandler, Queue, ReceivedMessage, RunStore};
+use vaia_core::run::Run;
 use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
 use vaia_gates::limits;
 use vaia_gates::prompt::{self, PromptOptions};
@@ -39,7 +40,7 @@ impl PromptGate {
         let Some(run) = run_for_job(&*self.store, job).await? else {
             return Ok(None);
         };
-        let verdict = self.evaluate(&run.repository, job, &run.policy).await?;
+        let verdict = verdict_of(&job.gate, self.evaluate(&run, job).await)?;
         publish_verdict(
             &*self.blobs,
             &*self.queue,
@@ -52,15 +53,12 @@ impl PromptGate {
         Ok(Some(verdict))
     }
 
-    async fn evaluate(
-        &self,
-        repo: &vaia_core::Repository,
-        job: &GateJob,
-        policy: &vaia_core::policy::Policy,
-    ) -> Result<Verdict, GateError> {
+    async fn evaluate(&self, run: &Run, job: &GateJob) -> Result<Verdict, GateError> {
+        let (repo, policy) = (&run.repository, &run.policy);
+        let bundle = Bundle::open(&*self.blobs, run, "the candidate's").await?;
         let gate = job.gate.clone();
         let key = BlobKey::evidence(repo, &job.commit, RESPONSES_FILE)?;
-        let Some(bytes) = self.blobs.get(&key).await? else {
+        let Some(bytes) = bundle.get(RESPONSES_FILE).await?.map(|(_, b)| b) else {
             return Ok(Verdict::new(
                 gate,
                 Outcome::Error,
@@ -68,7 +66,7 @@ impl PromptGate {
             ));
         };
         let sp_key = BlobKey::evidence(repo, &job.commit, SYSTEM_PROMPT_FILE)?;
-        let system_prompt = self.blobs.get(&sp_key).await?;
+        let system_prompt = bundle.get(SYSTEM_PROMPT_FILE).await?.map(|(_, b)| b);
         let origin = key.to_string();
         let sp_origin = sp_key.to_string();
         let mut sizes = vec![(origin.as_str(), bytes.len(), limits::RESPONSES)];

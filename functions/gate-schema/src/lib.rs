@@ -5,9 +5,12 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
-use vaia_core::gate_job::{parse_job, production_evidence, publish_verdict, run_for_job};
+use vaia_core::gate_job::{
+    parse_job, production_evidence, publish_verdict, run_for_job, verdict_of, Bundle,
+};
 use vaia_core::messages::GateJob;
 use vaia_core::ports::{BlobStore, HandlerError, MessageHandler, Queue, ReceivedMessage, RunStore};
+use vaia_core::run::Run;
 use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
 use vaia_gates::limits;
 use vaia_gates::schema::{self, Input, SchemaOptions};
@@ -36,7 +39,7 @@ impl SchemaGate {
         let Some(run) = run_for_job(&*self.store, job).await? else {
             return Ok(None);
         };
-        let verdict = self.evaluate(&run.repository, job, &run.policy).await?;
+        let verdict = verdict_of(&job.gate, self.evaluate(&run, job).await)?;
         publish_verdict(
             &*self.blobs,
             &*self.queue,
@@ -49,25 +52,23 @@ impl SchemaGate {
         Ok(Some(verdict))
     }
 
-    async fn evaluate(
-        &self,
-        repo: &vaia_core::Repository,
-        job: &GateJob,
-        policy: &vaia_core::policy::Policy,
-    ) -> Result<Verdict, GateError> {
+    async fn evaluate(&self, run: &Run, job: &GateJob) -> Result<Verdict, GateError> {
+        let (repo, policy) = (&run.repository, &run.policy);
+        let bundle = Bundle::open(&*self.blobs, run, "the candidate's").await?;
         let gate = job.gate.clone();
         let candidate_key = BlobKey::evidence(repo, &job.commit, TOOLS_FILE)?;
-        let Some(candidate) = self.blobs.get(&candidate_key).await? else {
+        let Some(candidate) = bundle.get(TOOLS_FILE).await?.map(|(_, b)| b) else {
             return Ok(Verdict::new(
                 gate,
                 Outcome::Error,
                 format!("{TOOLS_FILE} is not in the evidence bundle ({candidate_key})"),
             ));
         };
-        let baseline = match production_evidence(&*self.blobs, repo, TOOLS_FILE).await? {
-            Ok(b) => b,
-            Err(reason) => return Ok(Verdict::new(gate, Outcome::Error, reason)),
-        };
+        let baseline =
+            match production_evidence(&*self.blobs, &*self.store, repo, TOOLS_FILE).await? {
+                Ok(b) => b,
+                Err(reason) => return Ok(Verdict::new(gate, Outcome::Error, reason)),
+            };
         let origin = candidate_key.to_string();
         let mut sizes = vec![(origin.as_str(), candidate.len(), limits::TOOLS)];
         if let Some((k, b)) = &baseline {

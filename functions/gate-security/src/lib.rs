@@ -7,11 +7,12 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
-use vaia_core::gate_job::{parse_job, publish_verdict, run_for_job};
+use vaia_core::gate_job::{parse_job, publish_verdict, run_for_job, verdict_of, Bundle};
 use vaia_core::messages::GateJob;
 use vaia_core::ports::{
     BlobStore, Clock, HandlerError, MessageHandler, Queue, ReceivedMessage, RunStore,
 };
+use vaia_core::run::Run;
 use vaia_core::{BlobKey, Finding, Outcome, Severity, Verdict};
 use vaia_gates::limits;
 use vaia_gates::security::{self, Input, SecurityOptions};
@@ -49,7 +50,7 @@ impl SecurityGate {
         let Some(run) = run_for_job(&*self.store, job).await? else {
             return Ok(None);
         };
-        let verdict = self.evaluate(&run.repository, job, &run.policy).await?;
+        let verdict = verdict_of(&job.gate, self.evaluate(&run, job).await)?;
         publish_verdict(
             &*self.blobs,
             &*self.queue,
@@ -62,15 +63,12 @@ impl SecurityGate {
         Ok(Some(verdict))
     }
 
-    async fn evaluate(
-        &self,
-        repo: &vaia_core::Repository,
-        job: &GateJob,
-        policy: &vaia_core::policy::Policy,
-    ) -> Result<Verdict, GateError> {
+    async fn evaluate(&self, run: &Run, job: &GateJob) -> Result<Verdict, GateError> {
+        let (repo, policy) = (&run.repository, &run.policy);
+        let bundle = Bundle::open(&*self.blobs, run, "the candidate's").await?;
         let gate = job.gate.clone();
         let report_key = BlobKey::evidence(repo, &job.commit, REPORT_FILE)?;
-        let Some(report) = self.blobs.get(&report_key).await? else {
+        let Some(report) = bundle.get(REPORT_FILE).await?.map(|(_, b)| b) else {
             return Ok(Verdict::new(
                 gate,
                 Outcome::Error,
@@ -78,11 +76,11 @@ impl SecurityGate {
             ));
         };
         let base_key = BlobKey::evidence(repo, &job.commit, BASE_REPORT_FILE)?;
-        let base = self.blobs.get(&base_key).await?;
+        let base = bundle.get(BASE_REPORT_FILE).await?.map(|(_, b)| b);
         let mut ignores = Vec::new();
         for name in IGNORE_FILES {
             let key = BlobKey::evidence(repo, &job.commit, name)?;
-            if let Some(bytes) = self.blobs.get(&key).await? {
+            if let Some(bytes) = bundle.get(name).await?.map(|(_, b)| b) {
                 ignores.push((key.to_string(), bytes));
             }
         }

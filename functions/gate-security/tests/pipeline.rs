@@ -5,12 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use vaia_core::contract::verified_bundle;
 use vaia_core::memory::{ManualClock, MemoryBlobStore, MemoryQueue, MemoryRunStore};
 use vaia_core::messages::{queues, GateJob};
 use vaia_core::policy::Policy;
-use vaia_core::ports::{BlobStore, Clock, Queue, RunStore};
+use vaia_core::ports::{Clock, Queue, RunStore};
 use vaia_core::run::{Run, Trigger};
-use vaia_core::{BlobKey, CommitSha, GateName, Outcome, PipelineState, Repository, Stage};
+use vaia_core::{CommitSha, GateName, Outcome, PipelineState, Repository, Stage};
 use vaia_gate_security::{SecurityGate, BASE_REPORT_FILE, REPORT_FILE};
 
 const ALPINE: &[u8] =
@@ -42,11 +43,8 @@ async fn run(policy: Policy, files: &[(&str, &[u8])]) -> (vaia_core::Verdict, Ar
         now,
     );
     r.state = PipelineState::CiRunning;
+    verified_bundle(&*blobs, &mut r, files).await;
     store.create(&r, &[]).await.unwrap();
-    for (name, bytes) in files {
-        let key = BlobKey::evidence(&r.repository, &r.commit, name).unwrap();
-        blobs.put(&key, bytes).await.unwrap();
-    }
     let gate = SecurityGate::new(store, blobs, queue.clone(), clock);
     let job = GateJob {
         run_id: r.id.clone(),

@@ -84,6 +84,48 @@ pub fn sample_run(n: u64, at: Timestamp) -> Run {
     )
 }
 
+/// Stores `files` as `run`'s evidence bundle, then its manifest, and records the bundle in
+/// `run` as the registry does when it verifies one (for tests of what reads verified
+/// evidence: the gates). The image digest is `sha256:` and 64 `a`s.
+pub async fn verified_bundle(blobs: &dyn BlobStore, run: &mut Run, files: &[(&str, &[u8])]) {
+    use crate::evidence::{ImageRef, Manifest, ManifestFile, MANIFEST_FILE, MANIFEST_SCHEMA_V1};
+    use sha2::{Digest, Sha256};
+    let mut listed = Vec::new();
+    for (name, bytes) in files {
+        let key = BlobKey::evidence(&run.repository, &run.commit, name).expect("evidence key");
+        blobs.put(&key, bytes).await.expect("put evidence");
+        listed.push(ManifestFile {
+            name: (*name).to_string(),
+            sha256: hex::encode(Sha256::digest(bytes)),
+            bytes: bytes.len() as u64,
+        });
+    }
+    let image = crate::ids::ImageDigest::new(format!("sha256:{}", "a".repeat(64))).expect("digest");
+    let manifest = Manifest {
+        schema: MANIFEST_SCHEMA_V1.into(),
+        repository: run.repository.clone(),
+        commit: run.commit.clone(),
+        image: ImageRef {
+            digest: image.clone(),
+            base_digest: None,
+        },
+        dataset: None,
+        files: listed,
+        created_at: base_time(),
+    };
+    let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest");
+    let key = BlobKey::evidence(&run.repository, &run.commit, MANIFEST_FILE).expect("manifest key");
+    blobs.put(&key, &bytes).await.expect("put manifest");
+    run.candidate.evidence = Some(crate::run::EvidenceRecord {
+        manifest: key,
+        manifest_sha256: hex::encode(Sha256::digest(&bytes)),
+        image_digest: image,
+        base_digest: None,
+        dataset: None,
+        files: files.iter().map(|(n, _)| (*n).to_string()).collect(),
+    });
+}
+
 /// The next event of `run`'s log: a transition to `to` (or a note when `to` is `None`).
 pub fn sample_event(run: &Run, to: Option<PipelineState>, at: Timestamp) -> RunEvent {
     RunEvent {

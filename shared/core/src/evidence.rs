@@ -84,17 +84,19 @@ impl Manifest {
         let mut names = std::collections::BTreeSet::new();
         for (i, f) in manifest.files.iter().enumerate() {
             let at = format!("$.files[{i}]");
+            // Dot files are allowed (`.trivyignore` is evidence), `.` and `..` are not.
             let name_ok = !f.name.is_empty()
                 && f.name != MANIFEST_FILE
                 && f.name.len() <= 128
-                && !f.name.starts_with('.')
+                && !f.name.trim_start_matches('.').is_empty()
+                && f.name != ".."
                 && f.name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
             if !name_ok {
                 return Err(fail(
                     format!("{at}.name"),
-                    format!("file name {:?} must be a plain file name (letters, digits, - _ .), not the manifest itself", f.name),
+                    format!("file name {:?} must be a plain file name of at most 128 letters, digits, - _ . (not . or ..), not the manifest itself", f.name),
                 ));
             }
             if !names.insert(f.name.as_str()) {
