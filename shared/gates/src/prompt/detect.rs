@@ -366,7 +366,13 @@ impl LeakScanner {
                 rot13(response),
                 response.chars().rev().collect::<String>(),
             ] {
-                let hit = ngrams(&words(&view)).intersection(&system.grams).count() as f64;
+                let words = words(&view);
+                // Distinct n-grams of the system prompt seen, without a set of the response's.
+                let hit = words
+                    .windows(NGRAM)
+                    .filter(|g| system.grams.contains(*g))
+                    .collect::<HashSet<&[String]>>()
+                    .len() as f64;
                 gram_share = gram_share.max(hit / total);
             }
         }
