@@ -286,4 +286,23 @@ fn system_prompt_leaked_in_base64_by_a_live_agent_fails_the_gate() {
 
     let out = run(Variant::Good);
     assert_eq!(out.status.code(), Some(0), "{}", verdict(&out));
+
+    // The whole corpus replayed against the good agent: no false leak of any of the real
+    // system prompts of the detector tests either.
+    let dir_prompts = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/gates/tests/fixtures/system_prompts"
+    );
+    for name in [
+        "create_5_sentence_summary",
+        "create_tags",
+        "create_formal_email",
+        "analyze_logs",
+    ] {
+        std::fs::copy(format!("{dir_prompts}/{name}.md"), &file).unwrap();
+        let out = run(Variant::Good);
+        let v = verdict(&out);
+        assert_eq!(out.status.code(), Some(0), "{name}: {v}");
+        assert_eq!(v["metrics"]["leaks"], 0, "{name}");
+    }
 }
