@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use vaia_core::evidence::{DatasetSnapshot, ImageRef};
-use vaia_core::evidence::{Manifest, ManifestFile, MANIFEST_FILE, MANIFEST_SCHEMA_V1};
+use vaia_core::evidence::{Manifest, MANIFEST_FILE};
 use vaia_core::{CommitSha, ImageDigest, Repository};
 
 use crate::api::{RunDetail, RunList};
@@ -116,27 +116,15 @@ impl Client {
         dataset: Option<DatasetSnapshot>,
         files: &[(String, Vec<u8>)],
     ) -> Result<Manifest> {
-        let mut listed = Vec::new();
         for (name, bytes) in files {
             self.put_evidence(repo, commit, name, bytes.clone()).await?;
-            listed.push(ManifestFile {
-                name: name.clone(),
-                sha256: hex::encode(Sha256::digest(bytes)),
-                bytes: bytes.len() as u64,
-            });
         }
-        let manifest = Manifest {
-            schema: MANIFEST_SCHEMA_V1.into(),
-            repository: repo.clone(),
-            commit: commit.clone(),
-            image: ImageRef {
-                digest: image.clone(),
-                base_digest: None,
-            },
-            dataset,
-            files: listed,
-            created_at: chrono::Utc::now(),
+        let image = ImageRef {
+            digest: image.clone(),
+            base_digest: None,
         };
+        let manifest =
+            crate::collect::manifest_for(repo, commit, image, dataset, files, chrono::Utc::now());
         self.put_evidence(
             repo,
             commit,
@@ -145,6 +133,28 @@ impl Client {
         )
         .await?;
         Ok(manifest)
+    }
+
+    /// Uploads a bundle that already has its manifest (`vaia evidence collect` wrote it):
+    /// every file it lists, checked against its sha256 and size, then the manifest as it is.
+    pub async fn upload_manifested(
+        &self,
+        manifest: &Manifest,
+        manifest_bytes: &[u8],
+        files: &[(String, Vec<u8>)],
+    ) -> Result<()> {
+        check_listed(manifest, files)?;
+        for (name, bytes) in files {
+            self.put_evidence(&manifest.repository, &manifest.commit, name, bytes.clone())
+                .await?;
+        }
+        self.put_evidence(
+            &manifest.repository,
+            &manifest.commit,
+            MANIFEST_FILE,
+            manifest_bytes.to_vec(),
+        )
+        .await
     }
 
     async fn put_evidence(
@@ -188,6 +198,33 @@ pub fn read_bundle(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// The files of a bundle are exactly those its manifest lists, with their sha256 and size.
+pub fn check_listed(manifest: &Manifest, files: &[(String, Vec<u8>)]) -> Result<()> {
+    for (name, bytes) in files {
+        let Some(listed) = manifest.file(name) else {
+            bail!("{name} is in the bundle's directory but not in its {MANIFEST_FILE}");
+        };
+        let sha = hex::encode(Sha256::digest(bytes));
+        if listed.sha256 != sha || listed.bytes != bytes.len() as u64 {
+            bail!(
+                "{name}: sha256 {sha} ({} bytes) but {MANIFEST_FILE} lists {} ({} bytes)",
+                bytes.len(),
+                listed.sha256,
+                listed.bytes
+            );
+        }
+    }
+    for f in &manifest.files {
+        if !files.iter().any(|(n, _)| *n == f.name) {
+            bail!(
+                "{MANIFEST_FILE} lists {} but the directory has no such file",
+                f.name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `sha256=<hex>` of the body keyed by the secret, as in `X-Hub-Signature-256`.

@@ -7,8 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use vaia::client::Client;
 use vaia::demo::{push_payload, wait_settled};
@@ -27,56 +26,8 @@ const LOCUST: &str = include_str!("../../shared/gates/tests/fixtures/locust/good
 const POLICY: &str =
     "[stages]\nci = [\"schema\", \"security\", \"latency\"]\n\n[latency]\nbaseline_p95_ms = 150.0\n";
 
-struct Vaia {
-    child: Child,
-    url: String,
-}
-
-impl Vaia {
-    /// Starts `vaia up` on a free port and waits until it says where it listens.
-    /// Runs with a schema-only policy: these runs upload tool definitions alone.
-    fn start(data_dir: &std::path::Path) -> Vaia {
-        let policy = data_dir.join("vaia.toml");
-        std::fs::write(&policy, POLICY).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vaia"))
-            .args(["up", "--port", "0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--policy")
-            .arg(&policy)
-            .env("VAIA_GITHUB_WEBHOOK_SECRET", SECRET)
-            .env_remove("VAIA_PROMETHEUS_URL")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn vaia up");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("vaia is up on ") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("vaia up did not start");
-        Vaia { child, url }
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Vaia {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod support;
+use support::Vaia;
 
 fn commit(n: u8) -> CommitSha {
     CommitSha::new(format!("{:02x}", n).repeat(20)).unwrap()
@@ -121,7 +72,7 @@ fn states(detail: &vaia::api::RunDetail) -> Vec<PipelineState> {
 async fn push_to_promotion_failure_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::new("octo/support-agent").unwrap();
-    let vaia = Vaia::start(dir.path());
+    let vaia = Vaia::start(dir.path(), POLICY, SECRET);
     let client = Client::new(&vaia.url);
 
     // 1. A signed push and its evidence take a run through every state to PROMOTED.
@@ -180,7 +131,7 @@ async fn push_to_promotion_failure_and_restart() {
     upload(&client, &repo, &commit(3), V2).await;
     vaia.kill();
     let killed_at = chrono::Utc::now();
-    let vaia = Vaia::start(dir.path());
+    let vaia = Vaia::start(dir.path(), POLICY, SECRET);
     let client = Client::new(&vaia.url);
     let resumed = wait_settled(&client, &run, Duration::from_secs(60))
         .await
@@ -243,7 +194,7 @@ async fn push_to_promotion_failure_and_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let vaia = Vaia::start(dir.path());
+    let vaia = Vaia::start(dir.path(), POLICY, SECRET);
     let client = Client::new(&vaia.url);
     let repo = Repository::new("octo/support-agent").unwrap();
     let body = push_payload(&repo, &commit(9)).unwrap();
@@ -286,7 +237,7 @@ async fn bad_requests_change_nothing() {
 #[test]
 fn a_second_stack_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Vaia::start(dir.path());
+    let first = Vaia::start(dir.path(), POLICY, SECRET);
     let out = Command::new(env!("CARGO_BIN_EXE_vaia"))
         .args(["up", "--port", "0", "--data-dir"])
         .arg(dir.path())
