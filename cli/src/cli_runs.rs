@@ -158,6 +158,7 @@ pub async fn action(url: &str, id: &str, action: &str, reason: Option<&str>) -> 
 /// with it when given); a directory without one gets a manifest made from the flags.
 pub async fn upload(
     url: &str,
+    token: Option<String>,
     dir: &Path,
     repo: Option<&str>,
     commit: Option<&str>,
@@ -171,7 +172,7 @@ pub async fn upload(
         .context("--image-digest")?;
     let files = read_bundle(dir)?;
     let manifest_path = dir.join(MANIFEST_FILE);
-    let client = Client::new(url);
+    let client = Client::new(url).with_token(token);
     let manifest = if manifest_path.exists() {
         let bytes = std::fs::read(&manifest_path)
             .with_context(|| format!("reading {}", manifest_path.display()))?;

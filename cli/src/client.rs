@@ -15,6 +15,8 @@ use crate::api::{RunDetail, RunList};
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer` on every request when set (an API token).
+    token: Option<String>,
 }
 
 impl Client {
@@ -25,14 +27,28 @@ impl Client {
                 vaia_gates::http::install_tls_provider();
                 reqwest::Client::new()
             },
+            token: None,
+        }
+    }
+
+    /// The same client sending `token` as a bearer token (e.g. an upload token).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, url);
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
         }
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         let url = format!("{}{path}", self.base);
         let res = self
-            .http
-            .get(&url)
+            .request(reqwest::Method::GET, &url)
             .send()
             .await
             .with_context(|| format!("GET {url}"))?;
@@ -68,8 +84,7 @@ impl Client {
         let body = serde_json::json!({ "actor": whoami(), "reason": reason });
         let body = strip_nulls(body);
         let res = self
-            .http
-            .post(&url)
+            .request(reqwest::Method::POST, &url)
             .json(&body)
             .send()
             .await
@@ -92,8 +107,7 @@ impl Client {
     ) -> Result<(u16, serde_json::Value)> {
         let url = format!("{}/webhooks/github", self.base);
         let res = self
-            .http
-            .post(&url)
+            .request(reqwest::Method::POST, &url)
             .header("content-type", "application/json")
             .header("x-github-event", event)
             .header("x-github-delivery", delivery)
@@ -166,8 +180,7 @@ impl Client {
     ) -> Result<()> {
         let url = format!("{}/api/evidence/{repo}/{commit}/{name}", self.base);
         let res = self
-            .http
-            .put(&url)
+            .request(reqwest::Method::PUT, &url)
             .body(bytes)
             .send()
             .await

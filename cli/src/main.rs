@@ -272,6 +272,9 @@ enum EvidenceCommand {
         image_digest: Option<String>,
         #[arg(long, env = "VAIA_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
+        /// An API token with the upload role, sent as a bearer token (never printed).
+        #[arg(long, env = "VAIA_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
 }
 
@@ -556,9 +559,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             commit,
             image_digest,
             url,
+            token,
         }) => {
             cli_runs::upload(
                 &url,
+                token,
                 &dir,
                 repo.as_deref(),
                 commit.as_deref(),
