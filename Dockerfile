@@ -15,6 +15,7 @@ COPY shared/core/Cargo.toml shared/core/
 COPY shared/gates/Cargo.toml shared/gates/
 COPY shared/local/Cargo.toml shared/local/
 COPY shared/aws/Cargo.toml shared/aws/
+COPY shared/oci/Cargo.toml shared/oci/
 COPY functions/webhook/Cargo.toml functions/webhook/
 COPY functions/api/Cargo.toml functions/api/
 COPY functions/orchestrator/Cargo.toml functions/orchestrator/
