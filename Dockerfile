@@ -20,6 +20,7 @@ COPY functions/webhook/Cargo.toml functions/webhook/
 COPY functions/api/Cargo.toml functions/api/
 COPY functions/orchestrator/Cargo.toml functions/orchestrator/
 COPY functions/registry/Cargo.toml functions/registry/
+COPY functions/delivery/Cargo.toml functions/delivery/
 COPY functions/gate-schema/Cargo.toml functions/gate-schema/
 COPY functions/gate-security/Cargo.toml functions/gate-security/
 COPY functions/gate-latency/Cargo.toml functions/gate-latency/

@@ -17,6 +17,16 @@ impl Vaia {
     /// Starts `vaia up` on a free port of 127.0.0.1 with `policy` (a vaia.toml, written into
     /// the data directory) and `secret`, and waits until it says where it listens.
     pub fn start(data_dir: &Path, policy: &str, secret: &str) -> Vaia {
+        Self::start_with_env(data_dir, policy, secret, &[])
+    }
+
+    /// The same, with extra environment variables.
+    pub fn start_with_env(
+        data_dir: &Path,
+        policy: &str,
+        secret: &str,
+        env: &[(&str, &str)],
+    ) -> Vaia {
         let policy_path = data_dir.join("vaia.toml");
         std::fs::write(&policy_path, policy).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_vaia"))
@@ -27,6 +37,7 @@ impl Vaia {
             .env("VAIA_GITHUB_WEBHOOK_SECRET", secret)
             .env_remove("VAIA_PROMETHEUS_URL")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
