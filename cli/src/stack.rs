@@ -218,6 +218,9 @@ impl Stack {
             ports.clock.clone(),
         )
         .map_err(anyhow::Error::msg)?;
+        // Commit statuses on GitHub, when VAIA_GITHUB_TOKEN is set.
+        let consumers = vaia_delivery::wrap_advance_from_env(consumers, ports.store.clone())
+            .map_err(anyhow::Error::msg)?;
         let queue_names: Vec<String> = consumers.iter().map(|(q, _)| q.clone()).collect();
         for (queue, handler) in consumers {
             router.route(queue, handler, RouteOptions::default());

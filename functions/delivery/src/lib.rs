@@ -12,12 +12,16 @@
 //! `VAIA_REGISTRY_PASSWORD`, or `VAIA_REGISTRY_TOKEN`; `VAIA_REGISTRY_PLAIN_HTTP` a host
 //! spoken to over HTTP (a local registry); `VAIA_REGISTRY_ATTEMPTS` (default 5).
 
+pub mod github;
+
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-use vaia_core::delivery::{promotion_tags, tag_all, ImageRegistry, Retry};
+use vaia_core::delivery::{
+    changed_statuses, post_status, promotion_tags, tag_all, CommitStatuses, ImageRegistry, Retry,
+};
 use vaia_core::layout::{alias_key, AliasRecord, PROD_ALIAS};
-use vaia_core::messages::{parse_body, queues, RegistryJob};
+use vaia_core::messages::{parse_body, queues, AdvanceMessage, RegistryJob};
 use vaia_core::ports::{
     BlobStore, Clock, HandlerError, MessageHandler, PortError, ReceivedMessage, RunStore,
 };
@@ -255,6 +259,108 @@ pub fn wrap_registry_from_env(
                 let wrapped: Arc<dyn MessageHandler> = Arc::new(AfterRegistry {
                     registry_jobs: handler,
                     delivery: delivery.clone(),
+                });
+                (queue, wrapped)
+            } else {
+                (queue, handler)
+            }
+        })
+        .collect())
+}
+
+/// Posts the commit statuses a run's state change implies, never failing the pipeline.
+pub struct Statuses {
+    pub store: Arc<dyn RunStore>,
+    pub sink: Arc<dyn CommitStatuses>,
+    /// vaia's public URL, for the statuses' links to the run.
+    pub public_url: Option<String>,
+    pub retry: Retry,
+}
+
+impl Statuses {
+    /// Posts what changed from `before` to the run as it now is; outcomes are logged.
+    pub async fn after(&self, before: Option<&Run>, run_id: &vaia_core::RunId) {
+        let after = match self.store.get(run_id).await {
+            Ok(Some(r)) => r,
+            _ => return,
+        };
+        for status in changed_statuses(before, &after, self.public_url.as_deref()) {
+            let (attempts, result) = post_status(
+                &*self.sink,
+                &after.repository,
+                &after.commit,
+                &status,
+                self.retry,
+            )
+            .await;
+            match result {
+                Ok(()) => {
+                    tracing::info!(run_id = %after.id, context = %status.context, state = ?status.state, attempts, "commit status posted")
+                }
+                Err(e) => {
+                    tracing::warn!(run_id = %after.id, context = %status.context, attempts, error = %e, "commit status not posted")
+                }
+            }
+        }
+    }
+}
+
+/// The orchestrator's queue consumer followed by [`Statuses`]: every state change (and
+/// every verdict recorded) posts the statuses it changed.
+pub struct AfterAdvance {
+    pub orchestrator: Arc<dyn MessageHandler>,
+    pub statuses: Arc<Statuses>,
+}
+
+#[async_trait]
+impl MessageHandler for AfterAdvance {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        let run_id = parse_body::<AdvanceMessage>(queues::ADVANCE, &message.id, &message.body)
+            .ok()
+            .map(|m| m.run_id);
+        let before = match &run_id {
+            Some(id) => self.statuses.store.get(id).await.ok().flatten(),
+            None => None,
+        };
+        self.orchestrator.handle(message).await?;
+        if let Some(id) = run_id {
+            self.statuses.after(before.as_ref(), &id).await;
+        }
+        Ok(())
+    }
+}
+
+/// The consumers with the orchestrator's wrapped in [`AfterAdvance`] when
+/// `VAIA_GITHUB_TOKEN` is set (`VAIA_GITHUB_API_URL`, default `https://api.github.com`;
+/// `VAIA_PUBLIC_URL` links each status to its run).
+pub fn wrap_advance_from_env(
+    consumers: Consumers,
+    store: Arc<dyn RunStore>,
+) -> Result<Consumers, String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let Some(token) = var("VAIA_GITHUB_TOKEN") else {
+        return Ok(consumers);
+    };
+    let api = var("VAIA_GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into());
+    if !(api.starts_with("https://") || api.starts_with("http://")) {
+        return Err(format!(
+            "VAIA_GITHUB_API_URL: {api:?} is not an http(s) URL"
+        ));
+    }
+    let sink = github::GitHubStatuses::new(&api, token, Duration::from_secs(15))?;
+    let statuses = Arc::new(Statuses {
+        store,
+        sink: Arc::new(sink),
+        public_url: var("VAIA_PUBLIC_URL"),
+        retry: Retry::default(),
+    });
+    Ok(consumers
+        .into_iter()
+        .map(|(queue, handler)| {
+            if queue == queues::ADVANCE {
+                let wrapped: Arc<dyn MessageHandler> = Arc::new(AfterAdvance {
+                    orchestrator: handler,
+                    statuses: statuses.clone(),
                 });
                 (queue, wrapped)
             } else {

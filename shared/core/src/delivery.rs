@@ -1,5 +1,7 @@
 //! Delivery of a promotion to the outside world, as ports: the container registry where the
-//! promoted image is tagged with its version and `prod` moves (and moves back on rollback).
+//! promoted image is tagged with its version and `prod` moves (and moves back on rollback),
+//! and the commit statuses that put each gate's verdict and the run's outcome on the commit
+//! in GitHub (`vaia/<gate>`, `vaia/run`).
 //! Adapters speak the OCI distribution API (`vaia-oci`); the retry policy is here, so that
 //! a registry that is down delays the tagging but never changes the run's outcome: the
 //! caller records the [`TagOutcome`] in the run's log.
@@ -114,6 +116,157 @@ pub fn promotion_tags(
     Ok(vec![ImageTag::for_version(version)?, alias.clone()])
 }
 
+/// A commit status's state, as GitHub names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusState {
+    Pending,
+    Success,
+    Failure,
+    Error,
+}
+
+/// One commit status: `context` (`vaia/run`, `vaia/<gate>`) in `state`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CommitStatus {
+    pub state: StatusState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_url: Option<String>,
+    /// At most 140 characters (GitHub's limit).
+    pub description: String,
+    pub context: String,
+}
+
+/// Why a status was not posted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatusError {
+    /// Worth retrying (5xx, 429, unreachable), after `retry_after` when the server said so.
+    #[error("status API unavailable: {message}")]
+    Unavailable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Not worth retrying: a bad or under-privileged token, an unknown commit.
+    #[error("status API refused: {0}")]
+    Refused(String),
+}
+
+/// Where commit statuses go (GitHub's REST API).
+#[async_trait::async_trait]
+pub trait CommitStatuses: Send + Sync {
+    async fn post(
+        &self,
+        repo: &crate::Repository,
+        commit: &crate::CommitSha,
+        status: &CommitStatus,
+    ) -> Result<(), StatusError>;
+}
+
+fn describe(text: &str) -> String {
+    if text.chars().count() <= 140 {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(139).collect();
+    out.push('…');
+    out
+}
+
+/// Every status the run's current state implies: `vaia/run`, and `vaia/<gate>` for each
+/// gate with a verdict (or running in the run's current stage). `run_url` links them.
+pub fn statuses_for(run: &crate::run::Run, run_url: Option<&str>) -> Vec<CommitStatus> {
+    use crate::PipelineState as S;
+    let link = run_url.map(|base| format!("{}/api/runs/{}", base.trim_end_matches('/'), run.id));
+    let status = |context: String, state, description: &str| CommitStatus {
+        state,
+        target_url: link.clone(),
+        description: describe(description),
+        context,
+    };
+    let run_state = match run.state {
+        S::Promoted => (
+            StatusState::Success,
+            match &run.candidate.version {
+                Some(v) => format!("promoted as {v}"),
+                None => "promoted".to_string(),
+            },
+        ),
+        S::Failed => (
+            StatusState::Failure,
+            run.failure
+                .as_ref()
+                .map(|f| f.reason.clone())
+                .unwrap_or_else(|| "failed".into()),
+        ),
+        S::Rollback => (
+            StatusState::Error,
+            run.rollback
+                .as_ref()
+                .map(|r| format!("rolled back: {}", r.reason))
+                .unwrap_or_else(|| "rolled back".into()),
+        ),
+        other => (StatusState::Pending, format!("{other}")),
+    };
+    let mut out = vec![status("vaia/run".into(), run_state.0, &run_state.1)];
+    for stage in [crate::Stage::Ci, crate::Stage::Staging] {
+        for (gate, record) in run.stage_verdicts(stage) {
+            let context = format!("vaia/{gate}");
+            match record {
+                Some(r) => {
+                    let state = match r.outcome {
+                        crate::Outcome::Pass => StatusState::Success,
+                        crate::Outcome::Fail => StatusState::Failure,
+                        crate::Outcome::Inconclusive | crate::Outcome::Error => StatusState::Error,
+                    };
+                    out.push(status(context, state, &r.summary));
+                }
+                None if run.state.stage() == Some(stage) => {
+                    out.push(status(context, StatusState::Pending, "running"));
+                }
+                None => {}
+            }
+        }
+    }
+    out
+}
+
+/// The statuses of `after` that differ from those of `before` (what a state change posts).
+pub fn changed_statuses(
+    before: Option<&crate::run::Run>,
+    after: &crate::run::Run,
+    run_url: Option<&str>,
+) -> Vec<CommitStatus> {
+    let old = before.map(|b| statuses_for(b, run_url)).unwrap_or_default();
+    statuses_for(after, run_url)
+        .into_iter()
+        .filter(|s| !old.contains(s))
+        .collect()
+}
+
+/// Posts `status`, retrying what the API could not take yet (waiting its `Retry-After` when
+/// it gave one, else `retry.backoff` doubling). Returns the attempts and the last error.
+pub async fn post_status(
+    sink: &dyn CommitStatuses,
+    repo: &crate::Repository,
+    commit: &crate::CommitSha,
+    status: &CommitStatus,
+    retry: Retry,
+) -> (u32, Result<(), StatusError>) {
+    let mut wait = retry.backoff;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match sink.post(repo, commit, status).await {
+            Err(StatusError::Unavailable { retry_after, .. })
+                if attempts < retry.attempts.max(1) =>
+            {
+                tokio::time::sleep(retry_after.unwrap_or(wait).min(Duration::from_secs(60))).await;
+                wait = wait.saturating_mul(2);
+            }
+            other => return (attempts, other),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -195,6 +348,53 @@ mod tests {
         let out = tag_all(&refusing, &image, &digest, &tags, FAST).await;
         assert_eq!(out[0].attempts, 1);
         assert_eq!(refusing.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn statuses_follow_the_run() {
+        use crate::run::{Failure, Run, Trigger};
+        let t = chrono::Utc::now();
+        let mut run = Run::new(
+            crate::Repository::new("acme/agent").unwrap(),
+            crate::CommitSha::new("ab".repeat(20)).unwrap(),
+            None,
+            Trigger {
+                kind: "push".into(),
+                delivery: None,
+                actor: None,
+                at: t,
+            },
+            crate::policy::Policy::schema_only(),
+            t,
+        );
+        let s = statuses_for(&run, Some("https://vaia.example/"));
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            (s[0].context.as_str(), s[0].state),
+            ("vaia/run", StatusState::Pending)
+        );
+        assert_eq!(
+            s[0].target_url.as_deref(),
+            Some(format!("https://vaia.example/api/runs/{}", run.id).as_str())
+        );
+        let before = run.clone();
+        run.state = crate::PipelineState::CiRunning;
+        let s = changed_statuses(Some(&before), &run, None);
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert_eq!(
+            (s[1].context.as_str(), s[1].state),
+            ("vaia/schema", StatusState::Pending)
+        );
+        run.state = crate::PipelineState::Failed;
+        run.failure = Some(Failure {
+            gate: None,
+            reason: "x".repeat(300),
+            at: t,
+        });
+        let s = statuses_for(&run, None);
+        assert_eq!(s[0].state, StatusState::Failure);
+        assert_eq!(s[0].description.chars().count(), 140);
+        assert_eq!(s.len(), 1, "no verdict, no stage running: no gate status");
     }
 
     #[test]
