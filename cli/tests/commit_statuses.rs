@@ -2,7 +2,9 @@
 //! `VAIA_GITHUB_API_URL` pointing at a local stand-in for GitHub's statuses endpoint, which
 //! records what it is sent (path, token, body). A promoted run posts `vaia/run` pending then
 //! success and `vaia/schema` pending then success, linked to the run; a breaking change posts
-//! failures for both.
+//! failures for both. With `VAIA_EVENTS_WEBHOOK_URL` the same server receives the promotion
+//! events (`vaia.run.promoted`, `vaia.run.failed`), each body signed with HMAC-SHA256 under
+//! the shared secret, checked here independently of vaia's signing code.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,6 +26,34 @@ const POLICY: &str = "[stages]\nci = [\"schema\"]\n";
 const REPO: &str = "acme/support-agent";
 
 type Posted = Arc<Mutex<Vec<(String, String, serde_json::Value)>>>;
+type Events = Arc<Mutex<Vec<serde_json::Value>>>;
+const EVENTS_SECRET: &str = "events-secret-0123456789";
+
+async fn event(
+    State(events): State<Events>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(EVENTS_SECRET.as_bytes()).unwrap();
+    mac.update(&body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let got = headers
+        .get("x-vaia-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if got != expected {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let kind = headers
+        .get("x-vaia-event")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert_eq!(v["detail-type"], kind);
+    events.lock().unwrap().push(v);
+    StatusCode::NO_CONTENT
+}
 
 async fn record(
     State(posted): State<Posted>,
@@ -103,9 +133,15 @@ async fn run_commit(client: &Client, n: u8, tools: &str) -> (CommitSha, Pipeline
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_changes_post_the_expected_statuses() {
     let posted: Posted = Arc::default();
+    let events: Events = Arc::default();
     let app = Router::new()
         .route("/repos/{owner}/{repo}/statuses/{sha}", post(record))
-        .with_state(posted.clone());
+        .with_state(posted.clone())
+        .merge(
+            Router::new()
+                .route("/events", post(event))
+                .with_state(events.clone()),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -119,6 +155,8 @@ async fn state_changes_post_the_expected_statuses() {
             ("VAIA_GITHUB_TOKEN", "gh-token"),
             ("VAIA_GITHUB_API_URL", api.as_str()),
             ("VAIA_PUBLIC_URL", "https://vaia.example"),
+            ("VAIA_EVENTS_WEBHOOK_URL", format!("{api}/events").as_str()),
+            ("VAIA_EVENTS_WEBHOOK_SECRET", EVENTS_SECRET),
         ],
     );
     let client = Client::new(&stack.url);
@@ -167,4 +205,33 @@ async fn state_changes_post_the_expected_statuses() {
     assert_eq!(state, PipelineState::Failed);
     statuses_of(&posted, sha.as_str(), "vaia/schema", "failure").await;
     statuses_of(&posted, sha.as_str(), "vaia/run", "failure").await;
+
+    let start = Instant::now();
+    while events.lock().unwrap().len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "events: {:?}",
+            events.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["detail-type"], "vaia.run.promoted");
+    assert_eq!(events[0]["source"], "vaia");
+    assert_eq!(events[0]["detail"]["repository"], REPO);
+    assert!(events[0]["detail"]["version"]
+        .as_str()
+        .unwrap()
+        .starts_with("0."));
+    assert_eq!(events[1]["detail-type"], "vaia.run.failed");
+    assert_eq!(events[1]["detail"]["commit"], sha.as_str());
+    assert!(
+        events[1]["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("schema"),
+        "{}",
+        events[1]
+    );
 }

@@ -13,12 +13,14 @@
 //! spoken to over HTTP (a local registry); `VAIA_REGISTRY_ATTEMPTS` (default 5).
 
 pub mod github;
+pub mod webhook;
 
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 use vaia_core::delivery::{
-    changed_statuses, post_status, promotion_tags, tag_all, CommitStatuses, ImageRegistry, Retry,
+    changed_statuses, post_status, promotion_event, promotion_tags, tag_all, CommitStatuses,
+    EventSink, ImageRegistry, Retry,
 };
 use vaia_core::layout::{alias_key, AliasRecord, PROD_ALIAS};
 use vaia_core::messages::{parse_body, queues, AdvanceMessage, RegistryJob};
@@ -309,7 +311,42 @@ impl Statuses {
 /// every verdict recorded) posts the statuses it changed.
 pub struct AfterAdvance {
     pub orchestrator: Arc<dyn MessageHandler>,
-    pub statuses: Arc<Statuses>,
+    pub store: Arc<dyn RunStore>,
+    pub statuses: Option<Arc<Statuses>>,
+    pub events: Option<Arc<dyn EventSink>>,
+    pub retry: Retry,
+}
+
+impl AfterAdvance {
+    /// Publishes the run's promotion event if it just became PROMOTED, FAILED or ROLLBACK.
+    async fn publish(&self, sink: &dyn EventSink, before: Option<&Run>, id: &vaia_core::RunId) {
+        let Ok(Some(after)) = self.store.get(id).await else {
+            return;
+        };
+        let Some(event) = promotion_event(before, &after) else {
+            return;
+        };
+        let mut wait = self.retry.backoff;
+        for attempt in 1..=self.retry.attempts.max(1) {
+            match sink.publish(&event).await {
+                Ok(()) => {
+                    tracing::info!(run_id = %id, event = %event.detail_type, attempt, "promotion event sent");
+                    return;
+                }
+                Err(vaia_core::delivery::StatusError::Unavailable { message, .. })
+                    if attempt < self.retry.attempts =>
+                {
+                    tracing::warn!(run_id = %id, attempt, %message, "promotion event not sent yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = wait.saturating_mul(2);
+                }
+                Err(e) => {
+                    tracing::warn!(run_id = %id, event = %event.detail_type, error = %e, "promotion event not sent");
+                    return;
+                }
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -319,48 +356,76 @@ impl MessageHandler for AfterAdvance {
             .ok()
             .map(|m| m.run_id);
         let before = match &run_id {
-            Some(id) => self.statuses.store.get(id).await.ok().flatten(),
+            Some(id) => self.store.get(id).await.ok().flatten(),
             None => None,
         };
         self.orchestrator.handle(message).await?;
         if let Some(id) = run_id {
-            self.statuses.after(before.as_ref(), &id).await;
+            if let Some(statuses) = &self.statuses {
+                statuses.after(before.as_ref(), &id).await;
+            }
+            if let Some(events) = &self.events {
+                self.publish(&**events, before.as_ref(), &id).await;
+            }
         }
         Ok(())
     }
 }
 
-/// The consumers with the orchestrator's wrapped in [`AfterAdvance`] when
-/// `VAIA_GITHUB_TOKEN` is set (`VAIA_GITHUB_API_URL`, default `https://api.github.com`;
-/// `VAIA_PUBLIC_URL` links each status to its run).
+/// The consumers with the orchestrator's wrapped in [`AfterAdvance`] when the environment
+/// asks for commit statuses (`VAIA_GITHUB_TOKEN`; `VAIA_GITHUB_API_URL`, default
+/// `https://api.github.com`; `VAIA_PUBLIC_URL` links each status to its run) or promotion
+/// events (`VAIA_EVENTS_WEBHOOK_URL` with `VAIA_EVENTS_WEBHOOK_SECRET`).
 pub fn wrap_advance_from_env(
     consumers: Consumers,
     store: Arc<dyn RunStore>,
 ) -> Result<Consumers, String> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    let Some(token) = var("VAIA_GITHUB_TOKEN") else {
-        return Ok(consumers);
+    let statuses = match var("VAIA_GITHUB_TOKEN") {
+        None => None,
+        Some(token) => {
+            let api = var("VAIA_GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into());
+            if !(api.starts_with("https://") || api.starts_with("http://")) {
+                return Err(format!(
+                    "VAIA_GITHUB_API_URL: {api:?} is not an http(s) URL"
+                ));
+            }
+            let sink = github::GitHubStatuses::new(&api, token, Duration::from_secs(15))?;
+            Some(Arc::new(Statuses {
+                store: store.clone(),
+                sink: Arc::new(sink),
+                public_url: var("VAIA_PUBLIC_URL"),
+                retry: Retry::default(),
+            }))
+        }
     };
-    let api = var("VAIA_GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into());
-    if !(api.starts_with("https://") || api.starts_with("http://")) {
-        return Err(format!(
-            "VAIA_GITHUB_API_URL: {api:?} is not an http(s) URL"
-        ));
+    let events: Option<Arc<dyn EventSink>> = match (
+        var("VAIA_EVENTS_WEBHOOK_URL"),
+        var("VAIA_EVENTS_WEBHOOK_SECRET"),
+    ) {
+        (None, None) => None,
+        (Some(url), Some(secret)) => Some(Arc::new(webhook::WebhookEvents::new(
+            url,
+            secret,
+            Duration::from_secs(15),
+        )?)),
+        _ => {
+            return Err("VAIA_EVENTS_WEBHOOK_URL and VAIA_EVENTS_WEBHOOK_SECRET go together".into())
+        }
+    };
+    if statuses.is_none() && events.is_none() {
+        return Ok(consumers);
     }
-    let sink = github::GitHubStatuses::new(&api, token, Duration::from_secs(15))?;
-    let statuses = Arc::new(Statuses {
-        store,
-        sink: Arc::new(sink),
-        public_url: var("VAIA_PUBLIC_URL"),
-        retry: Retry::default(),
-    });
     Ok(consumers
         .into_iter()
         .map(|(queue, handler)| {
             if queue == queues::ADVANCE {
                 let wrapped: Arc<dyn MessageHandler> = Arc::new(AfterAdvance {
                     orchestrator: handler,
+                    store: store.clone(),
                     statuses: statuses.clone(),
+                    events: events.clone(),
+                    retry: Retry::default(),
                 });
                 (queue, wrapped)
             } else {

@@ -267,6 +267,74 @@ pub async fn post_status(
     }
 }
 
+/// What continuous delivery acts on: a run that ended PROMOTED or FAILED, or was rolled
+/// back. On AWS an EventBridge event (`source` "vaia", `detail-type` [`Self::detail_type`],
+/// `detail` this struct); locally the body of a signed webhook.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PromotionEvent {
+    /// `vaia.run.promoted`, `vaia.run.failed` or `vaia.run.rolled_back`.
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: &'static str,
+    pub detail: PromotionDetail,
+}
+
+/// The detail of a [`PromotionEvent`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PromotionDetail {
+    pub run_id: crate::RunId,
+    pub repository: crate::Repository,
+    pub commit: crate::CommitSha,
+    pub state: crate::PipelineState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<semver::Version>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<ImageDigest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: crate::run::Timestamp,
+}
+
+/// The event of `after`'s state, when it just became PROMOTED, FAILED or ROLLBACK.
+pub fn promotion_event(
+    before: Option<&crate::run::Run>,
+    after: &crate::run::Run,
+) -> Option<PromotionEvent> {
+    use crate::PipelineState as S;
+    if before.is_some_and(|b| b.state == after.state) {
+        return None;
+    }
+    let (kind, reason) = match after.state {
+        S::Promoted => ("promoted", None),
+        S::Failed => ("failed", after.failure.as_ref().map(|f| f.reason.clone())),
+        S::Rollback => (
+            "rolled_back",
+            after.rollback.as_ref().map(|r| r.reason.clone()),
+        ),
+        _ => return None,
+    };
+    Some(PromotionEvent {
+        detail_type: format!("vaia.run.{kind}"),
+        source: "vaia",
+        detail: PromotionDetail {
+            run_id: after.id.clone(),
+            repository: after.repository.clone(),
+            commit: after.commit.clone(),
+            state: after.state,
+            version: after.candidate.version.clone(),
+            image_digest: after.candidate.image_digest.clone(),
+            reason,
+            at: after.state_entered_at,
+        },
+    })
+}
+
+/// Where promotion events go (a signed webhook locally, EventBridge on AWS).
+#[async_trait::async_trait]
+pub trait EventSink: Send + Sync {
+    async fn publish(&self, event: &PromotionEvent) -> Result<(), StatusError>;
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
