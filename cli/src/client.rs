@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use vaia_core::evidence::{DatasetSnapshot, ImageRef};
-use vaia_core::evidence::{Manifest, ManifestFile, MANIFEST_FILE, MANIFEST_SCHEMA_V1};
+use vaia_core::evidence::{Manifest, MANIFEST_FILE};
 use vaia_core::{CommitSha, ImageDigest, Repository};
 
 use crate::api::{RunDetail, RunList};
@@ -15,6 +15,8 @@ use crate::api::{RunDetail, RunList};
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer` on every request when set (an API token).
+    token: Option<String>,
 }
 
 impl Client {
@@ -25,14 +27,28 @@ impl Client {
                 vaia_gates::http::install_tls_provider();
                 reqwest::Client::new()
             },
+            token: None,
+        }
+    }
+
+    /// The same client sending `token` as a bearer token (e.g. an upload token).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, url);
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
         }
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         let url = format!("{}{path}", self.base);
         let res = self
-            .http
-            .get(&url)
+            .request(reqwest::Method::GET, &url)
             .send()
             .await
             .with_context(|| format!("GET {url}"))?;
@@ -68,8 +84,7 @@ impl Client {
         let body = serde_json::json!({ "actor": whoami(), "reason": reason });
         let body = strip_nulls(body);
         let res = self
-            .http
-            .post(&url)
+            .request(reqwest::Method::POST, &url)
             .json(&body)
             .send()
             .await
@@ -92,8 +107,7 @@ impl Client {
     ) -> Result<(u16, serde_json::Value)> {
         let url = format!("{}/webhooks/github", self.base);
         let res = self
-            .http
-            .post(&url)
+            .request(reqwest::Method::POST, &url)
             .header("content-type", "application/json")
             .header("x-github-event", event)
             .header("x-github-delivery", delivery)
@@ -116,27 +130,15 @@ impl Client {
         dataset: Option<DatasetSnapshot>,
         files: &[(String, Vec<u8>)],
     ) -> Result<Manifest> {
-        let mut listed = Vec::new();
         for (name, bytes) in files {
             self.put_evidence(repo, commit, name, bytes.clone()).await?;
-            listed.push(ManifestFile {
-                name: name.clone(),
-                sha256: hex::encode(Sha256::digest(bytes)),
-                bytes: bytes.len() as u64,
-            });
         }
-        let manifest = Manifest {
-            schema: MANIFEST_SCHEMA_V1.into(),
-            repository: repo.clone(),
-            commit: commit.clone(),
-            image: ImageRef {
-                digest: image.clone(),
-                base_digest: None,
-            },
-            dataset,
-            files: listed,
-            created_at: chrono::Utc::now(),
+        let image = ImageRef {
+            digest: image.clone(),
+            base_digest: None,
         };
+        let manifest =
+            crate::collect::manifest_for(repo, commit, image, dataset, files, chrono::Utc::now());
         self.put_evidence(
             repo,
             commit,
@@ -145,6 +147,28 @@ impl Client {
         )
         .await?;
         Ok(manifest)
+    }
+
+    /// Uploads a bundle that already has its manifest (`vaia evidence collect` wrote it):
+    /// every file it lists, checked against its sha256 and size, then the manifest as it is.
+    pub async fn upload_manifested(
+        &self,
+        manifest: &Manifest,
+        manifest_bytes: &[u8],
+        files: &[(String, Vec<u8>)],
+    ) -> Result<()> {
+        check_listed(manifest, files)?;
+        for (name, bytes) in files {
+            self.put_evidence(&manifest.repository, &manifest.commit, name, bytes.clone())
+                .await?;
+        }
+        self.put_evidence(
+            &manifest.repository,
+            &manifest.commit,
+            MANIFEST_FILE,
+            manifest_bytes.to_vec(),
+        )
+        .await
     }
 
     async fn put_evidence(
@@ -156,8 +180,7 @@ impl Client {
     ) -> Result<()> {
         let url = format!("{}/api/evidence/{repo}/{commit}/{name}", self.base);
         let res = self
-            .http
-            .put(&url)
+            .request(reqwest::Method::PUT, &url)
             .body(bytes)
             .send()
             .await
@@ -188,6 +211,33 @@ pub fn read_bundle(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// The files of a bundle are exactly those its manifest lists, with their sha256 and size.
+pub fn check_listed(manifest: &Manifest, files: &[(String, Vec<u8>)]) -> Result<()> {
+    for (name, bytes) in files {
+        let Some(listed) = manifest.file(name) else {
+            bail!("{name} is in the bundle's directory but not in its {MANIFEST_FILE}");
+        };
+        let sha = hex::encode(Sha256::digest(bytes));
+        if listed.sha256 != sha || listed.bytes != bytes.len() as u64 {
+            bail!(
+                "{name}: sha256 {sha} ({} bytes) but {MANIFEST_FILE} lists {} ({} bytes)",
+                bytes.len(),
+                listed.sha256,
+                listed.bytes
+            );
+        }
+    }
+    for f in &manifest.files {
+        if !files.iter().any(|(n, _)| *n == f.name) {
+            bail!(
+                "{MANIFEST_FILE} lists {} but the directory has no such file",
+                f.name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `sha256=<hex>` of the body keyed by the secret, as in `X-Hub-Signature-256`.

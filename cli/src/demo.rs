@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use vaia_core::evidence::ImageRef;
 use vaia_core::policy::Policy;
 use vaia_core::{CommitSha, ImageDigest, PipelineState, Repository};
 use vaia_example_agent::{AgentConfig, Variant};
@@ -27,6 +28,7 @@ use vaia_webhook::WebhookSecret;
 use crate::api::RunDetail;
 use crate::cli_runs::{render_detail, render_list};
 use crate::client::Client;
+use crate::collect;
 use crate::loadgen::{run_load, scrape_p95_ms};
 use crate::stack::{wait_for_signal, Stack, StackConfig};
 
@@ -157,49 +159,39 @@ async fn latency_evidence() -> Result<LatencyEvidence> {
     result
 }
 
-/// What the agent's CI would upload for `variant`: the attack corpus and the golden
-/// questions run against the agent, served in-process on a free port.
-async fn agent_evidence(variant: Variant) -> Result<Vec<(String, Vec<u8>)>> {
-    use vaia_gates::prompt::{self, target};
+/// What the agent's CI would upload for `variant`: `vaia evidence collect`'s bundle (attack
+/// corpus and golden questions run against the agent, served in-process on a free port)
+/// with `copies` (tools, Trivy report, Locust CSV, system prompt).
+async fn agent_evidence(
+    variant: Variant,
+    repo: &Repository,
+    commit: &CommitSha,
+    image: &ImageDigest,
+    mut copies: Vec<collect::BundleFile>,
+) -> Result<collect::Bundle> {
     let agent = vaia_example_agent::spawn(AgentConfig::new(variant), "127.0.0.1:0")
         .await
         .context("starting the example agent")?;
+    copies.push((
+        vaia_gate_prompt::SYSTEM_PROMPT_FILE.to_string(),
+        vaia_example_agent::system_prompt(vaia_example_agent::DEFAULT_CANARY).into_bytes(),
+    ));
     let result = async {
-        let corpus = prompt::parse_corpus("builtin corpus", prompt::BUILTIN_CORPUS)?;
-        let config = target::TargetConfig::chat_completions(agent.chat_url());
-        let responses = target::run(&config, &corpus).await?;
-        let mut prompt_lines = String::new();
-        for r in &responses {
-            let line = serde_json::json!({"id": r.id, "response": r.response, "canary": r.canary, "error": r.error});
-            prompt_lines.push_str(&format!("{line}\n"));
-        }
-        let golden = vaia_gates::eval::parse_golden("golden", vaia_example_agent::GOLDEN)?;
-        let http = vaia_gates::http::client_builder().build()?;
-        let mut answers = String::new();
-        for g in &golden {
-            let body = serde_json::json!({"model": "agent", "messages": [{"role": "user", "content": g.input}]});
-            let reply: serde_json::Value = http
-                .post(agent.chat_url())
-                .json(&body)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let answer = reply["choices"][0]["message"]["content"]
-                .as_str()
-                .context("the agent's reply has no message content")?;
-            answers.push_str(&format!("{}\n", serde_json::json!({"id": g.id, "answer": answer})));
-        }
-        anyhow::Ok(vec![
-            ("prompt_responses.jsonl".to_string(), prompt_lines.into_bytes()),
-            ("eval_golden.jsonl".to_string(), vaia_example_agent::GOLDEN.as_bytes().to_vec()),
-            ("eval_answers.jsonl".to_string(), answers.into_bytes()),
-            (
-                "system_prompt.txt".to_string(),
-                vaia_example_agent::system_prompt(vaia_example_agent::DEFAULT_CANARY).into_bytes(),
-            ),
-        ])
+        let request = collect::CollectRequest {
+            repo: repo.clone(),
+            commit: commit.clone(),
+            image: ImageRef {
+                digest: image.clone(),
+                base_digest: None,
+            },
+            dataset: None,
+            copies,
+            questions: collect::Questions::builtin(
+                &agent.chat_url(),
+                Some(vaia_example_agent::GOLDEN.to_string()),
+            )?,
+        };
+        anyhow::Ok(collect::collect(request).await?)
     }
     .await;
     agent.stop().await;
@@ -296,23 +288,38 @@ async fn drive(client: &Client, secret: &str, latency: &LatencyEvidence) -> Resu
                 step.slow
             )))
         ))?;
-        let mut files = vec![("tools.json".to_string(), step.tools.as_bytes().to_vec())];
-        files.extend(agent_evidence(step.variant).await?);
         let stats = if step.slow {
             &latency.slow_csv
         } else {
             &latency.good_csv
         };
-        files.push(("trivy.json".to_string(), step.trivy.as_bytes().to_vec()));
-        files.push(("locust_stats.csv".to_string(), stats.as_bytes().to_vec()));
+        let copies = vec![
+            (
+                vaia_gate_schema::TOOLS_FILE.to_string(),
+                step.tools.as_bytes().to_vec(),
+            ),
+            (
+                vaia_gate_security::REPORT_FILE.to_string(),
+                step.trivy.as_bytes().to_vec(),
+            ),
+            (
+                vaia_gate_latency::STATS_FILE.to_string(),
+                stats.as_bytes().to_vec(),
+            ),
+        ];
+        let bundle = agent_evidence(step.variant, &repo, &commit, &image, copies).await?;
         client
-            .upload_evidence(&repo, &commit, &image, None, &files)
+            .upload_manifested(
+                &bundle.manifest,
+                &serde_json::to_vec_pretty(&bundle.manifest)?,
+                &bundle.files,
+            )
             .await?;
         println!(
             "agent variant {}{}: attack corpus, golden set and load test run; evidence uploaded: {} + manifest.json",
             step.variant.as_str(),
             if step.slow { " (slow)" } else { "" },
-            files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+            bundle.files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
         );
         let run_id = answer["run_id"]
             .as_str()

@@ -308,15 +308,11 @@ pub async fn prompt(args: PromptArgs) -> Result<(String, i32), BadInput> {
         }
     };
     if let Some(path) = &args.save_responses {
-        let mut out = String::new();
-        for r in &responses {
-            let line = serde_json::json!({"id": r.id, "response": r.response, "canary": r.canary, "error": r.error});
-            out.push_str(&line.to_string());
-            out.push('\n');
-        }
-        std::fs::write(path, out).map_err(|source| BadInput::Write {
-            path: path.display().to_string(),
-            source,
+        std::fs::write(path, crate::collect::transcript_jsonl(&responses)).map_err(|source| {
+            BadInput::Write {
+                path: path.display().to_string(),
+                source,
+            }
         })?;
     }
     let mut canaries = policy.prompt.canaries.clone();

@@ -256,18 +256,25 @@ enum RunsCommand {
 
 #[derive(Subcommand)]
 enum EvidenceCommand {
-    /// Upload every file of DIR, then a manifest listing them (the evidence contract).
+    /// Question a running candidate (attack corpus, golden set) and write an evidence bundle
+    /// with its manifest; exit 0 written, 2 bad input, 3 the candidate could not be questioned.
+    Collect(Box<vaia::collect::CollectArgs>),
+    /// Upload every file of DIR, then its manifest (the one `collect` wrote, or one made from the flags).
     Upload {
         #[arg(long)]
         dir: PathBuf,
+        /// owner/name (required when DIR has no manifest.json; must agree with it otherwise).
         #[arg(long)]
-        repo: String,
+        repo: Option<String>,
         #[arg(long)]
-        commit: String,
+        commit: Option<String>,
         #[arg(long)]
-        image_digest: String,
+        image_digest: Option<String>,
         #[arg(long, env = "VAIA_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
+        /// An API token with the upload role, sent as a bearer token (never printed).
+        #[arg(long, env = "VAIA_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
 }
 
@@ -413,6 +420,7 @@ fn main() -> ExitCode {
             };
             gate_async("eval", gate_cmd::eval(args))
         }
+        Command::Evidence(EvidenceCommand::Collect(args)) => collect_command(&args),
         other => {
             vaia::telemetry::init(if matches!(other, Command::Demo { .. }) {
                 "warn"
@@ -471,6 +479,30 @@ fn gate_async<E: std::fmt::Display>(
     gate_result(name, rt.block_on(fut))
 }
 
+/// `vaia evidence collect`: the summary on stdout, errors on stderr with their exit code.
+fn collect_command(args: &vaia::collect::CollectArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vaia evidence collect: cannot start the async runtime: {e}");
+            return exit(vaia::collect::EXIT_ERROR);
+        }
+    };
+    match rt.block_on(vaia::collect::run(args)) {
+        Ok((json, code)) => {
+            println!("{json}");
+            exit(code)
+        }
+        Err(e) => {
+            eprintln!("vaia evidence collect: {e}");
+            exit(e.exit_code())
+        }
+    }
+}
+
 fn exit(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
@@ -527,7 +559,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             commit,
             image_digest,
             url,
-        }) => cli_runs::upload(&url, &dir, &repo, &commit, &image_digest).await,
+            token,
+        }) => {
+            cli_runs::upload(
+                &url,
+                token,
+                &dir,
+                repo.as_deref(),
+                commit.as_deref(),
+                image_digest.as_deref(),
+            )
+            .await
+        }
+        Command::Evidence(EvidenceCommand::Collect(_)) => Ok(()),
         Command::Gate(_) => Ok(()),
     }
 }

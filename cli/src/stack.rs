@@ -210,7 +210,17 @@ impl Stack {
         };
         let (shutdown, watch_rx) = watch::channel(false);
         let mut router = local.router();
-        let consumers = consumers(&ports);
+        // The promoted image tagged in its registry, when VAIA_IMAGE configures it.
+        let consumers = vaia_delivery::wrap_registry_from_env(
+            consumers(&ports),
+            ports.store.clone(),
+            ports.blobs.clone(),
+            ports.clock.clone(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        // Commit statuses on GitHub, when VAIA_GITHUB_TOKEN is set.
+        let consumers = vaia_delivery::wrap_advance_from_env(consumers, ports.store.clone())
+            .map_err(anyhow::Error::msg)?;
         let queue_names: Vec<String> = consumers.iter().map(|(q, _)| q.clone()).collect();
         for (queue, handler) in consumers {
             router.route(queue, handler, RouteOptions::default());

@@ -141,7 +141,7 @@ async fn runs_survive_twenty_sigkills() {
 
     // The logs crash-free runs write, one of each kind, in a separate stack.
     let reference_dir = tempfile::tempdir().unwrap();
-    let reference = Vaia::start(reference_dir.path());
+    let reference = Vaia::start(reference_dir.path(), POLICY, SECRET);
     let client = Client::new(&reference.url);
     let mut reference_shapes = BTreeMap::new();
     for i in [0, 3] {
@@ -159,7 +159,7 @@ async fn runs_survive_twenty_sigkills() {
     let mut lives = Vec::new();
     let started = Instant::now();
     while kills < KILLS {
-        let vaia = Vaia::start(dir.path());
+        let vaia = Vaia::start(dir.path(), POLICY, SECRET);
         let client = Client::new(&vaia.url);
         // Send the next few runs not yet acknowledged, a few per life, and SIGKILL the
         // process at a random moment while it is working on them (a send cut short by
@@ -214,7 +214,7 @@ async fn runs_survive_twenty_sigkills() {
     }
 
     // The last start runs to the end.
-    let vaia = Vaia::start(dir.path());
+    let vaia = Vaia::start(dir.path(), POLICY, SECRET);
     let client = Client::new(&vaia.url);
     // A push whose first delivery died with a process is refused as "being processed"
     // until its claim expires (the webhook's in-progress TTL): GitHub redelivers later,

@@ -33,7 +33,7 @@ fn states(detail: &vaia::api::RunDetail) -> Vec<PipelineState> {
 async fn push_to_promotion_failure_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::new("octo/support-agent").unwrap();
-    let vaia = Vaia::start(dir.path());
+    let vaia = Vaia::start(dir.path(), POLICY, SECRET);
     let client = Client::new(&vaia.url);
 
     // 1. A signed push and its evidence take a run through every state to PROMOTED.
@@ -92,7 +92,7 @@ async fn push_to_promotion_failure_and_restart() {
     upload(&client, &repo, &commit(3), V2).await;
     vaia.kill();
     let killed_at = chrono::Utc::now();
-    let vaia = Vaia::start(dir.path());
+    let vaia = Vaia::start(dir.path(), POLICY, SECRET);
     let client = Client::new(&vaia.url);
     let resumed = wait_settled(&client, &run, Duration::from_secs(60))
         .await
@@ -155,7 +155,7 @@ async fn push_to_promotion_failure_and_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let vaia = Vaia::start(dir.path());
+    let vaia = Vaia::start(dir.path(), POLICY, SECRET);
     let client = Client::new(&vaia.url);
     let repo = Repository::new("octo/support-agent").unwrap();
     let body = push_payload(&repo, &commit(9)).unwrap();
@@ -244,7 +244,7 @@ async fn bad_requests_change_nothing() {
 #[test]
 fn a_second_stack_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Vaia::start(dir.path());
+    let first = Vaia::start(dir.path(), POLICY, SECRET);
     let out = Command::new(env!("CARGO_BIN_EXE_vaia"))
         .args(["up", "--port", "0", "--data-dir"])
         .arg(dir.path())
@@ -305,7 +305,7 @@ fn up_with_a_guessable_webhook_secret_is_refused() {
 async fn slow_and_oversized_clients_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let vaia = Vaia::start(dir.path());
+    let vaia = Vaia::start(dir.path(), POLICY, SECRET);
     let addr = vaia.url.trim_start_matches("http://").to_string();
     let evidence = format!("/api/evidence/octo/agent/{}/tools.json", commit(5));
 
@@ -363,7 +363,7 @@ async fn slow_and_oversized_clients_are_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_bundle_refuses_changes_and_operator_fields_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let vaia = Vaia::start(dir.path());
+    let vaia = Vaia::start(dir.path(), POLICY, SECRET);
     let client = Client::new(&vaia.url);
     let repo = Repository::new("octo/agent").unwrap();
     let run = push(&client, &repo, &commit(7), "s-1").await;
@@ -411,7 +411,7 @@ async fn a_sealed_bundle_refuses_changes_and_operator_fields_are_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evidence_changed_after_verification_is_an_error_naming_whose_file() {
     let dir = tempfile::tempdir().unwrap();
-    let vaia = Vaia::start(dir.path());
+    let vaia = Vaia::start(dir.path(), POLICY, SECRET);
     let client = Client::new(&vaia.url);
     let repo = Repository::new("octo/agent").unwrap();
     let first = push(&client, &repo, &commit(1), "i-1").await;

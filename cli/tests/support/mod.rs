@@ -1,8 +1,9 @@
-//! What the end-to-end tests over HTTP share: a real `vaia up` process on a free port and
-//! a temporary data directory, and the pushes and uploads GitHub and an agent's CI make.
+//! What the CLI's end-to-end tests share: a real `vaia up` process on a free port and a
+//! temporary data directory, and the pushes and uploads GitHub and an agent's CI make.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use vaia::client::Client;
@@ -21,25 +22,37 @@ pub const LOCUST: &str = include_str!("../../../shared/gates/tests/fixtures/locu
 pub const POLICY: &str =
     "[stages]\nci = [\"schema\", \"security\", \"latency\"]\n\n[latency]\nbaseline_p95_ms = 150.0\n";
 
+/// A `vaia up` child process, killed when dropped.
 pub struct Vaia {
     pub child: Child,
     pub url: String,
 }
 
 impl Vaia {
-    /// Starts `vaia up` on a free port and waits until it says where it listens.
-    /// Runs with a schema-only policy: these runs upload tool definitions alone.
-    pub fn start(data_dir: &std::path::Path) -> Vaia {
-        let policy = data_dir.join("vaia.toml");
-        std::fs::write(&policy, POLICY).unwrap();
+    /// Starts `vaia up` on a free port of 127.0.0.1 with `policy` (a vaia.toml, written into
+    /// the data directory) and `secret`, and waits until it says where it listens.
+    pub fn start(data_dir: &Path, policy: &str, secret: &str) -> Vaia {
+        Self::start_with_env(data_dir, policy, secret, &[])
+    }
+
+    /// The same, with extra environment variables.
+    pub fn start_with_env(
+        data_dir: &Path,
+        policy: &str,
+        secret: &str,
+        env: &[(&str, &str)],
+    ) -> Vaia {
+        let policy_path = data_dir.join("vaia.toml");
+        std::fs::write(&policy_path, policy).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_vaia"))
             .args(["up", "--port", "0", "--data-dir"])
             .arg(data_dir)
             .arg("--policy")
-            .arg(&policy)
-            .env("VAIA_GITHUB_WEBHOOK_SECRET", SECRET)
+            .arg(&policy_path)
+            .env("VAIA_GITHUB_WEBHOOK_SECRET", secret)
             .env_remove("VAIA_PROMETHEUS_URL")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

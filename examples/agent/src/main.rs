@@ -1,6 +1,9 @@
 //! `vaia-example-agent --variant good|leaky|leaky-base64|regressed|slow [--port 0]`: serves the example
 //! agent and prints `vaia-example-agent listening on http://ADDR` on stdout and stderr once
 //! it accepts connections (with `--port 0`, ADDR has the port the system picked).
+//! `--print-system-prompt` and `--print-tools` print what an agent repository keeps beside its
+//! code (the system prompt with `--canary` in it, the OpenAI tool definitions) and exit: what
+//! a CI hands to `vaia evidence collect`.
 
 use clap::Parser;
 use std::io::Write;
@@ -28,11 +31,28 @@ struct Args {
     /// Extra latency of the slow variant, in milliseconds.
     #[arg(long, default_value_t = 250)]
     delay_ms: u64,
+    /// Print the system prompt (with --canary in it) and exit.
+    #[arg(long, conflicts_with = "print_tools")]
+    print_system_prompt: bool,
+    /// Print the tool definitions (OpenAI tools JSON) and exit.
+    #[arg(long)]
+    print_tools: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.print_system_prompt {
+        print!("{}", vaia_example_agent::system_prompt(&args.canary));
+        return Ok(());
+    }
+    if args.print_tools {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&vaia_example_agent::tools())?
+        );
+        return Ok(());
+    }
     let config = AgentConfig {
         variant: args.variant,
         canary: args.canary,

@@ -13,7 +13,7 @@ use vaia_core::messages::{queues, GateJob};
 use vaia_core::policy::Policy;
 use vaia_core::ports::{BlobStore, Clock, Queue, RunStore};
 use vaia_core::run::{Run, Trigger};
-use vaia_core::{BlobKey, CommitSha, GateName, Outcome, PipelineState, Repository, Stage};
+use vaia_core::{CommitSha, GateName, Outcome, PipelineState, Repository, Stage};
 use vaia_gate_latency::{LatencyGate, STATS_FILE};
 use vaia_gates::latency::prometheus::{Matrix, QueryError, RangeQuery, RangeRequest};
 

@@ -179,6 +179,73 @@ string_newtype!(ImageDigest, "image digest", |s| {
     }
 });
 
+string_newtype!(ImageName, "image name", |s| {
+    // registry host[:port] / repository path, as in `ghcr.io/acme/agent` (no tag, no digest).
+    let Some((host, path)) = s.split_once('/') else {
+        return Err("expected a registry host and a repository, as in ghcr.io/owner/name");
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && (host.contains('.') || host.contains(':') || host == "localhost")
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+    if !host_ok {
+        return Err("the registry host must be a DNS name or address, with an optional :port");
+    }
+    let path_ok = !path.is_empty()
+        && path.len() <= 255
+        && path.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+                })
+                && seg
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphanumeric())
+        });
+    if path_ok {
+        Ok(())
+    } else {
+        Err("the repository must be lowercase path segments of letters, digits, '.', '_' or '-'")
+    }
+});
+
+impl ImageName {
+    /// The registry host (with its port).
+    pub fn host(&self) -> &str {
+        self.0.split_once('/').map(|(h, _)| h).unwrap_or_default()
+    }
+
+    /// The repository inside the registry.
+    pub fn repository(&self) -> &str {
+        self.0.split_once('/').map(|(_, p)| p).unwrap_or_default()
+    }
+}
+
+string_newtype!(ImageTag, "image tag", |s| {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err("expected 1-128 letters, digits, '_', '.' or '-', not starting with '.' or '-'")
+    }
+});
+
+impl ImageTag {
+    /// The tag of a semantic version: itself, with build metadata's `+` as `_` (tags have no `+`).
+    pub fn for_version(version: &semver::Version) -> Result<Self, IdError> {
+        Self::new(version.to_string().replace('+', "_"))
+    }
+}
+
 string_newtype!(BlobKey, "blob key", |s| {
     if s.is_empty() || s.len() > 1024 {
         return Err("must be 1-1024 bytes");

@@ -2,6 +2,7 @@
 //! adapters implement. Nothing here knows about AWS, HTTP or databases.
 
 pub mod contract;
+pub mod delivery;
 pub mod evidence;
 pub mod gate_job;
 pub mod ids;
@@ -16,6 +17,9 @@ pub mod state;
 pub mod verdict;
 pub mod version;
 
-pub use ids::{BlobKey, CommitSha, DeliveryId, GateName, IdError, ImageDigest, Repository, RunId};
+pub use ids::{
+    BlobKey, CommitSha, DeliveryId, GateName, IdError, ImageDigest, ImageName, ImageTag,
+    Repository, RunId,
+};
 pub use state::{PipelineState, Stage};
 pub use verdict::{Finding, Outcome, Severity, Verdict};
