@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli_runs;
 pub mod client;
+pub mod ct_cmd;
 pub mod demo;
 pub mod gate_cmd;
 pub mod loadgen;

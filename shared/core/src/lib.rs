@@ -2,6 +2,7 @@
 //! adapters implement. Nothing here knows about AWS, HTTP or databases.
 
 pub mod contract;
+pub mod ct;
 pub mod evidence;
 pub mod gate_job;
 pub mod ids;
