@@ -3,6 +3,7 @@
 
 pub mod contract;
 pub mod ct;
+pub mod dataset;
 pub mod evidence;
 pub mod gate_job;
 pub mod ids;
