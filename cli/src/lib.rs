@@ -5,6 +5,7 @@ pub mod api;
 pub mod cli_runs;
 pub mod client;
 pub mod collect;
+pub mod ct_cmd;
 pub mod demo;
 pub mod gate_cmd;
 pub mod loadgen;

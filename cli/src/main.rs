@@ -51,6 +51,37 @@ enum Command {
     /// Upload an evidence bundle to a running stack.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// DVC dataset files.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Continuous training; `budget` exits 0 hold, 1 retrain due, 2 bad input, 3 inconclusive or error.
+    #[command(subcommand)]
+    Ct(CtCommand),
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// Read a `.dvc` file or a `dvc.lock` as vaia does; prints JSON (path, md5, size, nfiles, is_dir, rows; each stage's deps and outs).
+    Inspect { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum CtCommand {
+    /// The training budget from a drift score and the new rows: drift_weight·drift + data_weight·min(Δrows/rows_scale, 1).
+    Budget {
+        /// The drift monitor's score, in [0, 1].
+        #[arg(long, allow_negative_numbers = true)]
+        drift: f64,
+        /// New rows since the CT baseline's snapshot (omit when unknown).
+        #[arg(long, allow_negative_numbers = true)]
+        delta_rows: Option<i64>,
+        /// Seconds since the drift score was computed (stale past `[ct] max_drift_age`).
+        #[arg(long)]
+        drift_age_secs: Option<f64>,
+        /// Read `[ct]` from this vaia.toml.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -421,6 +452,34 @@ fn main() -> ExitCode {
             gate_async("eval", gate_cmd::eval(args))
         }
         Command::Evidence(EvidenceCommand::Collect(args)) => collect_command(&args),
+        Command::Dataset(DatasetCommand::Inspect { file }) => match vaia::ct_cmd::inspect(&file) {
+            Ok(json) => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json).unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vaia dataset inspect: {e}");
+                exit(gate_cmd::EXIT_BAD_INPUT)
+            }
+        },
+        Command::Ct(CtCommand::Budget {
+            drift,
+            delta_rows,
+            drift_age_secs,
+            policy,
+        }) => match vaia::ct_cmd::budget(drift, drift_age_secs, delta_rows, policy.as_deref()) {
+            Ok((json, code)) => {
+                println!("{json}");
+                exit(code)
+            }
+            Err(e) => {
+                eprintln!("vaia ct budget: {e}");
+                exit(gate_cmd::EXIT_BAD_INPUT)
+            }
+        },
         other => {
             vaia::telemetry::init(if matches!(other, Command::Demo { .. }) {
                 "warn"
@@ -572,6 +631,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Evidence(EvidenceCommand::Collect(_)) => Ok(()),
-        Command::Gate(_) => Ok(()),
+        Command::Gate(_) | Command::Dataset(_) | Command::Ct(_) => Ok(()),
     }
 }

@@ -1,5 +1,7 @@
 //! The registry: verifies evidence bundles when their manifest lands, assigns candidates a
-//! semantic version, records CT baselines and moves the `prod` alias. It never writes run
+//! semantic version, records CT baselines and dataset snapshots (from the evidence's
+//! `dataset` and from DVC files pushed under `datasets/<owner>/<repo>/`) and moves the
+//! `prod` alias by compare-and-swap. It never writes run
 //! state; it tells the orchestrator what it found. Every job checks the run's state first,
 //! so duplicates and late copies are no-ops.
 
@@ -7,6 +9,9 @@ use async_trait::async_trait;
 use semver::Version;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use vaia_core::dataset::{
+    out_path, parse_dataset_key, snapshot_key, SnapshotRecord, SnapshotSource,
+};
 use vaia_core::evidence::{Manifest, MANIFEST_FILE};
 use vaia_core::layout::{
     alias_key, ct_baseline_key, version_key, AliasRecord, AliasTarget, CtBaselineRecord,
@@ -22,6 +27,12 @@ use vaia_core::{BlobKey, GateName, PipelineState, Repository, RunId};
 
 const ACTOR: &str = "registry";
 
+/// Entries an alias remembers (the newest first).
+const ALIAS_HISTORY: usize = 20;
+
+/// Compare-and-swap attempts on an alias before the job is retried later.
+const ALIAS_ATTEMPTS: usize = 16;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("run {0} not found")]
@@ -33,6 +44,10 @@ pub enum RegistryError {
     Key(#[from] vaia_core::IdError),
     #[error(transparent)]
     Port(#[from] PortError),
+    /// Outside data that cannot be recorded (a malformed DVC file, an unknown repository):
+    /// nothing was written; retrying will not help.
+    #[error("{0}")]
+    Rejected(String),
 }
 
 impl From<RegistryError> for HandlerError {
@@ -41,7 +56,8 @@ impl From<RegistryError> for HandlerError {
             RegistryError::Port(p) => p.is_retryable(),
             RegistryError::RunNotFound(_)
             | RegistryError::Corrupt { .. }
-            | RegistryError::Key(_) => false,
+            | RegistryError::Key(_)
+            | RegistryError::Rejected(_) => false,
         };
         HandlerError {
             retryable,
@@ -51,10 +67,12 @@ impl From<RegistryError> for HandlerError {
 }
 
 /// What a registry job did, for logs and tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Done {
     Signalled(&'static str),
     Skipped(String),
+    /// Dataset snapshots recorded (new ones; a snapshot already recorded is kept as is).
+    Snapshots(Vec<SnapshotRecord>),
 }
 
 pub struct Registry {
@@ -82,6 +100,9 @@ impl Registry {
     /// An object landed. Only evidence manifests matter; a manifest for a commit with no
     /// run yet is left where it is: the run's TRIGGERED entry action verifies it.
     pub async fn object_created(&self, event: &ObjectCreated) -> Result<Done, RegistryError> {
+        if let Some((repo, path)) = parse_dataset_key(&event.key) {
+            return self.dataset_uploaded(&event.key, &repo, path).await;
+        }
         let Some((repo, commit, file)) = event.key.parse_evidence() else {
             return Ok(Done::Skipped(format!("{} is not evidence", event.key)));
         };
@@ -293,6 +314,20 @@ impl Registry {
             recorded_at: self.clock.now(),
         };
         self.write(&key, &record).await?;
+        if let (Some(dataset), Some(evidence)) = (&dataset, &run.candidate.evidence) {
+            let snapshot = SnapshotRecord {
+                repository: run.repository.clone(),
+                path: dataset.path.trim_end_matches(".dvc").to_string(),
+                md5: dataset.md5.clone(),
+                size: None,
+                nfiles: None,
+                rows: dataset.rows,
+                created_at: self.clock.now(),
+                source: SnapshotSource::Evidence,
+                origin: evidence.manifest.clone(),
+            };
+            self.record_snapshot(snapshot).await?;
+        }
         self.signal(
             run,
             Signal::CtBaselineRecorded {
@@ -315,65 +350,186 @@ impl Registry {
         ) else {
             return Ok(Done::Skipped("run has no version or image".into()));
         };
-        let current = self.alias(&run.repository).await?;
-        if current.as_ref().is_some_and(|a| a.target.run_id == run.id) {
-            return Ok(Done::Skipped("prod already points at this run".into()));
-        }
-        let mut history = Vec::new();
-        if let Some(c) = current {
-            history.push(c.target);
-            history.extend(c.history);
-            history.truncate(20);
-        }
         let target = AliasTarget {
             version,
             run_id: run.id.clone(),
             commit: run.commit.clone(),
             image_digest,
         };
-        let record = AliasRecord {
-            alias: PROD_ALIAS.into(),
-            target,
-            history,
-            updated_at: self.clock.now(),
-        };
-        self.write(&alias_key(&run.repository, PROD_ALIAS)?, &record)
+        let now = self.clock.now();
+        let moved = self
+            .move_alias(&run.repository, |current| {
+                if current.is_some_and(|a| a.target.run_id == run.id) {
+                    return Err("prod already points at this run".to_string());
+                }
+                let mut history = Vec::new();
+                if let Some(c) = current {
+                    history.push(c.target.clone());
+                    history.extend(c.history.iter().cloned());
+                    history.truncate(ALIAS_HISTORY);
+                }
+                Ok(AliasRecord {
+                    alias: PROD_ALIAS.into(),
+                    target: target.clone(),
+                    history,
+                    updated_at: now,
+                })
+            })
             .await?;
-        tracing::info!(run_id = %run.id, version = %record.target.version, "prod alias moved");
-        Ok(Done::Skipped("prod alias moved".into()))
+        match moved {
+            Ok(record) => {
+                tracing::info!(run_id = %run.id, version = %record.target.version, "prod alias moved");
+                Ok(Done::Skipped("prod alias moved".into()))
+            }
+            Err(reason) => Ok(Done::Skipped(reason)),
+        }
+    }
+
+    /// Moves the `prod` alias of `repo` by compare-and-swap: reads it with its etag,
+    /// lets `change` build the new record from it (or give a reason to leave it), and
+    /// writes only if nobody wrote in between (`put_if_absent` for the first promotion,
+    /// `put_if_match` after); a lost race re-reads and decides again, so two writers never
+    /// lose each other's history entry.
+    async fn move_alias(
+        &self,
+        repo: &Repository,
+        mut change: impl FnMut(Option<&AliasRecord>) -> Result<AliasRecord, String>,
+    ) -> Result<Result<AliasRecord, String>, RegistryError> {
+        let key = alias_key(repo, PROD_ALIAS)?;
+        for _ in 0..ALIAS_ATTEMPTS {
+            let current = match self.blobs.get_tagged(&key).await? {
+                None => None,
+                Some(t) => Some((Self::decode::<AliasRecord>(&key, &t.bytes)?, t.etag)),
+            };
+            let record = match change(current.as_ref().map(|(r, _)| r)) {
+                Ok(record) => record,
+                Err(reason) => return Ok(Err(reason)),
+            };
+            let bytes = Self::encode(&key, &record)?;
+            let written = match &current {
+                None => self.blobs.put_if_absent(&key, &bytes).await?,
+                Some((_, etag)) => self.blobs.put_if_match(&key, &bytes, etag).await?,
+            };
+            if written.is_some() {
+                return Ok(Ok(record));
+            }
+            tracing::debug!(%key, "alias changed under us; reading it again");
+        }
+        Err(RegistryError::Port(PortError::Unavailable(format!(
+            "{key}: lost {ALIAS_ATTEMPTS} compare-and-swap races in a row"
+        ))))
     }
 
     async fn restore(&self, run: &Run) -> Result<Done, RegistryError> {
         if run.state != PipelineState::Rollback {
             return Ok(Done::Skipped(format!("run is {}, not ROLLBACK", run.state)));
         }
-        let Some(current) = self.alias(&run.repository).await? else {
-            return Ok(Done::Skipped("no prod alias".into()));
-        };
-        if current.target.run_id != run.id {
-            return Ok(Done::Skipped(format!(
-                "prod points at {} (run {}), not this run; left as is",
-                current.target.version, current.target.run_id
+        let now = self.clock.now();
+        let moved = self
+            .move_alias(&run.repository, |current| {
+                let Some(current) = current else {
+                    return Err("no prod alias".into());
+                };
+                if current.target.run_id != run.id {
+                    return Err(format!(
+                        "prod points at {} (run {}), not this run; left as is",
+                        current.target.version, current.target.run_id
+                    ));
+                }
+                let mut history = current.history.iter().cloned();
+                let Some(previous) = history.next() else {
+                    return Err("nothing was promoted before this run; prod left as is".into());
+                };
+                Ok(AliasRecord {
+                    alias: PROD_ALIAS.into(),
+                    target: previous,
+                    history: history.collect(),
+                    updated_at: now,
+                })
+            })
+            .await?;
+        Ok(Done::Skipped(match moved {
+            Ok(record) => format!("prod restored to {}", record.target.version),
+            Err(reason) => reason,
+        }))
+    }
+
+    /// A `.dvc` or `dvc.lock` pushed under `datasets/<owner>/<repo>/`: one snapshot per
+    /// out with an md5 (the `.dvc` file's single out; every stage out of the lock), for a
+    /// repository the registry knows (one with a registered version). Anything else under
+    /// `datasets/` is data, not a snapshot, and is skipped.
+    async fn dataset_uploaded(
+        &self,
+        key: &BlobKey,
+        repo: &Repository,
+        path: &str,
+    ) -> Result<Done, RegistryError> {
+        let file = path.rsplit('/').next().unwrap_or(path);
+        if !(file.ends_with(".dvc") || file == "dvc.lock") {
+            return Ok(Done::Skipped(format!("{key} is not a DVC file")));
+        }
+        if self
+            .blobs
+            .list(&format!("registry/{repo}/versions/"))
+            .await?
+            .is_empty()
+        {
+            return Err(RegistryError::Rejected(format!(
+                "{key}: snapshot for unknown repository {repo} (no version of it is registered); nothing recorded"
             )));
         }
-        let mut history = current.history.into_iter();
-        let Some(previous) = history.next() else {
-            return Ok(Done::Skipped(
-                "nothing was promoted before this run; prod left as is".into(),
-            ));
+        let Some(bytes) = self.blobs.get(key).await? else {
+            return Ok(Done::Skipped(format!("{key} is gone")));
         };
-        let record = AliasRecord {
-            alias: PROD_ALIAS.into(),
-            target: previous,
-            history: history.collect(),
-            updated_at: self.clock.now(),
+        let text = String::from_utf8(bytes)
+            .map_err(|_| RegistryError::Rejected(format!("{key}: not UTF-8 text")))?;
+        let reject = |e: vaia_dvc::DvcError| RegistryError::Rejected(e.to_string());
+        let now = self.clock.now();
+        let record = |out: &vaia_dvc::Out, path: String, rows: Option<u64>| {
+            out.md5.as_ref().map(|md5| SnapshotRecord {
+                repository: repo.clone(),
+                path,
+                md5: md5.clone(),
+                size: out.size,
+                nfiles: out.nfiles,
+                rows,
+                created_at: now,
+                source: SnapshotSource::Upload,
+                origin: key.clone(),
+            })
         };
-        self.write(&alias_key(&run.repository, PROD_ALIAS)?, &record)
-            .await?;
-        Ok(Done::Skipped(format!(
-            "prod restored to {}",
-            record.target.version
-        )))
+        let snapshots: Vec<SnapshotRecord> =
+            match vaia_dvc::parse_document(&text, key.as_str()).map_err(reject)? {
+                vaia_dvc::DvcDocument::Dvc(f) => {
+                    let out = f.single_out(key.as_str()).map_err(reject)?;
+                    let at = out_path(path, f.wdir.as_deref(), &out.path);
+                    record(out, at, f.rows).into_iter().collect()
+                }
+                vaia_dvc::DvcDocument::Lock(l) => l
+                    .stages
+                    .iter()
+                    .flat_map(|s| s.outs.iter())
+                    .filter_map(|o| record(o, out_path(path, None, &o.path), None))
+                    .collect(),
+            };
+        let mut recorded = Vec::new();
+        for s in snapshots {
+            if let Some(s) = self.record_snapshot(s).await? {
+                recorded.push(s);
+            }
+        }
+        Ok(Done::Snapshots(recorded))
+    }
+
+    /// Writes a snapshot record unless one with its md5 exists: `Some` when new.
+    async fn record_snapshot(
+        &self,
+        snapshot: SnapshotRecord,
+    ) -> Result<Option<SnapshotRecord>, RegistryError> {
+        let key = snapshot_key(&snapshot.repository, &snapshot.md5).map_err(|e| {
+            RegistryError::Rejected(format!("snapshot md5 {:?}: {e}", snapshot.md5))
+        })?;
+        Ok(self.create(&key, &snapshot).await?.then_some(snapshot))
     }
 
     /// The repository's `prod` alias, if anything was promoted.
@@ -388,12 +544,17 @@ impl Registry {
         let Some(bytes) = self.blobs.get(key).await? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| RegistryError::Corrupt {
-                key: key.to_string(),
-                message: e.to_string(),
-            })
+        Self::decode(key, &bytes).map(Some)
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        key: &BlobKey,
+        bytes: &[u8],
+    ) -> Result<T, RegistryError> {
+        serde_json::from_slice(bytes).map_err(|e| RegistryError::Corrupt {
+            key: key.to_string(),
+            message: e.to_string(),
+        })
     }
 
     async fn write<T: serde::Serialize>(

@@ -352,14 +352,37 @@ async fn jobs_for_runs_in_other_states_are_skipped() {
     assert!(f.signals().await.is_empty());
 }
 
-/// Blobs whose first `n` reads of version records wait for one another, so that every
-/// candidate sees the same free version before any of them writes: the worst interleaving,
-/// every time.
+/// Blobs whose first `n` reads of keys containing `pattern` wait for one another, so
+/// that every writer sees the same record before any of them writes: the worst
+/// interleaving, every time.
 struct Lockstep {
     inner: Arc<MemoryBlobStore>,
     barrier: tokio::sync::Barrier,
     reads: std::sync::atomic::AtomicUsize,
     n: usize,
+    pattern: &'static str,
+}
+
+impl Lockstep {
+    fn new(inner: Arc<MemoryBlobStore>, n: usize, pattern: &'static str) -> Self {
+        Self {
+            inner,
+            barrier: tokio::sync::Barrier::new(n),
+            reads: Default::default(),
+            n,
+            pattern,
+        }
+    }
+
+    async fn read<T>(&self, key: &BlobKey, read: impl std::future::Future<Output = T>) -> T {
+        let first = key.as_str().contains(self.pattern)
+            && self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < self.n;
+        let got = read.await;
+        if first {
+            self.barrier.wait().await;
+        }
+        got
+    }
 }
 
 #[async_trait::async_trait]
@@ -374,14 +397,19 @@ impl BlobStore for Lockstep {
     ) -> PortResult<Option<ObjectCreated>> {
         self.inner.put_if_absent(key, bytes).await
     }
+    async fn put_if_match(
+        &self,
+        key: &BlobKey,
+        bytes: &[u8],
+        etag: &str,
+    ) -> PortResult<Option<ObjectCreated>> {
+        self.inner.put_if_match(key, bytes, etag).await
+    }
+    async fn get_tagged(&self, key: &BlobKey) -> PortResult<Option<vaia_core::ports::Tagged>> {
+        self.read(key, self.inner.get_tagged(key)).await
+    }
     async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {
-        let first = key.as_str().contains("/versions/")
-            && self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < self.n;
-        let read = self.inner.get(key).await;
-        if first {
-            self.barrier.wait().await;
-        }
-        read
+        self.read(key, self.inner.get(key)).await
     }
     async fn list(&self, prefix: &str) -> PortResult<Vec<vaia_core::ports::BlobMeta>> {
         self.inner.list(prefix).await
@@ -392,12 +420,7 @@ impl BlobStore for Lockstep {
 async fn concurrent_candidates_of_one_repository_get_distinct_versions() {
     const N: usize = 8;
     let f = fixture();
-    let blobs = Arc::new(Lockstep {
-        inner: f.blobs.clone(),
-        barrier: tokio::sync::Barrier::new(N),
-        reads: Default::default(),
-        n: N,
-    });
+    let blobs = Arc::new(Lockstep::new(f.blobs.clone(), N, "/versions/"));
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let registry = Arc::new(Registry::new(
         f.store.clone(),
@@ -446,4 +469,220 @@ async fn concurrent_candidates_of_one_repository_get_distinct_versions() {
         versions, expected,
         "eight candidates, eight distinct versions"
     );
+}
+
+/// A run of `f`'s repository for commit `i`, in `state`, with a version and an image.
+async fn stored_run(f: &F, i: usize, state: PipelineState) -> Run {
+    let mut run = f.run.clone();
+    run.commit = CommitSha::new(format!("{:x}", i % 16).repeat(40)).unwrap();
+    run.id = RunId::for_commit(&run.repository, &run.commit);
+    run.state = state;
+    run.candidate.image_digest = Some(ImageDigest::new(digest()).unwrap());
+    run.candidate.version = Some(Version::new(1, i as u64, 0));
+    f.store.create(&run, &[]).await.unwrap();
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_promotions_lose_no_history_entry() {
+    const N: usize = 6;
+    let f = fixture();
+    let blobs = Arc::new(Lockstep::new(f.blobs.clone(), N, "/aliases/"));
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let registry = Arc::new(Registry::new(
+        f.store.clone(),
+        blobs,
+        f.queue.clone(),
+        clock,
+    ));
+    // Something is in prod already, so every racer reads the same record with an etag.
+    let first = stored_run(&f, 1, PipelineState::Promoted).await;
+    f.registry
+        .job(&RegistryJob::Promote {
+            run_id: first.id.clone(),
+        })
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    let mut ids = vec![first.id.clone()];
+    for i in 2..N + 2 {
+        let run = stored_run(&f, i, PipelineState::Promoted).await;
+        ids.push(run.id.clone());
+        let registry = registry.clone();
+        handles.push(tokio::spawn(async move {
+            registry.job(&RegistryJob::Promote { run_id: run.id }).await
+        }));
+    }
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    let alias = f.registry.alias(&f.run.repository).await.unwrap().unwrap();
+    let mut seen: Vec<RunId> = std::iter::once(alias.target.run_id.clone())
+        .chain(alias.history.iter().map(|t| t.run_id.clone()))
+        .collect();
+    assert_eq!(
+        alias.history.len(),
+        N,
+        "every promotion but the last is in the history"
+    );
+    assert_eq!(
+        alias.history.last().unwrap().run_id,
+        first.id,
+        "the oldest stays last"
+    );
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids, "no promotion lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollback_racing_a_promotion_never_undoes_it() {
+    for _ in 0..10 {
+        let f = fixture();
+        let blobs = Arc::new(Lockstep::new(f.blobs.clone(), 2, "/aliases/"));
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let registry = Arc::new(Registry::new(
+            f.store.clone(),
+            blobs,
+            f.queue.clone(),
+            clock,
+        ));
+        let old = stored_run(&f, 1, PipelineState::Promoted).await;
+        f.registry
+            .job(&RegistryJob::Promote {
+                run_id: old.id.clone(),
+            })
+            .await
+            .unwrap();
+        let current = stored_run(&f, 2, PipelineState::Promoted).await;
+        f.registry
+            .job(&RegistryJob::Promote {
+                run_id: current.id.clone(),
+            })
+            .await
+            .unwrap();
+        let mut stored = f.store.get(&current.id).await.unwrap().unwrap();
+        stored.state = PipelineState::Rollback;
+        let v = stored.version;
+        stored.version += 1;
+        f.store.save(&stored, v, &[]).await.unwrap();
+        let new = stored_run(&f, 3, PipelineState::Promoted).await;
+        let restore = RegistryJob::RestorePrevious {
+            run_id: current.id.clone(),
+        };
+        let promote = RegistryJob::Promote {
+            run_id: new.id.clone(),
+        };
+        let (r1, r2) = tokio::join!(registry.job(&restore), registry.job(&promote));
+        r1.unwrap();
+        r2.unwrap();
+        let alias = f.registry.alias(&f.run.repository).await.unwrap().unwrap();
+        assert_eq!(alias.target.run_id, new.id, "the new promotion stands");
+        let history: Vec<&RunId> = alias.history.iter().map(|t| &t.run_id).collect();
+        assert!(history.contains(&&old.id), "{history:?}");
+    }
+}
+
+mod snapshots {
+    use super::*;
+    use vaia_core::dataset::{snapshots_prefix, SnapshotSource};
+
+    const WITH_META: &str = include_str!("../../../shared/dvc/tests/fixtures/with-meta.dvc");
+    const LOCK: &str = include_str!("../../../shared/dvc/tests/fixtures/experiments.dvc.lock");
+
+    async fn upload(f: &F, path: &str, text: &str) -> Result<Done, RegistryError> {
+        let key = BlobKey::new(format!("datasets/octo/agent/{path}")).unwrap();
+        let event = f.blobs.put(&key, text.as_bytes()).await.unwrap();
+        f.registry.object_created(&event).await
+    }
+
+    async fn known(f: &F) {
+        let key = version_key(&f.run.repository, &Version::new(0, 1, 0)).unwrap();
+        f.blobs.put(&key, b"{}").await.unwrap();
+    }
+
+    async fn stored(f: &F) -> Vec<BlobKey> {
+        f.blobs
+            .list(&snapshots_prefix(&f.run.repository))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_pushed_dvc_file_becomes_one_snapshot_once() {
+        let f = fixture();
+        known(&f).await;
+        let Done::Snapshots(got) = upload(&f, "data/train.dvc", WITH_META).await.unwrap() else {
+            panic!("not recorded")
+        };
+        assert_eq!(got.len(), 1);
+        let s = &got[0];
+        assert_eq!(s.path, "data/train");
+        assert_eq!(s.md5, "9b7c4b5bb4e2b0b6a1b7f3c2d1e0f9a8.dir");
+        assert_eq!(
+            (s.size, s.nfiles, s.rows),
+            (Some(5_242_880), Some(12), Some(120_000))
+        );
+        assert_eq!(s.source, SnapshotSource::Upload);
+        assert_eq!(s.origin.as_str(), "datasets/octo/agent/data/train.dvc");
+        let first = f.blobs.get(&stored(&f).await[0]).await.unwrap();
+        // The same snapshot again (a redelivered notification, a second push): nothing new.
+        assert_eq!(
+            upload(&f, "data/train.dvc", WITH_META).await.unwrap(),
+            Done::Snapshots(vec![])
+        );
+        assert_eq!(f.blobs.get(&stored(&f).await[0]).await.unwrap(), first);
+    }
+
+    #[tokio::test]
+    async fn a_pushed_lock_records_every_stage_out() {
+        let f = fixture();
+        known(&f).await;
+        let Done::Snapshots(got) = upload(&f, "dvc.lock", LOCK).await.unwrap() else {
+            panic!("not recorded")
+        };
+        let paths: Vec<&str> = got.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["data/test_data", "data/train_data", "models/model.pkl"]
+        );
+        assert!(
+            got.iter().all(|s| s.rows.is_none()),
+            "a lock declares no rows"
+        );
+        assert_eq!(stored(&f).await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn bad_snapshots_change_nothing() {
+        let f = fixture();
+        // Unknown repository.
+        let e = upload(&f, "data/train.dvc", WITH_META).await.unwrap_err();
+        assert!(
+            e.to_string().contains("unknown repository octo/agent"),
+            "{e}"
+        );
+        assert!(!HandlerError::from(e).retryable);
+        known(&f).await;
+        // Malformed: the file, line and field are named.
+        let e = upload(&f, "data/bad.dvc", "outs:\n- path: d\n  md5: nothex\n")
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("datasets/octo/agent/data/bad.dvc:3: outs[0].md5"),
+            "{e}"
+        );
+        let e = upload(&f, "dvc.lock", "stages: {}\n").await.unwrap_err();
+        assert!(e.to_string().contains("schema"), "{e}");
+        assert!(stored(&f).await.is_empty());
+        // Data, not a DVC file.
+        assert!(matches!(
+            upload(&f, "raw/part-0.csv", "a,b\n").await.unwrap(),
+            Done::Skipped(_)
+        ));
+    }
 }

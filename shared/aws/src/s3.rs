@@ -8,7 +8,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use std::sync::atomic::{AtomicI64, Ordering};
 use vaia_core::messages::ObjectCreated;
-use vaia_core::ports::{BlobMeta, BlobStore, PortError, PortResult};
+use vaia_core::ports::{BlobMeta, BlobStore, PortError, PortResult, Tagged};
 use vaia_core::BlobKey;
 
 pub struct S3BlobStore {
@@ -60,21 +60,25 @@ impl S3BlobStore {
 }
 
 impl S3BlobStore {
-    /// PutObject, conditional on the key being free when `if_absent` (`If-None-Match: *`:
-    /// a 412 answer means the key exists, `None`; a 409, another conditional write to the
-    /// key in flight, is a retryable error).
+    /// PutObject, conditional on the key being free when `if_absent` (`If-None-Match: *`),
+    /// or on its ETag when `if_match` (`If-Match`): a 412 answer means the condition
+    /// failed, `None`, as does a 404 to `If-Match` (no object to match); a 409, another
+    /// conditional write to the key in flight, is a retryable error.
     async fn write(
         &self,
         key: &BlobKey,
         bytes: &[u8],
         if_absent: bool,
+        if_match: Option<&str>,
     ) -> PortResult<Option<ObjectCreated>> {
+        let conditional = if_absent || if_match.is_some();
         let r = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key.as_str())
             .set_if_none_match(if_absent.then(|| "*".to_string()))
+            .set_if_match(if_match.map(str::to_string))
             .body(ByteStream::from(bytes.to_vec()))
             .send()
             .await;
@@ -84,7 +88,13 @@ impl S3BlobStore {
                 size: bytes.len() as u64,
                 sequencer: self.sequencer(),
             })),
-            Err(e) if if_absent && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+            Err(e)
+                if conditional
+                    && e.raw_response().is_some_and(|r| {
+                        let status = r.status().as_u16();
+                        status == 412 || (if_match.is_some() && status == 404)
+                    }) =>
+            {
                 Ok(None)
             }
             Err(e) => Err(map_sdk(&format!("s3 PutObject {key}"), e)),
@@ -95,7 +105,7 @@ impl S3BlobStore {
 #[async_trait]
 impl BlobStore for S3BlobStore {
     async fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated> {
-        self.write(key, bytes, false).await?.ok_or_else(|| {
+        self.write(key, bytes, false, None).await?.ok_or_else(|| {
             PortError::Invalid(format!(
                 "s3 PutObject {key}: an unconditional write was refused"
             ))
@@ -107,10 +117,23 @@ impl BlobStore for S3BlobStore {
         key: &BlobKey,
         bytes: &[u8],
     ) -> PortResult<Option<ObjectCreated>> {
-        self.write(key, bytes, true).await
+        self.write(key, bytes, true, None).await
+    }
+
+    async fn put_if_match(
+        &self,
+        key: &BlobKey,
+        bytes: &[u8],
+        etag: &str,
+    ) -> PortResult<Option<ObjectCreated>> {
+        self.write(key, bytes, false, Some(etag)).await
     }
 
     async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {
+        Ok(self.get_tagged(key).await?.map(|t| t.bytes))
+    }
+
+    async fn get_tagged(&self, key: &BlobKey) -> PortResult<Option<Tagged>> {
         let r = self
             .client
             .get_object()
@@ -123,10 +146,16 @@ impl BlobStore for S3BlobStore {
             Err(e) if e.as_service_error().is_some_and(|x| x.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(map_sdk(&format!("s3 GetObject {key}"), e)),
         };
+        let etag = out.e_tag.clone().ok_or_else(|| {
+            PortError::Unavailable(format!("s3 GetObject {key}: the answer has no ETag"))
+        })?;
         let bytes = out.body.collect().await.map_err(|e| {
             PortError::Unavailable(format!("s3 GetObject {key}: reading body: {e}"))
         })?;
-        Ok(Some(bytes.into_bytes().to_vec()))
+        Ok(Some(Tagged {
+            bytes: bytes.into_bytes().to_vec(),
+            etag,
+        }))
     }
 
     async fn list(&self, prefix: &str) -> PortResult<Vec<BlobMeta>> {

@@ -960,6 +960,61 @@ pub async fn blob_store(store: &dyn BlobStore, notify: Option<(&dyn Queue, &str)
     );
     events.push(won.clone());
 
+    // Compare-and-swap: a stale etag writes nothing; of four racing with one etag exactly
+    // one wins; a missing blob has no etag to match.
+    let tagged = store
+        .get_tagged(&claimed)
+        .await
+        .expect("get_tagged")
+        .expect("the claimed blob");
+    assert_eq!(tagged.bytes, vec![b"wxyz"[i]]);
+    let again = store.get_tagged(&claimed).await.expect("get_tagged");
+    assert_eq!(
+        again.map(|t| t.etag),
+        Some(tagged.etag.clone()),
+        "an etag is stable"
+    );
+    let (w, x, y, z) = tokio::join!(
+        store.put_if_match(&claimed, b"cas-w", &tagged.etag),
+        store.put_if_match(&claimed, b"cas-x", &tagged.etag),
+        store.put_if_match(&claimed, b"cas-y", &tagged.etag),
+        store.put_if_match(&claimed, b"cas-z", &tagged.etag),
+    );
+    let outcomes = [w, x, y, z].map(|r| r.expect("compare-and-swap"));
+    let winners: Vec<(usize, &ObjectCreated)> = outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| o.as_ref().map(|e| (i, e)))
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one racing compare-and-swap wins");
+    let (i, won) = winners[0];
+    assert_eq!((won.key.clone(), won.size), (claimed.clone(), 5));
+    let stored = store
+        .get_tagged(&claimed)
+        .await
+        .expect("get")
+        .expect("blob");
+    assert_eq!(
+        stored.bytes,
+        format!("cas-{}", ["w", "x", "y", "z"][i]).into_bytes()
+    );
+    assert_ne!(stored.etag, tagged.etag, "new content, new etag");
+    events.push(won.clone());
+    assert_eq!(
+        store.put_if_match(&claimed, b"stale", &tagged.etag).await,
+        Ok(None),
+        "a stale etag writes nothing"
+    );
+    assert_eq!(store.get(&claimed).await, Ok(Some(stored.bytes.clone())));
+    let nothing = key("registry/octo/agent/aliases/none.json");
+    assert_eq!(store.get_tagged(&nothing).await, Ok(None));
+    assert_eq!(
+        store.put_if_match(&nothing, b"x", &stored.etag).await,
+        Ok(None),
+        "no blob, no match"
+    );
+    assert_eq!(store.get(&nothing).await, Ok(None));
+
     let listed = store.list("evidence/octo/agent/").await.expect("list");
     assert_eq!(
         listed,

@@ -2,6 +2,8 @@
 //! adapters implement. Nothing here knows about AWS, HTTP or databases.
 
 pub mod contract;
+pub mod ct;
+pub mod dataset;
 pub mod delivery;
 pub mod evidence;
 pub mod gate_job;

@@ -397,8 +397,31 @@ impl BlobStore for MemoryBlobStore {
         self.created(key, bytes).await.map(Some)
     }
 
+    async fn put_if_match(
+        &self,
+        key: &BlobKey,
+        bytes: &[u8],
+        etag: &str,
+    ) -> PortResult<Option<ObjectCreated>> {
+        {
+            let mut blobs = lock(&self.blobs);
+            match blobs.get_mut(key) {
+                Some(current) if content_etag(current) == etag => *current = bytes.to_vec(),
+                _ => return Ok(None),
+            }
+        }
+        self.created(key, bytes).await.map(Some)
+    }
+
     async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {
         Ok(lock(&self.blobs).get(key).cloned())
+    }
+
+    async fn get_tagged(&self, key: &BlobKey) -> PortResult<Option<Tagged>> {
+        Ok(lock(&self.blobs).get(key).map(|b| Tagged {
+            etag: content_etag(b),
+            bytes: b.clone(),
+        }))
     }
 
     async fn list(&self, prefix: &str) -> PortResult<Vec<BlobMeta>> {

@@ -40,6 +40,17 @@
 //!
 //! [run]
 //! timeout_secs = 3600      # an in-flight run older than this moves to FAILED
+//!
+//! [ct]                     # continuous training (see crate::ct)
+//! drift_weight = 0.6       # budget = drift_weight · drift + data_weight · min(Δrows / rows_scale, 1)
+//! data_weight = 0.4
+//! rows_scale = 10000
+//! threshold = 0.4          # a budget at or over this queues a retrain
+//! drift_source = "prometheus"  # prometheus | report (drift/<owner>/<repo>/ in the artifacts bucket)
+//! drift_query = "max(agent_drift_score)"
+//! max_drift_age = "1h"     # an older drift score is an error, never zero
+//! drift_alone_when_rows_unknown = false
+//! schedule_minutes = 15
 //! ```
 
 use crate::ids::GateName;
@@ -69,6 +80,7 @@ pub struct Policy {
     pub latency: LatencyPolicy,
     pub promotion: PromotionPolicy,
     pub run: RunPolicy,
+    pub ct: crate::ct::CtPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -438,6 +450,7 @@ impl Policy {
         if self.run.timeout_secs == 0 {
             return Err(invalid("run.timeout_secs: must be at least 1".into()));
         }
+        self.ct.validate().map_err(invalid)?;
         Ok(())
     }
 
@@ -556,5 +569,34 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), 5400.0);
         assert_eq!(parse_duration("500ms").unwrap(), 0.5);
         assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn ct_section_is_typed_checked_and_refuses_unknown_keys() {
+        let p = Policy::from_toml(
+            "[ct]\nthreshold = 0.5\nrows_scale = 2000\ndrift_source = \"report\"\nmax_drift_age = \"30m\"\n",
+            "vaia.toml",
+        )
+        .unwrap();
+        assert_eq!(p.ct.threshold, 0.5);
+        assert_eq!(p.ct.rows_scale, 2000);
+        assert_eq!(p.ct.drift_source, crate::ct::DriftSource::Report);
+        assert_eq!(p.ct.max_drift_age_secs(), 1800.0);
+        assert_eq!(Policy::default().ct.threshold, crate::ct::DEFAULT_THRESHOLD);
+        for (bad, needle) in [
+            ("[ct]\nthreshhold = 0.5\n", "threshhold"),
+            ("[ct]\nthreshold = 0.0\n", "ct.threshold"),
+            ("[ct]\ndrift_weight = -1.0\n", "ct.drift_weight"),
+            ("[ct]\nrows_scale = 0\n", "ct.rows_scale"),
+            ("[ct]\nmax_drift_age = \"soon\"\n", "ct.max_drift_age"),
+            ("[ct]\ndrift_source = \"grafana\"\n", "drift_source"),
+            (
+                "[ct]\ndrift_weight = 0.0\ndata_weight = 0.0\n",
+                "at least one",
+            ),
+        ] {
+            let e = Policy::from_toml(bad, "vaia.toml").unwrap_err().to_string();
+            assert!(e.contains("vaia.toml") && e.contains(needle), "{bad}: {e}");
+        }
     }
 }

@@ -212,6 +212,20 @@ pub struct BlobMeta {
     pub size: u64,
 }
 
+/// A blob as read, with the entity tag that names this content of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tagged {
+    pub bytes: Vec<u8>,
+    pub etag: String,
+}
+
+/// The entity tag of `bytes` in the stores that compute their own (memory, filesystem):
+/// the sha256 of the content, quoted as HTTP entity tags are.
+pub fn content_etag(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("\"{}\"", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
 /// Blobs (evidence bundles, verdicts, registry records). `put` emits an
 /// [`ObjectCreated`] notification to whoever the deployment routes it to.
 #[async_trait]
@@ -222,8 +236,23 @@ pub trait BlobStore: Send + Sync {
     /// sent). Atomic: of callers racing on one key exactly one gets `Some`.
     async fn put_if_absent(&self, key: &BlobKey, bytes: &[u8])
         -> PortResult<Option<ObjectCreated>>;
+    /// Replaces the blob at `key` only if it is still the one read with `etag` (from
+    /// [`BlobStore::get_tagged`]): compare-and-swap. `Some` (and the notification) when
+    /// this call wrote it; `None` when the blob was replaced or removed since (nothing
+    /// written, nothing sent): re-read and retry. Atomic: of callers racing with one etag
+    /// exactly one gets `Some`. S3: `PutObject` with `If-Match`; elsewhere the store's own
+    /// lock. Like S3's, an etag names content, so a blob rewritten with the same bytes
+    /// still matches.
+    async fn put_if_match(
+        &self,
+        key: &BlobKey,
+        bytes: &[u8],
+        etag: &str,
+    ) -> PortResult<Option<ObjectCreated>>;
     /// `None` when there is no such blob.
     async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>>;
+    /// The blob with its entity tag, for a later [`BlobStore::put_if_match`].
+    async fn get_tagged(&self, key: &BlobKey) -> PortResult<Option<Tagged>>;
     /// Keys under `prefix` (a whole-segment prefix such as `evidence/o/r/`), sorted.
     async fn list(&self, prefix: &str) -> PortResult<Vec<BlobMeta>>;
 }

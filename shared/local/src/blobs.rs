@@ -3,6 +3,11 @@
 //! not allowed in blob keys, so temporaries are never listed), and each `put` sends an
 //! [`ObjectCreated`] to the notify queue like an S3 → SQS notification.
 //!
+//! A compare-and-swap (`put_if_match`) compares the blob's content etag and renames
+//! while holding the store's publish lock and an exclusive lock on `<root>/~tmp/cas.lock`,
+//! so that racing writers in this process and in other processes on the same directory
+//! have exactly one winner.
+//!
 //! Keys are validated by [`BlobKey`]; as defence in depth every path is also checked to
 //! stay inside the root, after resolving symbolic links.
 //!
@@ -17,11 +22,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use vaia_core::ids::BlobKey;
 use vaia_core::messages::ObjectCreated;
-use vaia_core::ports::{BlobMeta, BlobStore, PortError, PortResult, Queue};
+use vaia_core::ports::{content_etag, BlobMeta, BlobStore, PortError, PortResult, Queue, Tagged};
 
 /// The directory of in-progress writes, inside the root.
 /// Where writes are staged before they are linked into place (not a blob).
 pub(crate) const TMP_DIR: &str = "~tmp";
+
+/// The file compare-and-swap writers lock, across processes, inside [`TMP_DIR`].
+const CAS_LOCK: &str = "cas.lock";
+
+/// How a write publishes its temporary file.
+#[derive(Debug, Clone)]
+enum Mode {
+    /// Replace whatever is there.
+    Replace,
+    /// Only if nothing is there.
+    Absent,
+    /// Only if the blob there has this etag.
+    Match(String),
+}
 
 pub struct FsBlobStore {
     notify: Option<(Arc<dyn Queue>, String)>,
@@ -135,12 +154,7 @@ impl Inner {
 
     /// Writes through a temporary file, then publishes it: `rename` replaces any blob at
     /// the key; with `exclusive`, `hard_link` refuses an existing one (`None`).
-    fn put(
-        &self,
-        key: &BlobKey,
-        bytes: &[u8],
-        exclusive: bool,
-    ) -> PortResult<Option<ObjectCreated>> {
+    fn put(&self, key: &BlobKey, bytes: &[u8], mode: &Mode) -> PortResult<Option<ObjectCreated>> {
         let path = self.path(key.as_str())?;
         let parent = path
             .parent()
@@ -176,18 +190,52 @@ impl Inner {
             .publish
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let published = if exclusive {
-            let linked = std::fs::hard_link(&tmp, &path);
-            let _ = std::fs::remove_file(&tmp);
-            match linked {
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
-                other => other.map_err(|e| io_error("cannot link into", &path, e)),
-            }
-        } else {
+        let rename = || {
             std::fs::rename(&tmp, &path).map_err(|e| {
                 let _ = std::fs::remove_file(&tmp);
                 io_error("cannot rename into", &path, e)
             })
+        };
+        let published = match mode {
+            Mode::Absent => {
+                let linked = std::fs::hard_link(&tmp, &path);
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+                    other => other.map_err(|e| io_error("cannot link into", &path, e)),
+                }
+            }
+            Mode::Replace => rename(),
+            Mode::Match(etag) => {
+                let lock_path = self.root.join(TMP_DIR).join(CAS_LOCK);
+                let lock = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .and_then(|f| f.lock().map(|()| f))
+                    .map_err(|e| {
+                        let _ = std::fs::remove_file(&tmp);
+                        io_error("cannot lock", &lock_path, e)
+                    })?;
+                let current = match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_file() => std::fs::read(&path).map(Some),
+                    Ok(_) => Ok(None),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e),
+                };
+                let current = current.map_err(|e| {
+                    let _ = std::fs::remove_file(&tmp);
+                    io_error("cannot read", &path, e)
+                })?;
+                if current.as_deref().map(content_etag).as_deref() != Some(etag.as_str()) {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Ok(None);
+                }
+                let renamed = rename();
+                drop(lock);
+                renamed
+            }
         };
         published?;
         Ok(Some(ObjectCreated {
@@ -289,12 +337,12 @@ impl FsBlobStore {
         &self,
         key: &BlobKey,
         bytes: &[u8],
-        exclusive: bool,
+        mode: Mode,
     ) -> PortResult<Option<ObjectCreated>> {
         let key_owned = key.clone();
         let bytes = bytes.to_vec();
         let Some(event) = self
-            .blocking(move |inner| inner.put(&key_owned, &bytes, exclusive))
+            .blocking(move |inner| inner.put(&key_owned, &bytes, &mode))
             .await?
         else {
             return Ok(None);
@@ -309,7 +357,7 @@ impl FsBlobStore {
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn put(&self, key: &BlobKey, bytes: &[u8]) -> PortResult<ObjectCreated> {
-        self.write(key, bytes, false).await?.ok_or_else(|| {
+        self.write(key, bytes, Mode::Replace).await?.ok_or_else(|| {
             PortError::Invalid(format!("blob {key}: an unconditional write was refused"))
         })
     }
@@ -319,12 +367,28 @@ impl BlobStore for FsBlobStore {
         key: &BlobKey,
         bytes: &[u8],
     ) -> PortResult<Option<ObjectCreated>> {
-        self.write(key, bytes, true).await
+        self.write(key, bytes, Mode::Absent).await
+    }
+
+    async fn put_if_match(
+        &self,
+        key: &BlobKey,
+        bytes: &[u8],
+        etag: &str,
+    ) -> PortResult<Option<ObjectCreated>> {
+        self.write(key, bytes, Mode::Match(etag.to_string())).await
     }
 
     async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {
         let key = key.clone();
         self.blocking(move |inner| inner.get(&key)).await
+    }
+
+    async fn get_tagged(&self, key: &BlobKey) -> PortResult<Option<Tagged>> {
+        Ok(self.get(key).await?.map(|bytes| Tagged {
+            etag: content_etag(&bytes),
+            bytes,
+        }))
     }
 
     async fn list(&self, prefix: &str) -> PortResult<Vec<BlobMeta>> {

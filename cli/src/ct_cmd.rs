@@ -1,0 +1,107 @@
+//! `vaia dataset inspect` and `vaia ct budget`: DVC's files and the training budget from
+//! the command line, with JSON on stdout and the gates' exit codes (0 pass / hold, 1 fail
+//! / retrain due, 2 bad input or usage, 3 inconclusive or error).
+
+use crate::gate_cmd::{load_policy, BadInput};
+use serde_json::json;
+use std::path::Path;
+use vaia_core::ct::{self, BudgetInput};
+use vaia_dvc::{DvcDocument, Out};
+
+/// A file `vaia dataset inspect` cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}: not UTF-8 text")]
+    NotText(String),
+    #[error(transparent)]
+    Dvc(#[from] vaia_dvc::DvcError),
+}
+
+fn out_json(o: &Out) -> serde_json::Value {
+    let mut v = json!({
+        "path": o.path,
+        "md5": o.md5,
+        "hash": o.hash,
+        "size": o.size,
+        "nfiles": o.nfiles,
+        "is_dir": o.is_dir,
+    });
+    if let Some(map) = v.as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+    }
+    v
+}
+
+/// The JSON description of a `.dvc` file or a `dvc.lock`.
+pub fn inspect(file: &Path) -> Result<serde_json::Value, InspectError> {
+    let origin = file.display().to_string();
+    let bytes = std::fs::read(file).map_err(|source| InspectError::Read {
+        path: origin.clone(),
+        source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| InspectError::NotText(origin.clone()))?;
+    Ok(match vaia_dvc::parse_document(&text, &origin)? {
+        DvcDocument::Dvc(f) => {
+            let mut v = match f.outs.as_slice() {
+                [only] => out_json(only),
+                many => json!({ "outs": many.iter().map(out_json).collect::<Vec<_>>() }),
+            };
+            if let Some(map) = v.as_object_mut() {
+                map.insert("file".into(), json!(origin));
+                map.insert("format".into(), json!("dvc"));
+                if let Some(rows) = f.rows {
+                    map.insert("rows".into(), json!(rows));
+                }
+                if let Some(wdir) = &f.wdir {
+                    map.insert("wdir".into(), json!(wdir));
+                }
+            }
+            v
+        }
+        DvcDocument::Lock(l) => json!({
+            "file": origin,
+            "format": "dvc.lock",
+            "schema": l.schema,
+            "stages": l.stages.iter().map(|s| json!({
+                "name": s.name,
+                "cmd": s.cmd,
+                "deps": s.deps.iter().map(out_json).collect::<Vec<_>>(),
+                "outs": s.outs.iter().map(out_json).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }),
+    })
+}
+
+/// `vaia ct budget`: the pure computation; returns the JSON and the exit code.
+pub fn budget(
+    drift: f64,
+    drift_age_secs: Option<f64>,
+    delta_rows: Option<i64>,
+    policy: Option<&Path>,
+) -> Result<(String, i32), BadInput> {
+    let policy = load_policy(policy)?;
+    if let Some(age) = drift_age_secs {
+        if !(age.is_finite() && age >= 0.0) {
+            return Err(BadInput::Usage(format!(
+                "--drift-age-secs: {age} must be a number of seconds ≥ 0"
+            )));
+        }
+    }
+    let b = ct::budget(
+        &policy.ct,
+        BudgetInput {
+            drift: Some(drift),
+            drift_age_secs,
+            delta_rows,
+        },
+    );
+    let code = b.outcome.exit_code();
+    let text = serde_json::to_string_pretty(&b)
+        .map_err(|e| BadInput::Usage(format!("cannot print the budget: {e}")))?;
+    Ok((text, code))
+}

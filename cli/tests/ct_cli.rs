@@ -1,0 +1,148 @@
+//! `vaia dataset inspect` and `vaia ct budget` as a user runs them: JSON on stdout, the
+//! gates' exit codes, errors naming the file and field on stderr.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/dvc/tests/fixtures");
+
+fn vaia(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vaia"))
+        .args(args)
+        .output()
+        .expect("run vaia");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn inspect_a_dvc_file_and_a_lock() {
+    let (code, v, err) = vaia(&[
+        "dataset",
+        "inspect",
+        &format!("{FIXTURES}/registry-cats-dogs.dvc"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["format"], "dvc");
+    assert_eq!(v["path"], "cats-dogs");
+    assert_eq!(v["md5"], "22e3f61e52c0ba45334d973244efc155.dir");
+    assert_eq!(v["is_dir"], true);
+    assert_eq!(v["nfiles"], 2800);
+    assert!(v.get("rows").is_none(), "rows are unknown, not zero: {v}");
+
+    let (code, v, _) = vaia(&["dataset", "inspect", &format!("{FIXTURES}/with-meta.dvc")]);
+    assert_eq!(code, 0);
+    assert_eq!(v["rows"], 120_000);
+
+    let (code, v, err) = vaia(&[
+        "dataset",
+        "inspect",
+        &format!("{FIXTURES}/experiments.dvc.lock"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["format"], "dvc.lock");
+    assert_eq!(v["stages"][0]["name"], "data_split");
+    assert_eq!(v["stages"][0]["outs"][1]["path"], "data/train_data");
+    assert_eq!(v["stages"][0]["outs"][1]["nfiles"], 148);
+}
+
+#[test]
+fn inspect_refuses_a_broken_file_with_file_field_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("train.dvc");
+    std::fs::write(&f, "outs:\n- path: train\n  md5: 1234\n").unwrap();
+    let (code, v, err) = vaia(&["dataset", "inspect", f.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(v.is_null());
+    assert!(
+        err.contains("train.dvc:3: outs[0].md5") && err.contains("hex"),
+        "{err}"
+    );
+    let (code, _, err) = vaia(&["dataset", "inspect", "/nonexistent/x.dvc"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/x.dvc"), "{err}");
+}
+
+#[test]
+fn budget_exit_codes_follow_the_gates() {
+    let (code, v, err) = vaia(&["ct", "budget", "--drift", "0.1", "--delta-rows", "100"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["outcome"], "hold");
+    let (code, v, _) = vaia(&["ct", "budget", "--drift", "0", "--delta-rows", "10000"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["outcome"], "retrain");
+    assert_eq!(v["budget"], 0.4);
+    let (code, v, _) = vaia(&["ct", "budget", "--drift", "1.5", "--delta-rows", "10000"]);
+    assert_eq!(code, 3);
+    assert_eq!(v["outcome"], "error");
+    let (code, v, _) = vaia(&["ct", "budget", "--drift", "NaN"]);
+    assert_eq!(code, 3);
+    assert_eq!(v["outcome"], "error");
+    let (code, v, _) = vaia(&["ct", "budget", "--drift", "0.9"]);
+    assert_eq!(code, 3);
+    assert_eq!(v["outcome"], "inconclusive");
+    let (code, _, _) = vaia(&[
+        "ct",
+        "budget",
+        "--drift",
+        "0.9",
+        "--delta-rows",
+        "0",
+        "--drift-age-secs",
+        "7200",
+    ]);
+    assert_eq!(code, 3);
+    let (code, _, err) = vaia(&["ct", "budget", "--drift", "x"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn budget_reads_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("vaia.toml");
+    std::fs::write(&p, "[ct]\nthreshold = 0.9\n").unwrap();
+    let (code, v, _) = vaia(&[
+        "ct",
+        "budget",
+        "--drift",
+        "1",
+        "--delta-rows",
+        "10000",
+        "--policy",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["threshold"], 0.9);
+    std::fs::write(&p, "[ct]\nthreshold = 0.95\nrows_scale = 20000\n").unwrap();
+    let (code, v, _) = vaia(&[
+        "ct",
+        "budget",
+        "--drift",
+        "1",
+        "--delta-rows",
+        "10000",
+        "--policy",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{v}");
+    std::fs::write(&p, "[ct]\nthreshould = 0.9\n").unwrap();
+    let (code, _, err) = vaia(&[
+        "ct",
+        "budget",
+        "--drift",
+        "1",
+        "--policy",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("vaia.toml") && err.contains("threshould"),
+        "{err}"
+    );
+}

@@ -1,0 +1,220 @@
+//! Drift scores: the [`DriftSource`] port and the `report` source, the newest drift
+//! report JSON under `drift/<owner>/<repo>/` in the artifacts bucket. Reads Evidently's
+//! data-drift report (0.4's `DatasetDriftMetric`, 0.7's `DriftedColumnsCount`: the share
+//! of drifted columns) and a plain `{"drift_score": x, "computed_at": "RFC 3339"}`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::Value;
+use std::sync::Arc;
+use vaia_core::ports::BlobStore;
+use vaia_core::Repository;
+
+/// A drift score as read; validity (range, staleness) is the budget's to judge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftReading {
+    pub score: f64,
+    pub computed_at: Option<DateTime<Utc>>,
+    /// Where it came from (a blob key, a query).
+    pub origin: String,
+}
+
+/// Why no drift score could be read: the evaluation is an `error` with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriftError {
+    #[error("{0}")]
+    Missing(String),
+    #[error("{origin}: {path}: {message}")]
+    Shape {
+        origin: String,
+        path: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// A deployment's drift monitor (the DriftMonitorConfig's source).
+#[async_trait]
+pub trait DriftSource: Send + Sync {
+    async fn read(&self, repo: &Repository) -> Result<DriftReading, DriftError>;
+}
+
+/// `drift/<owner>/<repo>/`.
+pub fn drift_prefix(repo: &Repository) -> String {
+    format!("drift/{repo}/")
+}
+
+/// The newest report under [`drift_prefix`]: reports are named so that they sort by
+/// time (a compact UTC time such as `20261202T125500Z.json`, or epoch seconds), and the
+/// last key is read.
+pub struct ReportDrift {
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+#[async_trait]
+impl DriftSource for ReportDrift {
+    async fn read(&self, repo: &Repository) -> Result<DriftReading, DriftError> {
+        let prefix = drift_prefix(repo);
+        let listed = self
+            .blobs
+            .list(&prefix)
+            .await
+            .map_err(|e| DriftError::Unreachable(format!("listing {prefix}: {e}")))?;
+        let Some(newest) = listed.iter().rfind(|m| m.key.as_str().ends_with(".json")) else {
+            return Err(DriftError::Missing(format!(
+                "no drift report under {prefix}"
+            )));
+        };
+        let bytes = self
+            .blobs
+            .get(&newest.key)
+            .await
+            .map_err(|e| DriftError::Unreachable(format!("reading {}: {e}", newest.key)))?
+            .ok_or_else(|| DriftError::Missing(format!("{} vanished", newest.key)))?;
+        parse_report(&bytes, newest.key.as_str())
+    }
+}
+
+fn time(v: &Value) -> Option<DateTime<Utc>> {
+    let s = v.as_str()?;
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            // Evidently writes naive ISO times (UTC), with `T` or a space.
+            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+                .map(|n| n.and_utc())
+        })
+}
+
+/// Reads a drift report; errors name `origin` and the JSON path.
+pub fn parse_report(bytes: &[u8], origin: &str) -> Result<DriftReading, DriftError> {
+    let shape = |path: &str, message: String| DriftError::Shape {
+        origin: origin.to_string(),
+        path: path.to_string(),
+        message,
+    };
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| {
+        shape(
+            "$",
+            format!("not JSON (line {}, column {}): {e}", e.line(), e.column()),
+        )
+    })?;
+    let Some(obj) = doc.as_object() else {
+        return Err(shape("$", "expected an object".into()));
+    };
+    let computed_at = |key: &str| -> Result<Option<DateTime<Utc>>, DriftError> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => time(v)
+                .map(Some)
+                .ok_or_else(|| shape(&format!("$.{key}"), format!("{v} is not a time"))),
+        }
+    };
+    let number = |path: &str, v: Option<&Value>| -> Result<f64, DriftError> {
+        v.and_then(Value::as_f64)
+            .ok_or_else(|| shape(path, "expected a number".into()))
+    };
+    if obj.contains_key("drift_score") {
+        return Ok(DriftReading {
+            score: number("$.drift_score", obj.get("drift_score"))?,
+            computed_at: computed_at("computed_at")?,
+            origin: origin.to_string(),
+        });
+    }
+    let Some(metrics) = obj.get("metrics").and_then(Value::as_array) else {
+        return Err(shape(
+            "$",
+            "neither a plain report (`drift_score`) nor an Evidently report (`metrics`)".into(),
+        ));
+    };
+    for (i, m) in metrics.iter().enumerate() {
+        let name = m.get("metric").and_then(Value::as_str);
+        if matches!(name, Some("DatasetDriftMetric" | "DataDriftTable")) {
+            let path = format!("$.metrics[{i}].result.share_of_drifted_columns");
+            let share = m
+                .get("result")
+                .and_then(|r| r.get("share_of_drifted_columns"));
+            return Ok(DriftReading {
+                score: number(&path, share)?,
+                computed_at: computed_at("timestamp")?,
+                origin: origin.to_string(),
+            });
+        }
+        let id = m.get("metric_id").and_then(Value::as_str).unwrap_or("");
+        if id.starts_with("DriftedColumnsCount") {
+            let path = format!("$.metrics[{i}].value.share");
+            let share = m.get("value").and_then(|v| v.get("share"));
+            return Ok(DriftReading {
+                score: number(&path, share)?,
+                computed_at: computed_at("timestamp")?,
+                origin: origin.to_string(),
+            });
+        }
+    }
+    Err(shape(
+        "$.metrics",
+        "no data-drift metric (DatasetDriftMetric, DataDriftTable or DriftedColumnsCount)".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn evidently_reports_of_both_generations() {
+        let r = parse_report(
+            include_bytes!("../tests/fixtures/evidently-0.4-report.json"),
+            "drift/o/r/a.json",
+        )
+        .unwrap();
+        assert_eq!(r.score, 0.375);
+        assert_eq!(
+            r.computed_at.unwrap().to_rfc3339(),
+            "2026-12-02T12:30:00+00:00"
+        );
+        let r = parse_report(
+            include_bytes!("../tests/fixtures/evidently-0.7-report.json"),
+            "b.json",
+        )
+        .unwrap();
+        assert_eq!(r.score, 0.625);
+        assert!(r.computed_at.is_some());
+    }
+
+    #[test]
+    fn plain_reports_and_wrong_shapes() {
+        let r = parse_report(
+            br#"{"drift_score": 0.2, "computed_at": "2026-12-02T12:00:00Z"}"#,
+            "p.json",
+        )
+        .unwrap();
+        assert_eq!(r.score, 0.2);
+        for (bad, needle) in [
+            (&b"{"[..], "p.json: $: not JSON"),
+            (
+                br#"{"drift_score": "high"}"#,
+                "$.drift_score: expected a number",
+            ),
+            (
+                br#"{"drift_score": 0.1, "computed_at": "yesterday"}"#,
+                "$.computed_at",
+            ),
+            (br#"{"metrics": []}"#, "$.metrics: no data-drift metric"),
+            (
+                br#"{"metrics": [{"metric": "DatasetDriftMetric", "result": {}}]}"#,
+                "$.metrics[0].result.share_of_drifted_columns",
+            ),
+            (br#"[1]"#, "expected an object"),
+            (br#"{"score": 1}"#, "neither a plain report"),
+        ] {
+            let e = parse_report(bad, "p.json").unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+}
