@@ -8,5 +8,6 @@ pub mod demo;
 pub mod gate_cmd;
 pub mod loadgen;
 pub mod metrics;
+pub mod monitoring;
 pub mod stack;
 pub mod telemetry;

@@ -51,6 +51,29 @@ enum Command {
     /// Upload an evidence bundle to a running stack.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// Generate the monitoring bundle (Prometheus rules, Grafana dashboard) from `[monitoring]`.
+    #[command(subcommand)]
+    Monitoring(MonitoringCommand),
+}
+
+#[derive(Subcommand)]
+enum MonitoringCommand {
+    /// Prometheus rule files and their `promtool test rules` unit tests, into a directory.
+    Rules {
+        /// A vaia.toml whose `[monitoring]` section is the spec (default: the example agent).
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The Grafana dashboard JSON.
+    Dashboard {
+        /// A vaia.toml whose `[monitoring]` section is the spec (default: the example agent).
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -528,6 +551,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             image_digest,
             url,
         }) => cli_runs::upload(&url, &dir, &repo, &commit, &image_digest).await,
+        Command::Monitoring(MonitoringCommand::Rules { spec, out }) => {
+            let spec = vaia::monitoring::load_spec(spec.as_deref())?;
+            for path in vaia::monitoring::write_rules(&spec, &out)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Monitoring(MonitoringCommand::Dashboard { spec, out }) => {
+            let spec = vaia::monitoring::load_spec(spec.as_deref())?;
+            vaia::monitoring::write_dashboard(&spec, &out)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
         Command::Gate(_) => Ok(()),
     }
 }

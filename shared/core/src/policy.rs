@@ -40,9 +40,12 @@
 //!
 //! [run]
 //! timeout_secs = 3600      # an in-flight run older than this moves to FAILED
+//!
+//! [monitoring]             # alerts, dashboard and rollback on alerts: see crate::monitoring
 //! ```
 
 use crate::ids::GateName;
+use crate::monitoring::MonitoringPolicy;
 use crate::state::Stage;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -69,6 +72,13 @@ pub struct Policy {
     pub latency: LatencyPolicy,
     pub promotion: PromotionPolicy,
     pub run: RunPolicy,
+    /// Deployment-side: generated alerts and which firing alerts roll back.
+    #[serde(skip_serializing_if = "is_default_monitoring")]
+    pub monitoring: MonitoringPolicy,
+}
+
+fn is_default_monitoring(m: &MonitoringPolicy) -> bool {
+    *m == MonitoringPolicy::default()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -388,6 +398,7 @@ impl Policy {
         if self.run.timeout_secs == 0 {
             return Err(invalid("run.timeout_secs: must be at least 1".into()));
         }
+        self.monitoring.validate().map_err(invalid)?;
         Ok(())
     }
 
