@@ -509,12 +509,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let policy = gate_cmd::load_policy(policy.as_deref())?;
             let secret = stack::webhook_secret_from_env()?;
+            let alertmanager_token = stack::alertmanager_token_from_env()?;
             let config = stack::StackConfig {
                 data_dir,
                 bind,
                 port,
                 policy,
                 secret,
+                alertmanager_token,
             };
             stack::serve_until_interrupted(config).await
         }

@@ -4,6 +4,7 @@
 
 pub mod dashboard;
 pub mod rules;
+pub mod servers;
 
 use anyhow::{Context, Result};
 use std::path::Path;

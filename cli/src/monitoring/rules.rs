@@ -11,7 +11,7 @@ use vaia_core::policy::parse_duration;
 use vaia_core::PipelineState;
 
 /// The agent's request-duration histogram (examples/agent).
-pub const DURATION_METRIC: &str = "agent_request_duration_seconds";
+pub const DURATION_METRIC: &str = crate::loadgen::METRIC;
 /// The agent's request counter, labelled `outcome` (examples/agent).
 pub const REQUESTS_METRIC: &str = "agent_requests_total";
 
