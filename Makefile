@@ -108,3 +108,19 @@ bench-python:
 	python3 -m venv target/bench-venv
 	target/bench-venv/bin/pip install -q pyahocorasick
 	target/bench-venv/bin/python bench/leak_scan_pyahocorasick.py target/bench-data/leak_responses.jsonl
+
+# ---------------------------------------------------------------- monitoring (issue 11)
+.PHONY: monitoring-generate monitoring-check
+
+## Regenerate infra/monitoring's rules, their unit tests and the dashboard for the example
+## agent (a test fails when they are stale).
+monitoring-generate:
+	$(CARGO) run --quiet -p vaia -- monitoring rules --out infra/monitoring
+	$(CARGO) run --quiet -p vaia -- monitoring dashboard --out infra/monitoring/vaia-dashboard.json
+
+## promtool check config (with the rule files it names), promtool test rules, amtool
+## check-config on infra/monitoring (Debian: prometheus, prometheus-alertmanager).
+monitoring-check:
+	cd infra/monitoring && promtool check config prometheus.yml
+	cd infra/monitoring && promtool test rules vaia-agents.test.yml vaia-pipeline.test.yml
+	amtool check-config infra/monitoring/alertmanager.yml

@@ -186,3 +186,25 @@ fn the_cli_writes_the_files_and_refuses_a_bad_spec() {
     );
     assert!(!dir.path().join("bad").exists(), "a bad spec wrote files");
 }
+
+/// infra/monitoring holds what the generator writes for the default spec (`make
+/// monitoring-generate` refreshes it).
+#[test]
+fn infra_monitoring_is_current() {
+    let infra = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/monitoring");
+    let spec = load_spec(None).unwrap();
+    for file in rules::generate(&spec).unwrap() {
+        let on_disk = std::fs::read_to_string(infra.join(file.name)).unwrap();
+        assert_eq!(
+            on_disk, file.text,
+            "infra/monitoring/{} is stale: make monitoring-generate",
+            file.name
+        );
+    }
+    let dashboard = vaia::monitoring::dashboard::generate_text(&spec).unwrap();
+    let on_disk = std::fs::read_to_string(infra.join("vaia-dashboard.json")).unwrap();
+    assert_eq!(
+        on_disk, dashboard,
+        "infra/monitoring/vaia-dashboard.json is stale: make monitoring-generate"
+    );
+}
