@@ -141,3 +141,18 @@ delivery-check: delivery-venv
 	git ls-files -z 'Cargo.toml' 'Cargo.lock' '*/Cargo.toml' .ci/stub-workspace | xargs -0 cp --parents -t target/deps-stage
 	cd target/deps-stage && ./.ci/stub-workspace . && $(CARGO) fetch --locked
 	cd target/deps-stage && $(CARGO) metadata --locked --format-version 1 --no-deps >/dev/null
+# ---------------------------------------------------------------- monitoring (issue 11)
+.PHONY: monitoring-generate monitoring-check
+
+## Regenerate infra/monitoring's rules, their unit tests and the dashboard for the example
+## agent (a test fails when they are stale).
+monitoring-generate:
+	$(CARGO) run --quiet -p vaia -- monitoring rules --out infra/monitoring
+	$(CARGO) run --quiet -p vaia -- monitoring dashboard --out infra/monitoring/vaia-dashboard.json
+
+## promtool check config (with the rule files it names), promtool test rules, amtool
+## check-config on infra/monitoring (Debian: prometheus, prometheus-alertmanager).
+monitoring-check:
+	cd infra/monitoring && promtool check config prometheus.yml
+	cd infra/monitoring && promtool test rules vaia-agents.test.yml vaia-pipeline.test.yml
+	amtool check-config infra/monitoring/alertmanager.yml

@@ -54,6 +54,7 @@ async fn responses_match_the_openapi_document() {
         port: 0,
         policy,
         secret: WebhookSecret::new("contract-secret").unwrap(),
+        alertmanager_token: None,
     };
     let stack = Stack::start(config).await.unwrap();
     let client = Client::new(&stack.url());

@@ -1,5 +1,6 @@
 //! The HTTP surface of the local stack: the GitHub webhook and `/metrics` here, and the
-//! read and operator API of [`vaia_api`] (shared with the `api` Lambda function).
+//! read and operator API and the Alertmanager hook of [`vaia_api`] (shared with the `api`
+//! Lambda function).
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -23,6 +24,8 @@ pub struct AppState {
     pub metrics: Arc<PromMetrics>,
     /// Queues whose depth `/metrics` reports.
     pub queues: Arc<Vec<String>>,
+    /// `POST /hooks/alertmanager` (rollback on alerts).
+    pub alerts: vaia_api::alertmanager::HookState,
 }
 
 /// Every route of the local stack, every answer JSON (a 404 for unknown paths).
@@ -39,7 +42,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/metrics", get(metrics))
         .with_state(state.clone());
-    vaia_api::served(vaia_api::router(state.api).merge(local))
+    vaia_api::served(
+        vaia_api::router(state.api)
+            .merge(local)
+            .merge(vaia_api::alertmanager::router(state.alerts)),
+    )
 }
 
 async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -54,6 +61,9 @@ async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
             body: &body,
         })
         .await;
+    if res.status == 401 {
+        s.metrics.signature_failure();
+    }
     let status = StatusCode::from_u16(res.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(res.body)).into_response()
 }

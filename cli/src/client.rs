@@ -97,6 +97,27 @@ impl Client {
         Ok(v)
     }
 
+    /// POSTs JSON with `Authorization: Bearer <token>` (as Alertmanager's `http_config`
+    /// sends it); the status and the JSON answer.
+    pub async fn post_json_bearer(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<(u16, serde_json::Value)> {
+        let url = format!("{}{path}", self.base);
+        let res = self
+            .http
+            .post(&url)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = res.status().as_u16();
+        Ok((status, res.json().await.unwrap_or_default()))
+    }
+
     /// Sends a GitHub webhook signed with `secret`, as GitHub does.
     pub async fn send_webhook(
         &self,

@@ -14,6 +14,12 @@
 //! change promoted; a breaking tool change failed by the schema gate; an image with a
 //! CRITICAL CVE in an added layer failed by the security gate; the slow variant failed by
 //! the latency gate. Nothing here decides an outcome; the gates do.
+//!
+//! Then rollback on alerts: with 0.2.0 in production the agent turns slow, the generated
+//! `AgentP95LatencyHigh` fires and vaia rolls 0.2.0 back to 0.1.0. With `prometheus` and
+//! `prometheus-alertmanager` installed the demo runs both (generated rules, 1 s scrape and
+//! evaluation, a 1 s `for`) and Alertmanager posts to `/hooks/alertmanager`; without them it
+//! says so, measures the p95 itself and posts Alertmanager's notification (version 4).
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -30,7 +36,16 @@ use crate::cli_runs::{render_detail, render_list};
 use crate::client::Client;
 use crate::collect;
 use crate::loadgen::{run_load, scrape_p95_ms};
+use crate::monitoring::servers::{self, Servers};
 use crate::stack::{wait_for_signal, Stack, StackConfig};
+use vaia_api::alertmanager::{AlertmanagerToken, TOKEN_ENV};
+use vaia_core::layout::{alias_key, AliasRecord, PROD_ALIAS};
+use vaia_core::monitoring::{AgentMonitor, MonitoringPolicy, LATENCY_ALERT};
+
+/// Alertmanager's notification the demo posts itself when the servers are not installed.
+const ALERT_FIXTURE: &str = include_str!("../../events/alertmanager/firing.json");
+/// The demo's latency alert: between the good agent's p95 (~50 ms) and the slow one's (~100 ms).
+const DEMO_THRESHOLD_MS: f64 = 75.0;
 
 const PUSH_FIXTURE: &str = include_str!("../../events/github/push.json");
 const REPO: &str = "vaia-demo/support-agent";
@@ -213,6 +228,10 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
         std::process::id()
     )));
     let secret = WebhookSecret::new(secret_text.clone())?;
+    let alert_token = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| hex::encode(Sha256::digest(format!("alerts {secret_text}"))));
     let latency = latency_evidence()
         .await
         .context("load-testing the example agent")?;
@@ -230,6 +249,10 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
         port,
         policy,
         secret,
+        alertmanager_token: Some(
+            AlertmanagerToken::new(alert_token.clone())
+                .map_err(|e| anyhow::anyhow!("{TOKEN_ENV}: {e}"))?,
+        ),
     };
     let stack = Stack::start(config).await?;
     let client = Client::new(&stack.url());
@@ -239,7 +262,10 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
         data_dir.display()
     );
 
-    let outcome = drive(&client, &secret_text, &latency).await;
+    let mut outcome = drive(&client, &secret_text, &latency).await;
+    if outcome.is_ok() {
+        outcome = rollback_on_alert(&stack, &client, &alert_token).await;
+    }
     match &outcome {
         Ok(()) => println!("\nruns:\n{}", render_list(&client.runs(20, None).await?)),
         Err(e) => eprintln!("vaia demo: {e:#}"),
@@ -336,6 +362,144 @@ async fn drive(client: &Client, secret: &str, latency: &LatencyEvidence) -> Resu
         }
     }
     Ok(())
+}
+
+async fn prod_alias(stack: &Stack, repo: &Repository) -> Result<AliasRecord> {
+    let bytes = stack
+        .ports
+        .blobs
+        .get(&alias_key(repo, PROD_ALIAS)?)
+        .await?
+        .context("nothing was promoted")?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// The demo's monitoring spec: the demo agent, a 75 ms threshold, a 1 s `for`.
+pub fn demo_spec() -> Result<MonitoringPolicy> {
+    let mut agent = AgentMonitor::example().context("the example agent's spec")?;
+    agent.repository = Repository::new(REPO)?;
+    agent.threshold_ms = DEMO_THRESHOLD_MS;
+    agent.for_ = "1s".into();
+    agent.slos.clear();
+    Ok(MonitoringPolicy {
+        agents: vec![agent],
+        ..MonitoringPolicy::default()
+    })
+}
+
+/// Production turns slow; the latency alert fires; vaia rolls prod back.
+async fn rollback_on_alert(stack: &Stack, client: &Client, token: &str) -> Result<()> {
+    let repo = Repository::new(REPO)?;
+    let prod = prod_alias(stack, &repo).await?;
+    println!(
+        "── production turns slow: {} (run {}) answers in ~{} ms ─────────────",
+        prod.target.version,
+        prod.target.run_id,
+        (BASE_DELAY + SLOW_EXTRA).as_millis()
+    );
+    let agent = vaia_example_agent::spawn(
+        AgentConfig {
+            base_delay: BASE_DELAY,
+            delay: SLOW_EXTRA,
+            ..AgentConfig::new(Variant::Slow)
+        },
+        "127.0.0.1:0",
+    )
+    .await
+    .context("starting the slow agent")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let chat = agent.chat_url();
+    let load = tokio::spawn(async move {
+        while !*stop_rx.borrow() {
+            if run_load(&chat, CHAT_BODY, 20, 4).await.is_err() {
+                break;
+            }
+        }
+    });
+    let result = async {
+        let spec = demo_spec()?;
+        let installed = servers::which(servers::PROMETHEUS).is_some()
+            && servers::which(servers::ALERTMANAGER).is_some();
+        let mut running = None;
+        if installed {
+            let s = Servers::start(
+                &spec,
+                &agent.addr.to_string(),
+                &format!("{}/hooks/alertmanager", stack.url()),
+                token,
+            )
+            .await?;
+            println!(
+                "prometheus on {} (generated rules: {LATENCY_ALERT} over {DEMO_THRESHOLD_MS} ms for 1s, 1 s scrape and evaluation) \
+                 and alertmanager on {} posting to {}/hooks/alertmanager",
+                s.prometheus_url,
+                s.alertmanager_url,
+                stack.url()
+            );
+            running = Some(s);
+        } else {
+            println!(
+                "prometheus and prometheus-alertmanager are not installed (apt-get install prometheus prometheus-alertmanager): \
+                 measuring the p95 here and posting Alertmanager's notification myself"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let p95 = scrape_p95_ms(&agent.metrics_url()).await?;
+            println!("p95 of production: {p95:.1} ms (threshold {DEMO_THRESHOLD_MS} ms)");
+            if p95 <= DEMO_THRESHOLD_MS {
+                bail!("the slow agent's p95 {p95:.1} ms is not over {DEMO_THRESHOLD_MS} ms");
+            }
+            let mut note: serde_json::Value =
+                serde_json::from_str(ALERT_FIXTURE).context("events/alertmanager/firing.json")?;
+            let starts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            note["alerts"][0]["startsAt"] = starts.into();
+            note["alerts"][0]["annotations"]["summary"] =
+                format!("{REPO}: p95 latency {p95:.0} ms is over {DEMO_THRESHOLD_MS} ms").into();
+            let (status, answer) = client
+                .post_json_bearer("/hooks/alertmanager", token, &note)
+                .await?;
+            println!("POST /hooks/alertmanager → {status} {answer}");
+        }
+        let start = Instant::now();
+        let detail = loop {
+            let d = client.run(prod.target.run_id.as_str()).await?;
+            if d.run.state == PipelineState::Rollback {
+                break d;
+            }
+            if start.elapsed() > Duration::from_secs(90) {
+                bail!("run {} still {} 90 s after production turned slow", d.run.id, d.run.state);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        if let Some(s) = running {
+            println!(
+                "{LATENCY_ALERT} fired and Alertmanager notified vaia {:.1} s after production turned slow",
+                start.elapsed().as_secs_f64()
+            );
+            s.stop().await;
+        }
+        println!("{}", render_detail(&detail));
+        let restore = Instant::now();
+        loop {
+            let now = prod_alias(stack, &repo).await?;
+            if now.target.run_id != prod.target.run_id {
+                println!(
+                    "prod rolled back: {} → {} (run {})\n",
+                    prod.target.version, now.target.version, now.target.run_id
+                );
+                break;
+            }
+            if restore.elapsed() > Duration::from_secs(30) {
+                bail!("prod still points at {} after the rollback", now.target.version);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = stop_tx.send(true);
+    let _ = load.await;
+    agent.stop().await;
+    result
 }
 
 /// Polls until the run is PROMOTED, FAILED or ROLLBACK.

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod gate_cmd;
 pub mod loadgen;
 pub mod metrics;
+pub mod monitoring;
 pub mod serve;
 pub mod stack;
 pub mod telemetry;

@@ -57,6 +57,29 @@ enum Command {
     /// Continuous training; `budget` exits 0 hold, 1 retrain due, 2 bad input, 3 inconclusive or error.
     #[command(subcommand)]
     Ct(CtCommand),
+    /// Generate the monitoring bundle (Prometheus rules, Grafana dashboard) from `[monitoring]`.
+    #[command(subcommand)]
+    Monitoring(MonitoringCommand),
+}
+
+#[derive(Subcommand)]
+enum MonitoringCommand {
+    /// Prometheus rule files and their `promtool test rules` unit tests, into a directory.
+    Rules {
+        /// A vaia.toml whose `[monitoring]` section is the spec (default: the example agent).
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The Grafana dashboard JSON.
+    Dashboard {
+        /// A vaia.toml whose `[monitoring]` section is the spec (default: the example agent).
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -577,12 +600,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let policy = gate_cmd::load_policy(policy.as_deref())?;
             let secret = stack::webhook_secret_from_env()?;
+            let alertmanager_token = stack::alertmanager_token_from_env()?;
             let config = stack::StackConfig {
                 data_dir,
                 bind,
                 port,
                 policy,
                 secret,
+                alertmanager_token,
             };
             stack::serve_until_interrupted(config).await
         }
@@ -631,6 +656,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Evidence(EvidenceCommand::Collect(_)) => Ok(()),
+        Command::Monitoring(MonitoringCommand::Rules { spec, out }) => {
+            let spec = vaia::monitoring::load_spec(spec.as_deref())?;
+            for path in vaia::monitoring::write_rules(&spec, &out)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Monitoring(MonitoringCommand::Dashboard { spec, out }) => {
+            let spec = vaia::monitoring::load_spec(spec.as_deref())?;
+            vaia::monitoring::write_dashboard(&spec, &out)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
         Command::Gate(_) | Command::Dataset(_) | Command::Ct(_) => Ok(()),
     }
 }

@@ -29,6 +29,7 @@ pub struct PromMetrics {
     runs: Family<Labels, Gauge>,
     queue_messages: Family<Labels, Gauge>,
     dead_letter_messages: Family<Labels, Gauge>,
+    signature_failures: Counter,
 }
 
 impl Default for PromMetrics {
@@ -48,6 +49,12 @@ impl PromMetrics {
         let runs = Family::<Labels, Gauge>::default();
         let queue_messages = Family::<Labels, Gauge>::default();
         let dead_letter_messages = Family::<Labels, Gauge>::default();
+        let signature_failures = Counter::default();
+        registry.register(
+            "vaia_webhook_signature_failures",
+            "Webhook deliveries refused for a missing, malformed or wrong X-Hub-Signature-256",
+            signature_failures.clone(),
+        );
         registry.register(
             "vaia_transitions",
             "Applied run state transitions, by from and to state",
@@ -82,7 +89,13 @@ impl PromMetrics {
             runs,
             queue_messages,
             dead_letter_messages,
+            signature_failures,
         }
+    }
+
+    /// Counts a webhook delivery refused for its signature (a forgery attempt or a wrong secret).
+    pub fn signature_failure(&self) {
+        self.signature_failures.inc();
     }
 
     /// Reads the gauges from the stores and renders the text exposition format.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use vaia_api::alertmanager::{self, AlertmanagerToken, HookState};
 use vaia_core::messages::queues;
 use vaia_core::policy::Policy;
 use vaia_core::ports::{
@@ -39,6 +40,18 @@ pub struct StackConfig {
     pub port: u16,
     pub policy: Policy,
     pub secret: WebhookSecret,
+    /// The bearer token of `POST /hooks/alertmanager`; `None` refuses every notification.
+    pub alertmanager_token: Option<AlertmanagerToken>,
+}
+
+/// `VAIA_ALERTMANAGER_TOKEN`, when set (an unusable value is an error, not a silent `None`).
+pub fn alertmanager_token_from_env() -> Result<Option<AlertmanagerToken>> {
+    match std::env::var(alertmanager::TOKEN_ENV) {
+        Ok(v) if !v.is_empty() => AlertmanagerToken::new(v)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", alertmanager::TOKEN_ENV)),
+        _ => Ok(None),
+    }
 }
 
 pub fn webhook_secret_from_env() -> Result<WebhookSecret> {
@@ -228,6 +241,13 @@ impl Stack {
         let mut tasks = router.spawn(watch_rx.clone());
         tasks.push(spawn_sweeper(&ports, watch_rx.clone()));
 
+        let alerts = HookState {
+            store: ports.store.clone(),
+            blobs: ports.blobs.clone(),
+            queue: ports.queue.clone(),
+            token: config.alertmanager_token.clone(),
+            policy: config.policy.monitoring.rollback.clone(),
+        };
         let webhook = Arc::new(Webhook::new(
             ports.store.clone(),
             ports.idempotency.clone(),
@@ -245,6 +265,7 @@ impl Stack {
             },
             metrics: prom,
             queues: Arc::new(queue_names),
+            alerts,
         };
         let listener = tokio::net::TcpListener::bind((config.bind.as_str(), config.port))
             .await
@@ -313,6 +334,7 @@ pub async fn serve_until_interrupted(config: StackConfig) -> Result<()> {
         stack.url()
     );
     eprintln!("  metrics  GET  {}/metrics", stack.url());
+    eprintln!("  alerts   POST {}/hooks/alertmanager", stack.url());
     wait_for_signal().await;
     eprintln!("vaia: stopping");
     stack.stop().await;

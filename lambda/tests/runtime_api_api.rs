@@ -20,7 +20,13 @@ fn status_and_body(name: &str, answer: Answer) -> (u64, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_answers_every_api_gateway_fixture() {
     let Some(m) = moto() else { return };
-    let h = LambdaHarness::start(env!("CARGO_BIN_EXE_api").as_ref(), "api", m, &[]).await;
+    let h = LambdaHarness::start(
+        env!("CARGO_BIN_EXE_api").as_ref(),
+        "api",
+        m,
+        &[("VAIA_ALERTMANAGER_TOKEN", ALERT_TOKEN)],
+    )
+    .await;
     let names = fixtures("apigw-v2-api-");
     assert!(names.len() >= 6, "fixtures: {names:?}");
     for name in &names {
@@ -58,7 +64,109 @@ async fn api_answers_every_api_gateway_fixture() {
         .unwrap();
     assert_eq!(depth.visible, 0, "no request reached the orchestrator");
     operator_requests_are_validated_before_signalling(&h).await;
+    alertmanager_notifications_roll_back_once(&h).await;
     h.stop().await;
+}
+
+/// The token the harness gives the function (the `apigw-v2-alertmanager-*` fixtures send it).
+const ALERT_TOKEN: &str = "alert-token-for-the-runtime-api-test";
+
+/// Every `apigw-v2-alertmanager-*` fixture (Alertmanager's version-4 payloads as the HTTP
+/// API hands them over): the firing alert about a promoted run with an earlier version
+/// becomes one rollback signal; resolved, repeated and grouped notifications add none; an
+/// unknown repository is refused with 200; a wrong token is 401.
+async fn alertmanager_notifications_roll_back_once(h: &LambdaHarness) {
+    use vaia_core::layout::{alias_key, AliasRecord, AliasTarget, PROD_ALIAS};
+    use vaia_core::ports::{BlobStore, Queue, RunStore};
+    let before: chrono::DateTime<chrono::Utc> = "2026-12-02T13:00:00Z".parse().unwrap();
+    let repo = vaia_core::Repository::new("vaia-demo/support-agent").unwrap();
+    let mut run = vaia_core::run::Run::new(
+        repo.clone(),
+        vaia_core::CommitSha::new("2c26b46b68ffc68ff99b453c1d30413413422d70").unwrap(),
+        Some("main".into()),
+        vaia_core::run::Trigger {
+            kind: "push".into(),
+            delivery: None,
+            actor: None,
+            at: before,
+        },
+        vaia_core::policy::Policy::default(),
+        before,
+    );
+    run.state = vaia_core::PipelineState::Promoted;
+    h.ports.store.create(&run, &[]).await.unwrap();
+    let target = |v: &str| AliasTarget {
+        version: v.parse().unwrap(),
+        run_id: run.id.clone(),
+        commit: run.commit.clone(),
+        image_digest: vaia_core::ImageDigest::new(format!("sha256:{}", "c".repeat(64))).unwrap(),
+    };
+    let alias = AliasRecord {
+        alias: PROD_ALIAS.into(),
+        target: target("0.2.0"),
+        history: vec![target("0.1.0")],
+        updated_at: before,
+    };
+    h.ports
+        .blobs
+        .put(
+            &alias_key(&repo, PROD_ALIAS).unwrap(),
+            &serde_json::to_vec(&alias).unwrap(),
+        )
+        .await
+        .unwrap();
+    let depth = || async { h.ports.queue.depth("advance").await.unwrap().visible };
+    let start = depth().await;
+    let names = fixtures("apigw-v2-alertmanager-");
+    assert_eq!(names.len(), 5, "{names:?}");
+    // Firing first; the others in a fixed order after it.
+    let order = [
+        "apigw-v2-alertmanager-firing-wrong-token.json",
+        "apigw-v2-alertmanager-firing.json",
+        "apigw-v2-alertmanager-repeated.json",
+        "apigw-v2-alertmanager-resolved.json",
+        "apigw-v2-alertmanager-grouped.json",
+    ];
+    for name in order {
+        assert!(names.iter().any(|n| n == name), "{name} missing");
+        let (status, body) = status_and_body(name, h.invoke_fixture(name).await);
+        let actions: Vec<&str> = body["results"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|d| d["action"].as_str()).collect())
+            .unwrap_or_default();
+        match name {
+            "apigw-v2-alertmanager-firing-wrong-token.json" => {
+                assert_eq!(status, 401, "{name}: {body}");
+                assert_eq!(depth().await, start, "{name} sent a signal");
+            }
+            "apigw-v2-alertmanager-firing.json" => {
+                assert_eq!((status, actions), (200, vec!["rollback"]), "{name}: {body}");
+                assert_eq!(depth().await, start + 1);
+                // As the orchestrator would: the run records the rollback request.
+                let mut r = h.ports.store.get(&run.id).await.unwrap().unwrap();
+                r.rollback = Some(vaia_core::run::RollbackRequest {
+                    actor: "alertmanager".into(),
+                    reason: "test".into(),
+                    at: chrono::Utc::now(),
+                });
+                let v = r.version;
+                r.version += 1;
+                h.ports.store.save(&r, v, &[]).await.unwrap();
+            }
+            "apigw-v2-alertmanager-repeated.json" | "apigw-v2-alertmanager-resolved.json" => {
+                assert_eq!((status, actions), (200, vec!["ignored"]), "{name}: {body}");
+            }
+            "apigw-v2-alertmanager-grouped.json" => {
+                assert_eq!(
+                    (status, actions),
+                    (200, vec!["ignored", "ignored", "refused"]),
+                    "{name}: {body}"
+                );
+            }
+            other => panic!("no expectation for fixture {other}"),
+        }
+    }
+    assert_eq!(depth().await, start + 1, "one rollback signal in all");
 }
 
 /// The approve fixture aimed at a run that exists: a body with an unknown field is a 400

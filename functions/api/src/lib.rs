@@ -3,6 +3,9 @@
 //! (`openapi.json`, kept beside this file and tested against live answers). The local stack
 //! serves it beside the webhook and `/metrics`; on AWS the `api` function serves it behind
 //! the HTTP API (IAM-authorised). Every answer is JSON; errors are `{"error": message}`.
+//! The Alertmanager hook (rollback on alerts) is in [`alertmanager`].
+
+pub mod alertmanager;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};

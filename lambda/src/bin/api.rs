@@ -1,17 +1,42 @@
 //! Lambda entry point of the API: the `/api` routes of the HTTP API (payload 2.0, IAM
-//! authorised) through `lambda_http`, serving [`vaia_api::router`]. Wiring only.
+//! authorised) and `POST /hooks/alertmanager` (bearer token; the token from the SSM
+//! parameter named by `VAIA_ALERTMANAGER_TOKEN_PARAM`, or `VAIA_ALERTMANAGER_TOKEN` for
+//! local invocation; without either the hook refuses every notification) through
+//! `lambda_http`, serving [`vaia_api::router`] and [`vaia_api::alertmanager::router`].
+//! Wiring only.
 
+use vaia_api::alertmanager::{self, AlertmanagerToken, HookState};
 use vaia_api::{router, served, ApiState};
 use vaia_aws::lambda;
+use vaia_core::monitoring::RollbackPolicy;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda::init_tracing();
     let p = vaia_aws::AwsPorts::from_env()?;
-    let app = served(router(ApiState {
-        store: p.store.clone(),
-        blobs: p.blobs.clone(),
-        queue: p.queue.clone(),
-    }));
+    let token = match std::env::var("VAIA_ALERTMANAGER_TOKEN_PARAM") {
+        Ok(name) if !name.is_empty() => Some(vaia_aws::config::ssm_parameter(&p.sdk, &name).await?),
+        _ => std::env::var(alertmanager::TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty()),
+    };
+    let token = token
+        .map(AlertmanagerToken::new)
+        .transpose()
+        .map_err(|e| format!("the Alertmanager token: {e}"))?;
+    let app = served(
+        router(ApiState {
+            store: p.store.clone(),
+            blobs: p.blobs.clone(),
+            queue: p.queue.clone(),
+        })
+        .merge(alertmanager::router(HookState {
+            store: p.store.clone(),
+            blobs: p.blobs.clone(),
+            queue: p.queue.clone(),
+            token,
+            policy: RollbackPolicy::default(),
+        })),
+    );
     lambda_http::run(app).await
 }

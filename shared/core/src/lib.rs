@@ -12,6 +12,7 @@ pub mod layout;
 pub mod machine;
 pub mod memory;
 pub mod messages;
+pub mod monitoring;
 pub mod policy;
 pub mod ports;
 pub mod run;

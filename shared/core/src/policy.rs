@@ -51,9 +51,11 @@
 //! max_drift_age = "1h"     # an older drift score is an error, never zero
 //! drift_alone_when_rows_unknown = false
 //! schedule_minutes = 15
+//! [monitoring]             # alerts, dashboard and rollback on alerts: see crate::monitoring
 //! ```
 
 use crate::ids::GateName;
+use crate::monitoring::MonitoringPolicy;
 use crate::state::Stage;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -81,6 +83,13 @@ pub struct Policy {
     pub promotion: PromotionPolicy,
     pub run: RunPolicy,
     pub ct: crate::ct::CtPolicy,
+    /// Deployment-side: generated alerts and which firing alerts roll back.
+    #[serde(skip_serializing_if = "is_default_monitoring")]
+    pub monitoring: MonitoringPolicy,
+}
+
+fn is_default_monitoring(m: &MonitoringPolicy) -> bool {
+    *m == MonitoringPolicy::default()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -451,6 +460,7 @@ impl Policy {
             return Err(invalid("run.timeout_secs: must be at least 1".into()));
         }
         self.ct.validate().map_err(invalid)?;
+        self.monitoring.validate().map_err(invalid)?;
         Ok(())
     }
 

@@ -1,0 +1,759 @@
+//! The Prometheus rule generator (`vaia monitoring rules`): from the `[monitoring]` spec it
+//! writes the agents' rules (the p95 latency alert, and multi-window multi-burn-rate SLO
+//! recording rules and alerts in the shape Sloth and the Google SRE workbook use), the
+//! pipeline-health rules over vaia's own `/metrics`, and `promtool test rules` unit tests
+//! that prove every alert fires when it should, stays silent when it should not and
+//! respects its `for`.
+
+use serde_json::{json, Map, Value};
+use vaia_core::monitoring::{AgentMonitor, MonitoringPolicy, Slo, LATENCY_ALERT};
+use vaia_core::policy::parse_duration;
+use vaia_core::PipelineState;
+
+/// The agent's request-duration histogram (examples/agent).
+pub const DURATION_METRIC: &str = crate::loadgen::METRIC;
+/// The agent's request counter, labelled `outcome` (examples/agent).
+pub const REQUESTS_METRIC: &str = "agent_requests_total";
+
+/// File names the generator writes into the output directory.
+pub const AGENT_RULES: &str = "vaia-agents.rules.yml";
+pub const PIPELINE_RULES: &str = "vaia-pipeline.rules.yml";
+pub const AGENT_TESTS: &str = "vaia-agents.test.yml";
+pub const PIPELINE_TESTS: &str = "vaia-pipeline.test.yml";
+
+/// Alert names of the SLO and pipeline rules.
+pub const SLO_ALERT: &str = "AgentSLOErrorBudgetBurn";
+pub const STUCK_ALERT: &str = "VaiaRunStuck";
+pub const GATE_ERRORS_ALERT: &str = "VaiaGateErrorRatioHigh";
+pub const DEAD_LETTER_ALERT: &str = "VaiaDeadLetters";
+pub const SIGNATURE_ALERT: &str = "VaiaWebhookSignatureFailures";
+pub const PENDING_DATA_ALERT: &str = "VaiaPendingDataVolumeHigh";
+pub const CT_ERRORS_ALERT: &str = "VaiaCtEvaluationErrors";
+
+/// vaia's own metric names (cli/src/metrics.rs registers them; counters gain `_total`).
+pub const RUNS_METRIC: &str = "vaia_runs";
+pub const TRANSITIONS_METRIC: &str = "vaia_transitions_total";
+pub const VERDICTS_METRIC: &str = "vaia_gate_verdicts_total";
+pub const DEAD_LETTERS_METRIC: &str = "vaia_dead_letter_messages";
+pub const SIGNATURE_FAILURES_METRIC: &str = "vaia_webhook_signature_failures_total";
+/// Continuous-training metrics (issue 10), used only with `ct = true`.
+pub const PENDING_DATA_METRIC: &str = "pending_data_volume_bytes";
+pub const CT_EVALUATIONS_METRIC: &str = "ct_evaluations_total";
+
+/// The standard SLO windows, shortest first.
+pub const SLO_WINDOWS: [&str; 7] = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
+
+/// One multi-window burn-rate condition: both windows above `factor` × the error budget.
+pub struct BurnRate {
+    pub severity: &'static str,
+    pub factor: f64,
+    pub long: &'static str,
+    pub short: &'static str,
+}
+
+/// The SRE workbook's burn rates: 2 % of a 30-day budget in 1 h and 5 % in 6 h page; 10 %
+/// in 1 d and 10 % in 3 d open a ticket.
+pub const BURN_RATES: [BurnRate; 4] = [
+    BurnRate {
+        severity: "page",
+        factor: 14.4,
+        long: "1h",
+        short: "5m",
+    },
+    BurnRate {
+        severity: "page",
+        factor: 6.0,
+        long: "6h",
+        short: "30m",
+    },
+    BurnRate {
+        severity: "ticket",
+        factor: 3.0,
+        long: "1d",
+        short: "2h",
+    },
+    BurnRate {
+        severity: "ticket",
+        factor: 1.0,
+        long: "3d",
+        short: "6h",
+    },
+];
+
+/// The burst test's clean lead-in and burst, in minutes.
+const CLEAN_MIN: f64 = 360.0;
+const BURST_MIN: f64 = 45.0;
+
+/// A generated file: its name in the output directory and its YAML text.
+#[derive(Debug, Clone)]
+pub struct File {
+    pub name: &'static str,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("monitoring spec: {0}")]
+    Spec(String),
+    #[error("rendering {file}: {message}")]
+    Render { file: &'static str, message: String },
+}
+
+/// The rule files and their unit tests.
+pub fn generate(spec: &MonitoringPolicy) -> Result<Vec<File>, RulesError> {
+    spec.validate().map_err(RulesError::Spec)?;
+    let agents = spec.agents_or_default();
+    let mut agent_groups = Vec::new();
+    let mut agent_tests = Vec::new();
+    for agent in &agents {
+        let (groups, tests) = agent_rules(spec, agent)?;
+        agent_groups.extend(groups);
+        agent_tests.extend(tests);
+    }
+    let (pipeline_groups, pipeline_tests) = pipeline_rules(spec)?;
+    let files = [
+        (AGENT_RULES, json!({ "groups": agent_groups })),
+        (PIPELINE_RULES, json!({ "groups": pipeline_groups })),
+        (AGENT_TESTS, test_file(AGENT_RULES, agent_tests)),
+        (PIPELINE_TESTS, test_file(PIPELINE_RULES, pipeline_tests)),
+    ];
+    files
+        .into_iter()
+        .map(|(name, value)| {
+            let body = serde_yaml_ng::to_string(&value).map_err(|e| RulesError::Render {
+                file: name,
+                message: e.to_string(),
+            })?;
+            Ok(File {
+                name,
+                text: format!(
+                    "# Generated by `vaia monitoring rules` from the [monitoring] spec; do not edit.\n{body}"
+                ),
+            })
+        })
+        .collect()
+}
+
+fn test_file(rules: &str, tests: Vec<Value>) -> Value {
+    json!({
+        "rule_files": [rules],
+        "evaluation_interval": "1m",
+        "tests": tests,
+    })
+}
+
+/// `runbook_url` of an alert.
+pub fn runbook(spec: &MonitoringPolicy, alert: &str) -> String {
+    format!("{}#{}", spec.runbook_base, alert.to_ascii_lowercase())
+}
+
+fn annotations(spec: &MonitoringPolicy, alert: &str, summary: &str, description: &str) -> Value {
+    json!({
+        "summary": summary,
+        "description": description,
+        "runbook_url": runbook(spec, alert),
+    })
+}
+
+/// A Prometheus label value in a selector, quoted.
+fn q(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+/// Seconds as a Prometheus duration.
+fn secs(n: u64) -> String {
+    format!("{n}s")
+}
+
+/// A number as PromQL and YAML both print it (no trailing `.0`).
+fn num(x: f64) -> String {
+    // Nine decimals: enough for any objective, and no float noise (99.9 % is 0.001, not 0.000999…).
+    let s = format!("{}", (x * 1e9).round() / 1e9);
+    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+}
+
+fn duration_secs(text: &str, key: &str) -> Result<u64, RulesError> {
+    parse_duration(text)
+        .map(|s| s.ceil() as u64)
+        .map_err(|e| RulesError::Spec(format!("{key}: {e}")))
+}
+
+/// Renders the few template forms the generator writes, as Prometheus would for `labels`
+/// and `value` (used to state the expected annotations of the unit tests).
+fn render(template: &str, labels: &[(&str, &str)], value: Option<f64>) -> String {
+    let mut out = template.to_string();
+    for (k, v) in labels {
+        out = out.replace(&format!("{{{{ $labels.{k} }}}}"), v);
+    }
+    if let Some(v) = value {
+        out = out.replace("{{ printf \"%.0f\" $value }}", &format!("{v:.0}"));
+    }
+    out
+}
+
+fn expected_annotations(annotations: &Value, labels: &[(&str, &str)], value: Option<f64>) -> Value {
+    let mut out = Map::new();
+    if let Some(map) = annotations.as_object() {
+        for (k, v) in map {
+            out.insert(
+                k.clone(),
+                Value::String(render(v.as_str().unwrap_or_default(), labels, value)),
+            );
+        }
+    }
+    Value::Object(out)
+}
+
+/// The p95 (ms) expression of an agent: the quantile of the per-second rate of each bucket,
+/// summed over instances by `le`.
+pub fn p95_ms_expr(job: &str) -> String {
+    format!(
+        "histogram_quantile(0.95, sum by (le) (rate({DURATION_METRIC}_bucket{{job={}}}[5m]))) * 1000",
+        q(job)
+    )
+}
+
+/// The SLI error-ratio expression of an SLO over `window`.
+pub fn error_ratio_expr(job: &str, slo: &Slo, window: &str) -> String {
+    let job = q(job);
+    match slo.latency_ms {
+        Some(ms) => format!(
+            "(sum(rate({DURATION_METRIC}_count{{job={job}}}[{window}])) - sum(rate({DURATION_METRIC}_bucket{{job={job},le={}}}[{window}]))) / sum(rate({DURATION_METRIC}_count{{job={job}}}[{window}]))",
+            q(&num(ms / 1000.0))
+        ),
+        None => format!(
+            "sum(rate({REQUESTS_METRIC}{{job={job},outcome=~{}}}[{window}])) / sum(rate({REQUESTS_METRIC}{{job={job}}}[{window}]))",
+            q(&slo.error_outcomes.join("|"))
+        ),
+    }
+}
+
+/// Labels that identify one SLO's recorded series.
+fn slo_labels(agent: &AgentMonitor, slo: &Slo) -> String {
+    format!(
+        "vaia_repository={},vaia_slo={}",
+        q(agent.repository.as_str()),
+        q(&slo.name)
+    )
+}
+
+/// The alert expression of the burn rates of one severity.
+fn burn_expr(agent: &AgentMonitor, slo: &Slo, severity: &str) -> String {
+    let sel = slo_labels(agent, slo);
+    let budget = num(slo.error_budget());
+    BURN_RATES
+        .iter()
+        .filter(|b| b.severity == severity)
+        .map(|b| {
+            format!(
+                "(max(slo:sli_error:ratio_rate{short}{{{sel}}} > ({f} * {budget})) without (vaia_window) and max(slo:sli_error:ratio_rate{long}{{{sel}}} > ({f} * {budget})) without (vaia_window))",
+                short = b.short,
+                long = b.long,
+                f = num(b.factor)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+fn group_name(agent: &AgentMonitor, what: &str) -> String {
+    format!(
+        "vaia-agent-{}-{what}",
+        agent.repository.as_str().replace('/', "-")
+    )
+}
+
+#[allow(clippy::too_many_lines)]
+fn agent_rules(
+    spec: &MonitoringPolicy,
+    agent: &AgentMonitor,
+) -> Result<(Vec<Value>, Vec<Value>), RulesError> {
+    let repo = agent.repository.as_str();
+    let threshold = agent.threshold_ms;
+    let for_secs = duration_secs(&agent.for_, "monitoring.agents.for")?;
+    let latency_ann = annotations(
+        spec,
+        LATENCY_ALERT,
+        &format!(
+            "{repo}: p95 latency {{{{ printf \"%.0f\" $value }}}} ms is over {} ms",
+            num(threshold)
+        ),
+        &format!(
+            "The 95th percentile of {DURATION_METRIC} for job {} ({repo}) has been above {} ms for {}. \
+             The quantile is taken over rate() of each bucket summed by le, as Prometheus' documentation \
+             recommends: the raw cumulative buckets would give the p95 since the process started, not of \
+             recent requests, and without the sum by (le) each instance would be a separate alert. \
+             vaia rolls the promoted version back when this alert fires.",
+            q(&agent.job),
+            num(threshold),
+            agent.for_
+        ),
+    );
+    let labels = json!({"severity": "warning", "vaia_repository": repo});
+    let latency_rule = json!({
+        "alert": LATENCY_ALERT,
+        "expr": format!("{} > {}", p95_ms_expr(&agent.job), num(threshold)),
+        "for": agent.for_,
+        "labels": labels,
+        "annotations": latency_ann,
+    });
+
+    let mut recordings = Vec::new();
+    let mut slo_alerts = Vec::new();
+    for slo in &agent.slos {
+        let base = json!({"vaia_repository": repo, "vaia_slo": slo.name});
+        for window in SLO_WINDOWS {
+            let mut l = base.clone();
+            l["vaia_window"] = window.into();
+            recordings.push(json!({
+                "record": format!("slo:sli_error:ratio_rate{window}"),
+                "expr": error_ratio_expr(&agent.job, slo, window),
+                "labels": l,
+            }));
+        }
+        recordings.push(json!({
+            "record": "slo:objective:ratio",
+            "expr": format!("vector({})", num(slo.objective / 100.0)),
+            "labels": base,
+        }));
+        recordings.push(json!({
+            "record": "slo:error_budget:ratio",
+            "expr": format!("vector({})", num(slo.error_budget())),
+            "labels": base,
+        }));
+        recordings.push(json!({
+            "record": "slo:current_burn_rate:ratio",
+            "expr": format!(
+                "slo:sli_error:ratio_rate5m{{{}}} / on (vaia_repository, vaia_slo) group_left slo:error_budget:ratio{{{}}}",
+                slo_labels(agent, slo),
+                slo_labels(agent, slo)
+            ),
+            "labels": base,
+        }));
+        let what = if slo.latency_ms.is_some() {
+            format!(
+                "requests slower than {} ms",
+                num(slo.latency_ms.unwrap_or_default())
+            )
+        } else {
+            format!("requests with outcome {}", slo.error_outcomes.join(" or "))
+        };
+        for severity in ["page", "ticket"] {
+            let windows = BURN_RATES
+                .iter()
+                .filter(|b| b.severity == severity)
+                .map(|b| format!("{}x over {} and {}", num(b.factor), b.long, b.short))
+                .collect::<Vec<_>>()
+                .join(", or ");
+            slo_alerts.push(json!({
+                "alert": SLO_ALERT,
+                "expr": burn_expr(agent, slo, severity),
+                "labels": {"severity": severity, "vaia_repository": repo, "vaia_slo": slo.name},
+                "annotations": annotations(
+                    spec,
+                    SLO_ALERT,
+                    &format!("{repo}: SLO {} is burning its error budget ({severity})", slo.name),
+                    &format!(
+                        "The {} SLO of {repo} ({} % of requests good; bad: {what}) burns its 30-day error budget \
+                         too fast: error ratio above {windows} times the budget (multi-window, multi-burn-rate).",
+                        slo.name,
+                        num(slo.objective)
+                    ),
+                ),
+            }));
+        }
+    }
+    let groups = vec![
+        json!({"name": group_name(agent, "latency"), "rules": [latency_rule.clone()]}),
+        json!({"name": group_name(agent, "slo-sli"), "rules": recordings}),
+        json!({"name": group_name(agent, "slo-alerts"), "rules": slo_alerts.clone()}),
+    ];
+
+    // Unit tests. Latency: every request between the threshold and threshold + 1 s, so the
+    // interpolated p95 is threshold + 950 ms; the fast variant answers under half the threshold.
+    let t_s = threshold / 1000.0;
+    let hi_s = (threshold + 1000.0) / 1000.0;
+    let low_s = threshold / 2000.0;
+    let minutes = (for_secs / 60 + 10).max(15);
+    let series = |le: f64, per_min: u64| {
+        json!({
+            "series": format!("{DURATION_METRIC}_bucket{{job={},le={}}}", q(&agent.job), q(&num(le))),
+            "values": format!("0+{per_min}x{minutes}"),
+        })
+    };
+    let inf = json!({
+        "series": format!("{DURATION_METRIC}_bucket{{job={},le=\"+Inf\"}}", q(&agent.job)),
+        "values": format!("0+600x{minutes}"),
+    });
+    let pending_at = 60 + 60 * ((for_secs.max(1) - 1) / 60);
+    let firing_at = 60 + 60 * for_secs.div_ceil(60);
+    let lat_labels = [("vaia_repository", repo)];
+    let exp_latency = json!([{
+        "exp_labels": {"severity": "warning", "vaia_repository": repo},
+        "exp_annotations": expected_annotations(&latency_rule["annotations"], &lat_labels, Some(threshold + 950.0)),
+    }]);
+    let mut tests = vec![
+        json!({
+            "name": format!("{repo}: {LATENCY_ALERT} waits for its `for` ({}), then fires on slow answers", agent.for_),
+            "interval": "1m",
+            "input_series": [series(low_s, 0), series(t_s, 0), series(hi_s, 600), inf.clone()],
+            "alert_rule_test": [
+                {"eval_time": secs(pending_at), "alertname": LATENCY_ALERT, "exp_alerts": []},
+                {"eval_time": secs(firing_at), "alertname": LATENCY_ALERT, "exp_alerts": exp_latency},
+            ],
+        }),
+        json!({
+            "name": format!("{repo}: {LATENCY_ALERT} stays silent on fast answers"),
+            "interval": "1m",
+            "input_series": [series(low_s, 600), series(t_s, 600), series(hi_s, 600), inf],
+            "alert_rule_test": [
+                {"eval_time": secs(firing_at + 300), "alertname": LATENCY_ALERT, "exp_alerts": []},
+            ],
+        }),
+    ];
+    // SLO: 20× the budget (capped at all requests) burns every window; half the budget none.
+    for (slo, alerts) in agent.slos.iter().zip(slo_alerts.chunks(2)) {
+        let budget = slo.error_budget();
+        let total = 100_000u64;
+        let hot = ((budget * 20.0).min(1.0) * total as f64).round() as u64;
+        let cold = (budget / 2.0 * total as f64).floor() as u64;
+        let ratio = hot as f64 / total as f64;
+        let input = |bad: u64| match slo.latency_ms {
+            Some(ms) => vec![
+                json!({
+                    "series": format!("{DURATION_METRIC}_count{{job={}}}", q(&agent.job)),
+                    "values": format!("0+{total}x150"),
+                }),
+                json!({
+                    "series": format!("{DURATION_METRIC}_bucket{{job={},le={}}}", q(&agent.job), q(&num(ms / 1000.0))),
+                    "values": format!("0+{}x150", total - bad),
+                }),
+            ],
+            None => vec![
+                json!({
+                    "series": format!("{REQUESTS_METRIC}{{job={},outcome=\"ok\"}}", q(&agent.job)),
+                    "values": format!("0+{}x150", total - bad),
+                }),
+                json!({
+                    "series": format!("{REQUESTS_METRIC}{{job={},outcome={}}}", q(&agent.job), q(slo.error_outcomes.first().map(String::as_str).unwrap_or("error"))),
+                    "values": format!("0+{bad}x150"),
+                }),
+            ],
+        };
+        let mut expect = Vec::new();
+        for (severity, alert) in ["page", "ticket"].into_iter().zip(alerts) {
+            let fires = BURN_RATES
+                .iter()
+                .any(|b| b.severity == severity && ratio > b.factor * budget);
+            if fires {
+                expect.push(json!({
+                    "exp_labels": {"severity": severity, "vaia_repository": repo, "vaia_slo": slo.name},
+                    "exp_annotations": alert["annotations"],
+                }));
+            }
+        }
+        tests.push(json!({
+            "name": format!("{repo}: SLO {} burn-rate alerts fire when errors run at 20x the budget", slo.name),
+            "interval": "1m",
+            "input_series": input(hot),
+            "alert_rule_test": [
+                {"eval_time": "2h", "alertname": SLO_ALERT, "exp_alerts": expect},
+            ],
+            // The recorded ratio, to four decimals (rates carry float noise).
+            "promql_expr_test": [{
+                "expr": format!("round(slo:sli_error:ratio_rate5m{{{}}}, 0.0001)", slo_labels(agent, slo)),
+                "eval_time": "2h",
+                "exp_samples": [{
+                    "labels": format!("{{{},vaia_window=\"5m\"}}", slo_labels(agent, slo)),
+                    "value": (ratio * 10_000.0).round() / 10_000.0,
+                }],
+            }],
+        }));
+        tests.push(json!({
+            "name": format!("{repo}: SLO {} alerts stay silent within the budget", slo.name),
+            "interval": "1m",
+            "input_series": input(cold),
+            "alert_rule_test": [
+                {"eval_time": "2h", "alertname": SLO_ALERT, "exp_alerts": []},
+            ],
+        }));
+        // A burst: 6 h of clean traffic, then 45 minutes at 30× the budget. The short windows
+        // see the burst whole, the long ones diluted, so each burn rate's own pair of
+        // windows decides (14.4× over 1 h fires here; 6× over 6 h alone would not).
+        let burst = budget * 30.0;
+        if burst < 1.0 {
+            let bad = (burst * total as f64).round() as u64;
+            let ratio_in = |window: &str| {
+                let w = parse_duration(window).unwrap_or(60.0) / 60.0;
+                bad as f64 / total as f64 * w.min(BURST_MIN) / w.min(CLEAN_MIN + BURST_MIN)
+            };
+            let clean_end = CLEAN_MIN as u64;
+            let burst_len = BURST_MIN as u64;
+            let input = match slo.latency_ms {
+                Some(ms) => vec![
+                    json!({
+                        "series": format!("{DURATION_METRIC}_count{{job={}}}", q(&agent.job)),
+                        "values": format!("0+{total}x{}", clean_end + burst_len + 1),
+                    }),
+                    json!({
+                        "series": format!("{DURATION_METRIC}_bucket{{job={},le={}}}", q(&agent.job), q(&num(ms / 1000.0))),
+                        "values": format!("0+{total}x{clean_end} {}+{}x{burst_len}", (clean_end + 1) * total - bad, total - bad),
+                    }),
+                ],
+                None => vec![
+                    json!({
+                        "series": format!("{REQUESTS_METRIC}{{job={},outcome=\"ok\"}}", q(&agent.job)),
+                        "values": format!("0+{total}x{clean_end} {}+{}x{burst_len}", (clean_end + 1) * total - bad, total - bad),
+                    }),
+                    json!({
+                        "series": format!("{REQUESTS_METRIC}{{job={},outcome={}}}", q(&agent.job), q(slo.error_outcomes.first().map(String::as_str).unwrap_or("error"))),
+                        "values": format!("0x{clean_end} {bad}+{bad}x{burst_len}"),
+                    }),
+                ],
+            };
+            let mut expect = Vec::new();
+            for (severity, alert) in ["page", "ticket"].into_iter().zip(alerts) {
+                let fires = BURN_RATES.iter().any(|b| {
+                    b.severity == severity
+                        && ratio_in(b.long) > b.factor * budget
+                        && ratio_in(b.short) > b.factor * budget
+                });
+                if fires {
+                    expect.push(json!({
+                        "exp_labels": {"severity": severity, "vaia_repository": repo, "vaia_slo": slo.name},
+                        "exp_annotations": alert["annotations"],
+                    }));
+                }
+            }
+            tests.push(json!({
+                "name": format!("{repo}: SLO {} burn-rate alerts follow their window pairs on a 45-minute burst", slo.name),
+                "interval": "1m",
+                "input_series": input,
+                "alert_rule_test": [
+                    {"eval_time": format!("{}m", clean_end + burst_len), "alertname": SLO_ALERT, "exp_alerts": expect},
+                ],
+            }));
+        }
+    }
+    Ok((groups, tests))
+}
+
+/// States a run can be stuck in (in flight, past IDLE).
+fn stuck_states() -> String {
+    PipelineState::ALL
+        .into_iter()
+        .filter(|s| s.is_in_flight() && *s != PipelineState::Idle)
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+#[allow(clippy::too_many_lines)]
+fn pipeline_rules(spec: &MonitoringPolicy) -> Result<(Vec<Value>, Vec<Value>), RulesError> {
+    let stuck = duration_secs(&spec.stuck_after, "monitoring.stuck_after")?;
+    let stuck_rule = json!({
+        "alert": STUCK_ALERT,
+        "expr": format!(
+            "sum by (state) ({RUNS_METRIC}{{state=~{}}}) > 0 unless on (state) sum by (state) (label_replace(increase({TRANSITIONS_METRIC}[{w}]), \"state\", \"$1\", \"from\", \"(.+)\")) > 0",
+            q(&stuck_states()),
+            w = spec.stuck_after
+        ),
+        "for": spec.stuck_after,
+        "labels": {"severity": "ticket"},
+        "annotations": annotations(
+            spec,
+            STUCK_ALERT,
+            "Runs are stuck in {{ $labels.state }}",
+            &format!(
+                "Runs have been in {{{{ $labels.state }}}} for {} and none left that state meanwhile: a handler \
+                 is failing or a queue is not consumed. The sweeper fails runs past their policy's timeout.",
+                spec.stuck_after
+            ),
+        ),
+    });
+    let gate_rule = json!({
+        "alert": GATE_ERRORS_ALERT,
+        "expr": format!(
+            "sum by (gate) (rate({VERDICTS_METRIC}{{outcome=\"error\"}}[15m])) / sum by (gate) (rate({VERDICTS_METRIC}[15m])) > {}",
+            num(spec.gate_error_ratio)
+        ),
+        "for": "10m",
+        "labels": {"severity": "ticket"},
+        "annotations": annotations(
+            spec,
+            GATE_ERRORS_ALERT,
+            "Gate {{ $labels.gate }} errors on too many runs",
+            &format!(
+                "More than {} % of the {{{{ $labels.gate }}}} gate's verdicts over 15 minutes are `error` (not a \
+                 pass or fail: the gate could not judge), for 10 minutes.",
+                num(spec.gate_error_ratio * 100.0)
+            ),
+        ),
+    });
+    let dead_rule = json!({
+        "alert": DEAD_LETTER_ALERT,
+        "expr": format!("sum by (queue) ({DEAD_LETTERS_METRIC}) > 0"),
+        "for": "5m",
+        "labels": {"severity": "ticket"},
+        "annotations": annotations(
+            spec,
+            DEAD_LETTER_ALERT,
+            "Messages dead-lettered from {{ $labels.queue }}",
+            "The dead-letter queue of {{ $labels.queue }} holds messages that a handler could not process \
+             (a non-retryable error or too many attempts). Each carries its reason; nothing was dropped.",
+        ),
+    });
+    let signature_rule = json!({
+        "alert": SIGNATURE_ALERT,
+        "expr": format!("sum(increase({SIGNATURE_FAILURES_METRIC}[10m])) > 0"),
+        "labels": {"severity": "ticket"},
+        "annotations": annotations(
+            spec,
+            SIGNATURE_ALERT,
+            "Webhook deliveries with a bad signature",
+            "The GitHub webhook refused deliveries whose X-Hub-Signature-256 is missing or wrong in the last \
+             10 minutes: a forgery attempt, or a secret that differs between GitHub and vaia.",
+        ),
+    });
+    let mut rules = vec![
+        stuck_rule.clone(),
+        gate_rule.clone(),
+        dead_rule.clone(),
+        signature_rule.clone(),
+    ];
+    if spec.ct {
+        rules.push(json!({
+            "alert": PENDING_DATA_ALERT,
+            "expr": format!("max by (repository) ({PENDING_DATA_METRIC}) > {}", spec.pending_data_bytes),
+            "for": "30m",
+            "labels": {"severity": "ticket"},
+            "annotations": annotations(
+                spec,
+                PENDING_DATA_ALERT,
+                "{{ $labels.repository }}: raw data waits for training",
+                &format!(
+                    "More than {} bytes of new raw data of {{{{ $labels.repository }}}} are pending and no retrain \
+                     consumed them for 30 minutes: check the CT budget and the training queue.",
+                    spec.pending_data_bytes
+                ),
+            ),
+        }));
+        rules.push(json!({
+            "alert": CT_ERRORS_ALERT,
+            "expr": format!("sum(increase({CT_EVALUATIONS_METRIC}{{outcome=\"error\"}}[1h])) > 0"),
+            "labels": {"severity": "ticket"},
+            "annotations": annotations(
+                spec,
+                CT_ERRORS_ALERT,
+                "Continuous-training evaluations fail",
+                "The scheduled CT budget evaluation ended in error in the last hour: retraining decisions are not made.",
+            ),
+        }));
+    }
+    let groups = vec![json!({"name": "vaia-pipeline", "rules": rules})];
+
+    let m = |s: u64| s.div_ceil(60);
+    let span = m(stuck) * 2 + 10;
+    let mut tests = vec![
+        json!({
+            "name": format!("{STUCK_ALERT}: a state holding runs with nothing leaving it fires after {}", spec.stuck_after),
+            "interval": "1m",
+            "input_series": [
+                {"series": format!("{RUNS_METRIC}{{state=\"BUILD\"}}"), "values": format!("1x{span}")},
+                {"series": format!("{TRANSITIONS_METRIC}{{from=\"CI_RUNNING\",to=\"BUILD\"}}"), "values": format!("1x{span}")},
+                {"series": format!("{RUNS_METRIC}{{state=\"CI_RUNNING\"}}"), "values": format!("2x{span}")},
+                {"series": format!("{TRANSITIONS_METRIC}{{from=\"CI_RUNNING\",to=\"FAILED\"}}"), "values": format!("0+1x{span}")},
+                {"series": format!("{RUNS_METRIC}{{state=\"PROMOTED\"}}"), "values": format!("5x{span}")},
+            ],
+            "alert_rule_test": [
+                {"eval_time": secs(stuck / 2), "alertname": STUCK_ALERT, "exp_alerts": []},
+                {"eval_time": secs(60 * (m(stuck) * 2 + 5)), "alertname": STUCK_ALERT, "exp_alerts": [{
+                    "exp_labels": {"severity": "ticket", "state": "BUILD"},
+                    "exp_annotations": expected_annotations(&stuck_rule["annotations"], &[("state", "BUILD")], None),
+                }]},
+            ],
+        }),
+        json!({
+            "name": format!("{GATE_ERRORS_ALERT}: a gate erring on half its runs fires after 10m; a healthy gate does not"),
+            "interval": "1m",
+            "input_series": [
+                {"series": format!("{VERDICTS_METRIC}{{gate=\"latency\",outcome=\"error\"}}"), "values": "0+1x60"},
+                {"series": format!("{VERDICTS_METRIC}{{gate=\"latency\",outcome=\"pass\"}}"), "values": "0+1x60"},
+                {"series": format!("{VERDICTS_METRIC}{{gate=\"schema\",outcome=\"pass\"}}"), "values": "0+5x60"},
+                {"series": format!("{VERDICTS_METRIC}{{gate=\"schema\",outcome=\"error\"}}"), "values": "0x60"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": GATE_ERRORS_ALERT, "exp_alerts": []},
+                {"eval_time": "30m", "alertname": GATE_ERRORS_ALERT, "exp_alerts": [{
+                    "exp_labels": {"severity": "ticket", "gate": "latency"},
+                    "exp_annotations": expected_annotations(&gate_rule["annotations"], &[("gate", "latency")], None),
+                }]},
+            ],
+        }),
+        json!({
+            "name": format!("{DEAD_LETTER_ALERT}: messages in a dead-letter queue for 5m"),
+            "interval": "1m",
+            "input_series": [
+                {"series": format!("{DEAD_LETTERS_METRIC}{{queue=\"advance\"}}"), "values": "0 0 0 2x30"},
+                {"series": format!("{DEAD_LETTERS_METRIC}{{queue=\"registry\"}}"), "values": "0x33"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": DEAD_LETTER_ALERT, "exp_alerts": []},
+                {"eval_time": "15m", "alertname": DEAD_LETTER_ALERT, "exp_alerts": [{
+                    "exp_labels": {"severity": "ticket", "queue": "advance"},
+                    "exp_annotations": expected_annotations(&dead_rule["annotations"], &[("queue", "advance")], None),
+                }]},
+            ],
+        }),
+        json!({
+            "name": format!("{SIGNATURE_ALERT}: refused signatures fire, and clear 10m after the last"),
+            "interval": "1m",
+            "input_series": [
+                {"series": SIGNATURE_FAILURES_METRIC, "values": "0x10 3x40"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": SIGNATURE_ALERT, "exp_alerts": []},
+                {"eval_time": "12m", "alertname": SIGNATURE_ALERT, "exp_alerts": [{
+                    "exp_labels": {"severity": "ticket"},
+                    "exp_annotations": signature_rule["annotations"],
+                }]},
+                {"eval_time": "40m", "alertname": SIGNATURE_ALERT, "exp_alerts": []},
+            ],
+        }),
+    ];
+    if spec.ct {
+        let repo = "acme/agent";
+        let ann = &groups[0]["rules"][4]["annotations"];
+        tests.push(json!({
+            "name": format!("{PENDING_DATA_ALERT}: pending data over the bound for 30m"),
+            "interval": "1m",
+            "input_series": [
+                {"series": format!("{PENDING_DATA_METRIC}{{repository={}}}", q(repo)), "values": format!("{}x60", spec.pending_data_bytes + 1)},
+                {"series": format!("{PENDING_DATA_METRIC}{{repository=\"acme/other\"}}"), "values": "1x60"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "20m", "alertname": PENDING_DATA_ALERT, "exp_alerts": []},
+                {"eval_time": "40m", "alertname": PENDING_DATA_ALERT, "exp_alerts": [{
+                    "exp_labels": {"severity": "ticket", "repository": repo},
+                    "exp_annotations": expected_annotations(ann, &[("repository", repo)], None),
+                }]},
+            ],
+        }));
+        tests.push(json!({
+            "name": format!("{CT_ERRORS_ALERT}: an evaluation in error fires; successful ones do not"),
+            "interval": "1m",
+            "input_series": [
+                {"series": format!("{CT_EVALUATIONS_METRIC}{{outcome=\"error\"}}"), "values": "0x30 1x30"},
+                {"series": format!("{CT_EVALUATIONS_METRIC}{{outcome=\"queued\"}}"), "values": "0+1x60"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "20m", "alertname": CT_ERRORS_ALERT, "exp_alerts": []},
+                {"eval_time": "40m", "alertname": CT_ERRORS_ALERT, "exp_alerts": [{
+                    "exp_labels": {"severity": "ticket"},
+                    "exp_annotations": groups[0]["rules"][5]["annotations"],
+                }]},
+            ],
+        }));
+    }
+    Ok((groups, tests))
+}
