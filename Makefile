@@ -66,7 +66,7 @@ moto-venv: $(VENV)/moto/bin/python
 lambda-venv: $(VENV)/lambda/bin/cargo-lambda
 sam-venv: $(VENV)/sam/bin/sam
 checkov-venv: $(VENV)/checkov/bin/checkov
-venvs: moto-venv lambda-venv sam-venv checkov-venv
+venvs: moto-venv lambda-venv sam-venv checkov-venv grafana-venv
 
 ## Validate infra/template.yaml offline: sam validate --lint, cfn-lint, checkov.
 infra-check: sam-venv checkov-venv
@@ -142,7 +142,7 @@ delivery-check: delivery-venv
 	cd target/deps-stage && ./.ci/stub-workspace . && $(CARGO) fetch --locked
 	cd target/deps-stage && $(CARGO) metadata --locked --format-version 1 --no-deps >/dev/null
 # ---------------------------------------------------------------- monitoring (issue 11)
-.PHONY: monitoring-generate monitoring-check
+.PHONY: monitoring-generate monitoring-check grafana-venv
 
 ## Regenerate infra/monitoring's rules, their unit tests and the dashboard for the example
 ## agent (a test fails when they are stale).
@@ -150,9 +150,19 @@ monitoring-generate:
 	$(CARGO) run --quiet -p vaia -- monitoring rules --out infra/monitoring
 	$(CARGO) run --quiet -p vaia -- monitoring dashboard --out infra/monitoring/vaia-dashboard.json
 
-## promtool check config (with the rule files it names), promtool test rules, amtool
-## check-config on infra/monitoring (Debian: prometheus, prometheus-alertmanager).
-monitoring-check:
+# Grafana's own dashboard models (the Python foundation SDK; its versions carry an epoch).
+$(VENV)/grafana/bin/python:
+	$(PYTHON) -m venv $(VENV)/grafana
+	$(VENV)/grafana/bin/pip install -q 'grafana-foundation-sdk==1769699998!10.1.0'
+
+grafana-venv: $(VENV)/grafana/bin/python
+
+## The dashboard decoded by Grafana's dashboard model with no key lost
+## (infra/monitoring/check_dashboard.py); promtool check config (with the rule files it
+## names), promtool test rules, amtool check-config on infra/monitoring (Debian:
+## prometheus, prometheus-alertmanager).
+monitoring-check: grafana-venv
+	$(VENV)/grafana/bin/python infra/monitoring/check_dashboard.py infra/monitoring/vaia-dashboard.json
 	cd infra/monitoring && promtool check config prometheus.yml
 	cd infra/monitoring && promtool test rules vaia-agents.test.yml vaia-pipeline.test.yml
 	amtool check-config infra/monitoring/alertmanager.yml
