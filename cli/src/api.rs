@@ -26,6 +26,11 @@ pub struct AppState {
 
 /// Every route of the local stack, with a JSON 404 for the rest.
 pub fn router(state: AppState) -> Router {
+    routes(state).fallback(vaia_api::not_found)
+}
+
+/// Every route of the local stack, without a fallback.
+pub fn routes(state: AppState) -> Router {
     let local = Router::new()
         .route(
             "/webhooks/github",
@@ -33,9 +38,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/metrics", get(metrics))
         .with_state(state.clone());
-    vaia_api::router(state.api)
-        .merge(local)
-        .fallback(vaia_api::not_found)
+    vaia_api::router(state.api).merge(local)
 }
 
 async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

@@ -4,8 +4,10 @@
 pub mod api;
 pub mod cli_runs;
 pub mod client;
+pub mod dashboard;
 pub mod demo;
 pub mod gate_cmd;
+pub mod live;
 pub mod loadgen;
 pub mod metrics;
 pub mod stack;

@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -18,6 +18,8 @@ use vaia_core::messages::{send_signal, Signal};
 use vaia_core::ports::{BlobStore, PortError, Queue, RunCursor, RunStore};
 use vaia_core::run::{Run, RunEvent};
 use vaia_core::{BlobKey, CommitSha, Repository, RunId, Verdict};
+
+pub mod auth;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -214,10 +216,17 @@ async fn operator_signal(
     id: &str,
     body: &Bytes,
     signal: Signal,
+    caller: Option<auth::Caller>,
 ) -> Result<Response, ApiError> {
     let run = load(s, id).await?;
     let b = action_body(body)?;
-    let actor = format!("operator:{}", b.actor.as_deref().unwrap_or("api"));
+    // An authenticated caller is named by its token; the body's actor is only a label
+    // when authentication is off.
+    let who = match caller.and_then(|c| c.name) {
+        Some(name) => format!("token:{name}"),
+        None => b.actor.clone().unwrap_or_else(|| "api".to_string()),
+    };
+    let actor = format!("operator:{who}");
     let signal = match signal {
         Signal::Rollback { .. } => Signal::Rollback {
             reason: b
@@ -240,14 +249,16 @@ async fn operator_signal(
 async fn approve(
     State(s): State<ApiState>,
     Path(id): Path<String>,
+    caller: Option<Extension<auth::Caller>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    operator_signal(&s, &id, &body, Signal::Approve).await
+    operator_signal(&s, &id, &body, Signal::Approve, caller.map(|c| c.0)).await
 }
 
 async fn rollback(
     State(s): State<ApiState>,
     Path(id): Path<String>,
+    caller: Option<Extension<auth::Caller>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     operator_signal(
@@ -257,6 +268,7 @@ async fn rollback(
         Signal::Rollback {
             reason: String::new(),
         },
+        caller.map(|c| c.0),
     )
     .await
 }
