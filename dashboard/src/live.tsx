@@ -41,10 +41,12 @@ export function LiveProvider({ children, token }: { children: React.ReactNode; t
     getNextPageParam: (last) => last.next,
   });
   const { hasNextPage, isFetchingNextPage, fetchNextPage, isError } = query;
-  // Read every page, one after another, so that filters see every run.
+  const pages = query.data?.pages.length ?? 0;
+  // Read every page, one after another, so that filters see every run. (`pages` is a
+  // dependency because a fast answer can coalesce fetching → idle into one render.)
   useEffect(() => {
     if (hasNextPage && !isFetchingNextPage && !isError) void fetchNextPage();
-  }, [hasNextPage, isFetchingNextPage, isError, fetchNextPage]);
+  }, [hasNextPage, isFetchingNextPage, isError, fetchNextPage, pages]);
 
   useEffect(() => {
     const f = new Feed(

@@ -22,7 +22,7 @@ export function GateCard({ name, verdict }: { name: string; verdict: Verdict }) 
   const metrics = verdict.metrics as Metrics;
   const headingId = `gate-${name}`;
   return (
-    <article className={`gate-card outcome-${verdict.outcome}`} aria-labelledby={headingId} data-gate={name}>
+    <article className={`gate-card gate-${verdict.outcome}`} aria-labelledby={headingId} data-gate={name}>
       <header>
         <h3 id={headingId}>{name}</h3>
         <OutcomeBadge outcome={verdict.outcome} />

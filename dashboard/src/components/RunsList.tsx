@@ -20,9 +20,10 @@ export function RunsList({ state, repo }: { state: string; repo: string }) {
   );
 
   const setFilter = (key: "state" | "repo", value: string) => {
-    const q = new URLSearchParams(window.location.search);
-    if (value) q.set(key, value);
-    else q.delete(key);
+    const q = new URLSearchParams();
+    const next = { state, repo, [key]: value };
+    if (next.state) q.set("state", next.state);
+    if (next.repo) q.set("repo", next.repo);
     const s = q.toString();
     navigate(s ? `/?${s}` : "/");
   };
