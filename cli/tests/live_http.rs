@@ -3,6 +3,8 @@
 //! loopback, and `/` serving the dashboard (or saying how to build it) while unknown API
 //! paths stay JSON 404s.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use vaia::stack::{Stack, StackConfig, StackOptions};
 use vaia_api::auth::{hash_token, Tokens};
