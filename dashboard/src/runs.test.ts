@@ -8,6 +8,7 @@ const run = (id: string, created: string, updated: string, state: RunSummary["st
   id,
   repository: id.startsWith("a") ? "o/a" : "o/b",
   commit: "0".repeat(40),
+  trigger: "push",
   state,
   gates: {},
   created_at: created,

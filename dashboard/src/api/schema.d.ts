@@ -505,6 +505,8 @@ export interface components {
             repository: string;
             commit: string;
             branch?: string;
+            /** @description what started the run: push, workflow_run, evidence or manual */
+            trigger: string;
             state: components["schemas"]["State"];
             version?: string;
             gates: {

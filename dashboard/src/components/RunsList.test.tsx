@@ -25,6 +25,7 @@ function many(n: number): RunSummary[] {
     id: `r${String(n - i).padStart(6, "0")}`,
     repository: i % 2 ? "acme/odd" : "acme/even",
     commit: (i.toString(16) + "0".repeat(40)).slice(0, 40),
+    trigger: "push",
     state: i % 3 === 0 ? "FAILED" : "PROMOTED",
     gates: {},
     created_at: new Date(Date.UTC(2026, 0, 1) - i * 1000).toISOString(),
@@ -80,6 +81,7 @@ describe("RunsList", () => {
     expect(rows.length).toBeLessThan(60);
     expect(rows[0].getAttribute("aria-setsize")).toBe("2000");
     const link = within(rows[0]).getByRole("link");
+    expect(link.textContent).toContain("push");
     expect(link.getAttribute("href")).toBe("/runs/r002000");
     vi.restoreAllMocks();
   }, 30_000);

@@ -117,7 +117,10 @@ function VirtualRuns({ runs }: { runs: RunSummary[] }) {
                   {shortSha(r.commit)}
                 </code>
                 <span className="version">{r.version ?? "–"}</span>
-                <span className="branch muted">{r.branch ?? ""}</span>
+                <span className="branch muted">
+                  {r.trigger}
+                  {r.branch ? ` · ${r.branch}` : ""}
+                </span>
                 <span className="age muted" title={r.created_at}>
                   {age(r.created_at, now)}
                 </span>

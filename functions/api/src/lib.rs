@@ -83,6 +83,9 @@ pub struct RunSummary {
     pub commit: CommitSha,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
+    /// What started the run: `push`, `workflow_run`, `evidence` or `manual`.
+    #[serde(default)]
+    pub trigger: String,
     pub state: vaia_core::PipelineState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
@@ -100,6 +103,7 @@ impl From<&Run> for RunSummary {
             repository: r.repository.clone(),
             commit: r.commit.clone(),
             branch: r.branch.clone(),
+            trigger: r.trigger.kind.clone(),
             state: r.state,
             version: r.candidate.version.as_ref().map(ToString::to_string),
             gates: r
