@@ -400,6 +400,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/feed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Realtime feed of run changes (WebSocket; local stack)
+         * @description Upgrades to a WebSocket sending JSON text messages: {"type":"hello","epoch","seq"} first, then {"type":"run","seq","run": RunSummary} after every write of a run, or {"type":"resync","reason"} when the changes since the given cursor cannot be replayed (re-read /api/runs). Browsers pass a token as the subprotocol bearer.<token>; the server answers vaia.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description the last seq the client saw */
+                    since?: number;
+                    /** @description the epoch of the hello that seq belongs to */
+                    epoch?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description switching to the WebSocket protocol */
+                101: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description not a WebSocket upgrade request */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/plain": string;
+                    };
+                };
+                /** @description no valid token */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/openapi.json": {
         parameters: {
             query?: never;
