@@ -154,6 +154,8 @@ describe("dashboard against vaia up", { skip: !ready && "SKIPPED: tools missing"
     });
     await p.goto(stack.url + "/");
     await p.locator('[data-feed="open"]').waitFor();
+    // The first connection re-reads what was loaded before it; let that settle.
+    await p.waitForLoadState("networkidle");
     let listReads = 0;
     p.on("request", (r) => {
       if (r.url().includes("/api/runs?")) listReads++;

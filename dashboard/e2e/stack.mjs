@@ -67,8 +67,23 @@ function stopper(child) {
     });
 }
 
-/** `vaia demo --exit` into a data directory: seven runs, every gate failing once. */
-export function runDemo(dataDir) {
+/**
+ * `vaia demo --exit` into a data directory: seven runs, every gate failing once. The demo
+ * checks each run ends as it expects; its latency comparison (a load test of the example
+ * agent on this machine) can miss under heavy load, so a failed demo is tried once more on
+ * a fresh directory.
+ */
+export async function runDemo(dataDir) {
+  try {
+    return await demoOnce(dataDir);
+  } catch (e) {
+    console.log(`vaia demo failed once, retrying: ${String(e).split("\n").slice(-3).join(" | ")}`);
+    rmSync(dataDir, { recursive: true, force: true });
+    return demoOnce(dataDir);
+  }
+}
+
+function demoOnce(dataDir) {
   return new Promise((done, fail) => {
     const child = spawn(VAIA, ["demo", "--exit", "--port", "0", "--data-dir", dataDir], {
       stdio: ["ignore", "pipe", "pipe"],

@@ -60,6 +60,13 @@ export function LiveProvider({ children, token }: { children: React.ReactNode; t
           void qc.invalidateQueries({ queryKey: ["run"] });
         },
         onStatus: (status, detail) => setFeed({ status, detail }),
+        onFirstOpen: () => {
+          // Whatever was read before the feed was subscribed may have changed since.
+          void qc.invalidateQueries({ queryKey: ["run"] });
+          if ((qc.getQueryState(["runs", token])?.dataUpdatedAt ?? 0) > 0) {
+            void qc.invalidateQueries({ queryKey: ["runs", token] });
+          }
+        },
       },
       { token: getToken() || undefined },
     );

@@ -33,8 +33,9 @@ describe("Feed", () => {
     vi.useFakeTimers();
     const runs: string[] = [];
     const resyncs: string[] = [];
+    let firstOpens = 0;
     const f = new Feed(
-      { onRun: (r) => runs.push(r.id), onResync: (r) => resyncs.push(r) },
+      { onRun: (r) => runs.push(r.id), onResync: (r) => resyncs.push(r), onFirstOpen: () => firstOpens++ },
       { base: "http://127.0.0.1:9/", token: "t0k", WebSocketImpl: FakeSocket as unknown as typeof WebSocket },
     );
     f.start();
@@ -54,6 +55,7 @@ describe("Feed", () => {
     second.send({ type: "run", seq: 7, run: summary("r7") });
     expect(runs).toEqual(["r5", "r6", "r7"]);
     expect(resyncs).toEqual([]);
+    expect(firstOpens).toBe(1);
     // The server cannot backfill: the caller re-reads, and live changes continue from hello.
     second.close();
     vi.advanceTimersByTime(backoff(0));

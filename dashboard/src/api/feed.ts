@@ -16,6 +16,11 @@ export interface FeedHandlers {
   /** The client may have missed changes: re-read what it shows. */
   onResync(reason: string): void;
   onStatus?(status: FeedStatus, detail?: string): void;
+  /**
+   * The first connection is up: changes from now on arrive here, but what the caller read
+   * before it may already be stale (a first connection has nothing to backfill from).
+   */
+  onFirstOpen?(): void;
 }
 
 export interface FeedOptions {
@@ -120,7 +125,8 @@ export class Feed {
           // Nothing to backfill from: what the caller shows may predate this connection.
           this.epoch = msg.epoch;
           this.seq = msg.seq;
-          if (!first) this.handlers.onResync("the stack restarted");
+          if (first) this.handlers.onFirstOpen?.();
+          else this.handlers.onResync("the stack restarted");
         }
         break;
       }
