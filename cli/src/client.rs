@@ -17,14 +17,40 @@ pub struct Client {
     http: reqwest::Client,
 }
 
+/// The environment variable holding the API token the client presents (see README, API
+/// tokens).
+pub const TOKEN_ENV: &str = "VAIA_API_TOKEN";
+
 impl Client {
+    /// A client presenting the token in `VAIA_API_TOKEN`, if set.
     pub fn new(base: &str) -> Self {
+        let token = std::env::var(TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty());
+        Self::with_token(base, token.as_deref())
+    }
+
+    /// A client presenting `token` as `Authorization: Bearer` on every request.
+    pub fn with_token(base: &str, token: Option<&str>) -> Self {
+        vaia_gates::http::install_tls_provider();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            match reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim())) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    headers.insert(reqwest::header::AUTHORIZATION, v);
+                }
+                Err(_) => tracing::warn!(
+                    "the API token holds characters an HTTP header cannot carry; not sent"
+                ),
+            }
+        }
         Self {
             base: base.trim_end_matches('/').to_string(),
-            http: {
-                vaia_gates::http::install_tls_provider();
-                reqwest::Client::new()
-            },
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap_or_default(),
         }
     }
 

@@ -84,6 +84,19 @@ async fn tokens_guard_the_api_and_the_dashboard_is_served() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
+    // The CLI's client presents its token (VAIA_API_TOKEN).
+    let runs = vaia::client::Client::with_token(&url, Some("view-me"))
+        .runs(5, None)
+        .await
+        .unwrap();
+    assert!(runs.runs.is_empty());
+    let refused = vaia::client::Client::with_token(&url, None)
+        .runs(5, None)
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("401"), "{refused}");
     // The webhook is HMAC-only: an unsigned request is refused by the signature check (401
     // from the webhook, naming the signature), not by the token layer.
     let res = http
