@@ -4,7 +4,10 @@ CARGO ?= cargo
 .PHONY: demo demo-ci test lint check-tree fmt bench bench-python
 
 ## Start a local stack, push the demo's commits through it, show the runs, keep serving.
+## (Builds the dashboard first when npm is present; without it, / says how to build it.)
 demo:
+	@if command -v $(NPM) >/dev/null 2>&1; then $(MAKE) --no-print-directory dashboard; \
+	  else echo "npm not found: the dashboard at / will say how to build it"; fi
 	$(CARGO) run -p vaia -- demo
 
 ## The same, exiting after it has shown the runs (what CI runs). Built as `make test`
@@ -166,3 +169,27 @@ monitoring-check: grafana-venv
 	cd infra/monitoring && promtool check config prometheus.yml
 	cd infra/monitoring && promtool test rules vaia-agents.test.yml vaia-pipeline.test.yml
 	amtool check-config infra/monitoring/alertmanager.yml
+# ---------------------------------------------------------------- dashboard (issue 13)
+# dashboard/: React + Vite, built into dashboard/dist, which `vaia up` serves at /.
+NPM ?= npm
+.PHONY: dashboard dashboard-test bench-dashboard
+
+dashboard/node_modules/.package-lock.json: dashboard/package-lock.json
+	cd dashboard && $(NPM) ci --no-audit --no-fund
+
+## Build the dashboard (type-check, then vite build into dashboard/dist).
+dashboard: dashboard/node_modules/.package-lock.json
+	cd dashboard && $(NPM) run build
+
+## Component tests (vitest, jsdom), then the browser tests (Debian's chromium) against a
+## real `vaia up`, built as `make test` builds it (so nothing is compiled again after it).
+dashboard-test: dashboard
+	cd dashboard && $(NPM) test
+	$(CARGO) test --quiet --workspace --no-run
+	cd dashboard && VAIA_BIN=$(abspath $(TARGET_DIR))/debug/vaia $(NPM) run e2e
+
+## The dashboard's benchmark (bench/dashboard.md): bundle size, first paint with 10,000
+## runs, update latency.
+bench-dashboard: dashboard
+	$(CARGO) test --quiet --workspace --no-run
+	cd dashboard && VAIA_BIN=$(abspath $(TARGET_DIR))/debug/vaia node e2e/bench.mjs

@@ -30,6 +30,11 @@ pub struct AppState {
 
 /// Every route of the local stack, every answer JSON (a 404 for unknown paths).
 pub fn router(state: AppState) -> Router {
+    vaia_api::served(routes(state))
+}
+
+/// Every route of the local stack, without a fallback.
+pub fn routes(state: AppState) -> Router {
     let local = Router::new()
         .route(
             "/webhooks/github",
@@ -42,11 +47,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/metrics", get(metrics))
         .with_state(state.clone());
-    vaia_api::served(
-        vaia_api::router(state.api)
-            .merge(local)
-            .merge(vaia_api::alertmanager::router(state.alerts)),
-    )
+    vaia_api::router(state.api)
+        .merge(local)
+        .merge(vaia_api::alertmanager::router(state.alerts))
 }
 
 async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

@@ -172,7 +172,10 @@ pub async fn upload(
         .context("--image-digest")?;
     let files = read_bundle(dir)?;
     let manifest_path = dir.join(MANIFEST_FILE);
-    let client = Client::new(url).with_token(token);
+    let client = match token {
+        Some(t) => Client::with_token(url, Some(&t)),
+        None => Client::new(url),
+    };
     let manifest = if manifest_path.exists() {
         let bytes = std::fs::read(&manifest_path)
             .with_context(|| format!("reading {}", manifest_path.display()))?;

@@ -15,40 +15,50 @@ use crate::api::{RunDetail, RunList};
 pub struct Client {
     base: String,
     http: reqwest::Client,
-    /// Sent as `Authorization: Bearer` on every request when set (an API token).
-    token: Option<String>,
 }
 
+/// The environment variable holding the API token the client presents (see README, API
+/// tokens).
+pub const TOKEN_ENV: &str = "VAIA_API_TOKEN";
+
 impl Client {
+    /// A client presenting the token in `VAIA_API_TOKEN`, if set.
     pub fn new(base: &str) -> Self {
+        let token = std::env::var(TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty());
+        Self::with_token(base, token.as_deref())
+    }
+
+    /// A client presenting `token` as `Authorization: Bearer` on every request.
+    pub fn with_token(base: &str, token: Option<&str>) -> Self {
+        vaia_gates::http::install_tls_provider();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            match reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim())) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    headers.insert(reqwest::header::AUTHORIZATION, v);
+                }
+                Err(_) => tracing::warn!(
+                    "the API token holds characters an HTTP header cannot carry; not sent"
+                ),
+            }
+        }
         Self {
             base: base.trim_end_matches('/').to_string(),
-            http: {
-                vaia_gates::http::install_tls_provider();
-                reqwest::Client::new()
-            },
-            token: None,
-        }
-    }
-
-    /// The same client sending `token` as a bearer token (e.g. an upload token).
-    pub fn with_token(mut self, token: Option<String>) -> Self {
-        self.token = token.filter(|t| !t.is_empty());
-        self
-    }
-
-    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let req = self.http.request(method, url);
-        match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap_or_default(),
         }
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         let url = format!("{}{path}", self.base);
         let res = self
-            .request(reqwest::Method::GET, &url)
+            .http
+            .get(&url)
             .send()
             .await
             .with_context(|| format!("GET {url}"))?;
@@ -84,6 +94,7 @@ impl Client {
         let body = serde_json::json!({ "actor": whoami(), "reason": reason });
         let body = strip_nulls(body);
         let res = self
+            .http
             .request(reqwest::Method::POST, &url)
             .json(&body)
             .send()
@@ -128,6 +139,7 @@ impl Client {
     ) -> Result<(u16, serde_json::Value)> {
         let url = format!("{}/webhooks/github", self.base);
         let res = self
+            .http
             .request(reqwest::Method::POST, &url)
             .header("content-type", "application/json")
             .header("x-github-event", event)
@@ -201,6 +213,7 @@ impl Client {
     ) -> Result<()> {
         let url = format!("{}/api/evidence/{repo}/{commit}/{name}", self.base);
         let res = self
+            .http
             .request(reqwest::Method::PUT, &url)
             .body(bytes)
             .send()

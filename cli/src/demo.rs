@@ -272,7 +272,8 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
     }
     if outcome.is_ok() && !exit {
         println!(
-            "The stack keeps running: try `vaia runs list --url {}` or open {}/metrics.",
+            "The stack keeps running: open the dashboard at {}/, try `vaia runs list --url {}` or open {}/metrics.",
+            stack.url(),
             stack.url(),
             stack.url()
         );

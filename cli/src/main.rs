@@ -30,6 +30,12 @@ enum Command {
         /// Promotion policy (vaia.toml); defaults apply when absent.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// API tokens: a TOML file of [[tokens]] (name, roles, sha256), added to VAIA_API_TOKENS.
+        #[arg(long)]
+        tokens: Option<PathBuf>,
+        /// The built dashboard (default: VAIA_DASHBOARD_DIR, else dashboard/dist of the checkout).
+        #[arg(long)]
+        dashboard_dir: Option<PathBuf>,
     },
     /// Start a local stack, push the demo's commits through it (releases that pass every gate, and a commit failing each gate: prompt, eval, schema, security, latency) and show what happened.
     Demo {
@@ -597,6 +603,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             bind,
             data_dir,
             policy,
+            tokens,
+            dashboard_dir,
         } => {
             let policy = gate_cmd::load_policy(policy.as_deref())?;
             let secret = stack::webhook_secret_from_env()?;
@@ -609,7 +617,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 secret,
                 alertmanager_token,
             };
-            stack::serve_until_interrupted(config).await
+            let options = stack::StackOptions {
+                tokens: std::sync::Arc::new(stack::load_tokens(tokens.as_deref())?),
+                dashboard_dir,
+            };
+            stack::serve_with_options(config, options).await
         }
         Command::Demo {
             port,

@@ -26,7 +26,9 @@ use vaia_registry::{ObjectEvents, Registry, RegistryJobs};
 use vaia_webhook::{Webhook, WebhookSecret};
 
 use crate::api::{self, AppState};
+use crate::live::{Feed, PublishingStore};
 use crate::metrics::PromMetrics;
+use vaia_api::auth::Tokens;
 
 pub const SECRET_ENV: &str = "VAIA_GITHUB_WEBHOOK_SECRET";
 
@@ -202,8 +204,39 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     }
 }
 
+/// What `vaia up` adds to a [`StackConfig`]: API tokens and the dashboard's files.
+#[derive(Debug, Clone, Default)]
+pub struct StackOptions {
+    /// Empty: the API is open (allowed on loopback only).
+    pub tokens: Arc<Tokens>,
+    /// The built dashboard; `None` finds it ([`crate::dashboard::find_dir`]).
+    pub dashboard_dir: Option<PathBuf>,
+}
+
+/// Refuses to serve an open API beyond loopback.
+pub fn check_exposure(bind: &str, tokens: &Tokens) -> Result<()> {
+    let loopback = bind == "localhost"
+        || bind
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false);
+    if !loopback && tokens.is_empty() {
+        anyhow::bail!(
+            "refusing to bind {bind} without API tokens: anyone who can reach it could approve and roll back runs. \
+             Configure tokens ({} or --tokens FILE, see README \"API tokens\") or bind 127.0.0.1",
+            vaia_api::auth::TOKENS_ENV
+        );
+    }
+    Ok(())
+}
+
 impl Stack {
     pub async fn start(config: StackConfig) -> Result<Stack> {
+        Self::start_with(config, StackOptions::default()).await
+    }
+
+    pub async fn start_with(config: StackConfig, options: StackOptions) -> Result<Stack> {
+        check_exposure(&config.bind, &options.tokens)?;
         let lock = lock_data_dir(&config.data_dir)?;
         let local = LocalStore::open(&config.data_dir, LocalOptions::default())
             .with_context(|| format!("opening the local store in {}", config.data_dir.display()))?;
@@ -213,8 +246,10 @@ impl Stack {
             tracing::info!(released, "released messages held by a previous process");
         }
         let prom = Arc::new(PromMetrics::new());
+        // Every write of run state goes through this store, which publishes it to the feed.
+        let feed = Feed::new(crate::live::BACKLOG);
         let ports = Ports {
-            store: local.runs.clone(),
+            store: Arc::new(PublishingStore::new(local.runs.clone(), feed.clone())),
             idempotency: local.idempotency.clone(),
             queue: local.queue.clone(),
             blobs: local.blobs.clone(),
@@ -271,7 +306,18 @@ impl Stack {
             .await
             .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
         let addr = listener.local_addr()?;
-        let app = api::router(state);
+        let dashboard_dir = options
+            .dashboard_dir
+            .clone()
+            .or_else(crate::dashboard::find_dir);
+        let app = api::routes(state)
+            .merge(
+                axum::Router::new()
+                    .route("/api/feed", axum::routing::get(crate::live::feed_ws))
+                    .with_state(feed),
+            )
+            .merge(crate::dashboard::router(dashboard_dir.as_deref()));
+        let app = vaia_api::auth::layer(vaia_api::with_json_errors(app), options.tokens.clone());
         let mut rx = watch_rx;
         tasks.push(tokio::spawn(async move {
             let stop = async move {
@@ -326,8 +372,31 @@ fn spawn_sweeper(p: &Ports, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
 
 /// `vaia up`: serve until SIGINT or SIGTERM.
 pub async fn serve_until_interrupted(config: StackConfig) -> Result<()> {
-    let stack = Stack::start(config).await?;
+    serve_with_options(config, StackOptions::default()).await
+}
+
+/// API tokens from `VAIA_API_TOKENS` and, when given, a TOML file of `[[tokens]]`.
+pub fn load_tokens(file: Option<&std::path::Path>) -> Result<Tokens> {
+    let mut tokens = Tokens::from_env()?;
+    if let Some(path) = file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        tokens.extend(Tokens::parse_toml(&path.display().to_string(), &text)?);
+    }
+    Ok(tokens)
+}
+
+/// `vaia up` with tokens and the dashboard: serve until SIGINT or SIGTERM.
+pub async fn serve_with_options(config: StackConfig, options: StackOptions) -> Result<()> {
+    let auth = if options.tokens.is_empty() {
+        "open (no tokens; loopback only)".to_string()
+    } else {
+        format!("{} token(s)", options.tokens.len())
+    };
+    let stack = Stack::start_with(config, options).await?;
     eprintln!("vaia is up on {}", stack.url());
+    eprintln!("  dashboard     {}/", stack.url());
+    eprintln!("  api auth      {auth}");
     eprintln!("  webhook  POST {}/webhooks/github", stack.url());
     eprintln!(
         "  runs     GET  {}/api/runs   (or: vaia runs list)",

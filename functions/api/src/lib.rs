@@ -12,7 +12,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -22,6 +22,8 @@ use vaia_core::messages::{send_signal, Signal};
 use vaia_core::ports::{BlobStore, PortError, Queue, RunCursor, RunStore};
 use vaia_core::run::{Run, RunEvent};
 use vaia_core::{BlobKey, CommitSha, Repository, RunId, Verdict};
+
+pub mod auth;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -104,6 +106,9 @@ pub struct RunSummary {
     pub commit: CommitSha,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
+    /// What started the run: `push`, `workflow_run`, `evidence` or `manual`.
+    #[serde(default)]
+    pub trigger: String,
     pub state: vaia_core::PipelineState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
@@ -121,6 +126,7 @@ impl From<&Run> for RunSummary {
             repository: r.repository.clone(),
             commit: r.commit.clone(),
             branch: r.branch.clone(),
+            trigger: r.trigger.kind.clone(),
             state: r.state,
             version: r.candidate.version.as_ref().map(ToString::to_string),
             gates: r
@@ -256,10 +262,17 @@ async fn operator_signal(
     id: &str,
     body: &Bytes,
     signal: Signal,
+    caller: Option<auth::Caller>,
 ) -> Result<Response, ApiError> {
     let run = load(s, id).await?;
     let b = action_body(body)?;
-    let actor = format!("operator:{}", b.actor.as_deref().unwrap_or("api"));
+    // An authenticated caller is named by its token; the body's actor is only a label
+    // when authentication is off.
+    let who = match caller.and_then(|c| c.name) {
+        Some(name) => format!("token:{name}"),
+        None => b.actor.clone().unwrap_or_else(|| "api".to_string()),
+    };
+    let actor = format!("operator:{who}");
     let signal = match signal {
         Signal::Rollback { .. } => Signal::Rollback {
             reason: b
@@ -282,14 +295,16 @@ async fn operator_signal(
 async fn approve(
     State(s): State<ApiState>,
     Path(id): Path<String>,
+    caller: Option<Extension<auth::Caller>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    operator_signal(&s, &id, &body, Signal::Approve).await
+    operator_signal(&s, &id, &body, Signal::Approve, caller.map(|c| c.0)).await
 }
 
 async fn rollback(
     State(s): State<ApiState>,
     Path(id): Path<String>,
+    caller: Option<Extension<auth::Caller>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     operator_signal(
@@ -299,6 +314,7 @@ async fn rollback(
         Signal::Rollback {
             reason: String::new(),
         },
+        caller.map(|c| c.0),
     )
     .await
 }
@@ -414,8 +430,12 @@ pub async fn not_found() -> ApiError {
 /// (`{"error": ...}`), including the plain-text rejections axum's extractors and layers
 /// produce (a bad query string, a body over its limit, a wrong method).
 pub fn served(app: Router) -> Router {
-    app.fallback(not_found)
-        .layer(axum::middleware::map_response(json_errors))
+    with_json_errors(app.fallback(not_found))
+}
+
+/// `app` with every error answer in JSON, keeping whatever fallback it has.
+pub fn with_json_errors(app: Router) -> Router {
+    app.layer(axum::middleware::map_response(json_errors))
 }
 
 /// Largest plain-text error body turned into JSON; rejections are a line or two.

@@ -2,10 +2,13 @@
 //! authorised) and `POST /hooks/alertmanager` (bearer token; the token from the SSM
 //! parameter named by `VAIA_ALERTMANAGER_TOKEN_PARAM`, or `VAIA_ALERTMANAGER_TOKEN` for
 //! local invocation; without either the hook refuses every notification) through
-//! `lambda_http`, serving [`vaia_api::router`] and [`vaia_api::alertmanager::router`].
+//! `lambda_http`, serving [`vaia_api::router`] and [`vaia_api::alertmanager::router`],
+//! behind the token layer ([`vaia_api::auth`]) when `VAIA_API_TOKENS` configures tokens.
 //! Wiring only.
 
+use std::sync::Arc;
 use vaia_api::alertmanager::{self, AlertmanagerToken, HookState};
+use vaia_api::auth::{self, Tokens};
 use vaia_api::{router, served, ApiState};
 use vaia_aws::lambda;
 use vaia_core::monitoring::RollbackPolicy;
@@ -14,6 +17,7 @@ use vaia_core::monitoring::RollbackPolicy;
 async fn main() -> Result<(), lambda_http::Error> {
     lambda::init_tracing();
     let p = vaia_aws::AwsPorts::from_env()?;
+    let tokens = Arc::new(Tokens::from_env()?);
     let token = match std::env::var("VAIA_ALERTMANAGER_TOKEN_PARAM") {
         Ok(name) if !name.is_empty() => Some(vaia_aws::config::ssm_parameter(&p.sdk, &name).await?),
         _ => std::env::var(alertmanager::TOKEN_ENV)
@@ -38,5 +42,5 @@ async fn main() -> Result<(), lambda_http::Error> {
             policy: RollbackPolicy::default(),
         })),
     );
-    lambda_http::run(app).await
+    lambda_http::run(auth::layer(app, tokens)).await
 }
