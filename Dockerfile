@@ -16,11 +16,14 @@ COPY shared/gates/Cargo.toml shared/gates/
 COPY shared/local/Cargo.toml shared/local/
 COPY shared/aws/Cargo.toml shared/aws/
 COPY shared/oci/Cargo.toml shared/oci/
+COPY shared/dvc/Cargo.toml shared/dvc/
+COPY shared/testkit/Cargo.toml shared/testkit/
 COPY functions/webhook/Cargo.toml functions/webhook/
 COPY functions/api/Cargo.toml functions/api/
 COPY functions/orchestrator/Cargo.toml functions/orchestrator/
 COPY functions/registry/Cargo.toml functions/registry/
 COPY functions/delivery/Cargo.toml functions/delivery/
+COPY functions/ct-budget/Cargo.toml functions/ct-budget/
 COPY functions/gate-schema/Cargo.toml functions/gate-schema/
 COPY functions/gate-security/Cargo.toml functions/gate-security/
 COPY functions/gate-latency/Cargo.toml functions/gate-latency/
