@@ -213,14 +213,18 @@ impl MemoryQueue {
 #[async_trait]
 impl Queue for MemoryQueue {
     async fn send(&self, queue: &str, message: OutgoingMessage) -> PortResult<String> {
+        // The dedupe map stays locked from the check to the enqueue, so two sends racing
+        // with one key make one message (lock order: dedupe, then queues; nothing takes
+        // them the other way round).
+        let mut dedupe = lock(&self.dedupe);
         if let Some(key) = &message.dedupe_key {
-            if let Some(id) = lock(&self.dedupe).get(&(queue.to_string(), key.clone())) {
+            if let Some(id) = dedupe.get(&(queue.to_string(), key.clone())) {
                 return Ok(id.clone());
             }
         }
         let id = self.next_id("m");
         if let Some(key) = message.dedupe_key {
-            lock(&self.dedupe).insert((queue.to_string(), key), id.clone());
+            dedupe.insert((queue.to_string(), key), id.clone());
         }
         lock(&self.queues)
             .entry(queue.to_string())
