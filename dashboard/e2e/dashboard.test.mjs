@@ -73,7 +73,9 @@ describe("dashboard against vaia up", { skip: !ready && "SKIPPED: tools missing"
     },
     prompt: async (card) => {
       const leak = card.getByRole("list", { name: "Leaking attacks" }).getByRole("listitem").filter({ hasText: "detector exact" }).first();
-      assert.match(await leak.locator("mark").innerText(), /^VAIA-CANARY-/);
+      // The highlighted span is the leaked secret: the canary, or the system prompt that
+      // holds it (the prompt gate finds both).
+      assert.match(await leak.locator("mark").innerText(), /VAIA-CANARY-[0-9a-f]+/);
     },
     eval: async (card) => {
       const flips = card.getByRole("table", { name: "Flipped golden items" });
