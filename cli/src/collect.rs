@@ -209,40 +209,19 @@ pub fn manifest_for(
 /// The dataset snapshot a DVC pointer file (`*.dvc`) records: its single `outs` entry's
 /// `path` and `md5` (DVC records no row count, so `rows` stays unset).
 pub fn dvc_snapshot(origin: &str, text: &str) -> Result<DatasetSnapshot, CollectError> {
-    #[derive(serde::Deserialize)]
-    struct Dvc {
-        outs: Vec<Out>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Out {
-        md5: Option<String>,
-        path: Option<String>,
-    }
-    let dvc: Dvc = serde_yaml_ng::from_str(text)
-        .map_err(|e| CollectError::bad(origin, format!("not a DVC file: {e}")))?;
-    let [out] = dvc.outs.as_slice() else {
-        return Err(CollectError::bad(
-            origin,
-            format!(
-                "outs: expected exactly one output, found {}",
-                dvc.outs.len()
-            ),
-        ));
-    };
+    // Read as the registry reads it (vaia-dvc): both `.dvc` forms, `meta.rows`, errors
+    // with line and field.
+    let bad = |e: vaia_dvc::DvcError| CollectError::bad(origin, e);
+    let dvc = vaia_dvc::DvcFile::parse(text, origin).map_err(bad)?;
+    let out = dvc.single_out(origin).map_err(bad)?;
     let md5 = out
         .md5
         .clone()
-        .filter(|m| m.len() >= 32 && m.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.'))
-        .ok_or_else(|| CollectError::bad(origin, "outs[0].md5: missing or not an md5 hash"))?;
-    let path = out
-        .path
-        .clone()
-        .filter(|p| !p.trim().is_empty())
-        .ok_or_else(|| CollectError::bad(origin, "outs[0].path: missing"))?;
+        .ok_or_else(|| CollectError::bad(origin, "outs[0].md5: missing"))?;
     Ok(DatasetSnapshot {
-        path,
+        path: out.path.clone(),
         md5,
-        rows: None,
+        rows: dvc.rows,
     })
 }
 
@@ -556,12 +535,16 @@ mod tests {
         let s = dvc_snapshot("data.csv.dvc", ok).unwrap();
         assert_eq!(s.path, "data.csv");
         assert_eq!(s.md5, "a304afb96060aad90176268345e10355");
-        let e = dvc_snapshot("d.dvc", "outs:\n- path: data.csv\n").unwrap_err();
-        assert!(e.to_string().contains("d.dvc: outs[0].md5"), "{e}");
-        let e = dvc_snapshot("d.dvc", "outs: []\n").unwrap_err();
-        assert!(e.to_string().contains("exactly one output"), "{e}");
-        let e = dvc_snapshot("d.dvc", "{{{").unwrap_err();
-        assert!(e.to_string().contains("not a DVC file"), "{e}");
+        assert_eq!(s.rows, None, "no meta.rows: unknown, not zero");
+        let with_rows = format!("{ok}meta:\n  rows: 120000\n");
+        assert_eq!(
+            dvc_snapshot("data.csv.dvc", &with_rows).unwrap().rows,
+            Some(120_000)
+        );
+        for bad in ["outs:\n- path: data.csv\n", "outs: []\n", "{{{"] {
+            let e = dvc_snapshot("d.dvc", bad).unwrap_err();
+            assert!(e.to_string().contains("d.dvc"), "{bad:?}: {e}");
+        }
     }
 
     #[test]
