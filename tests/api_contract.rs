@@ -170,7 +170,8 @@ async fn responses_match_the_openapi_document() {
                 .replace("{owner}", "octo")
                 .replace("{repo}", "agent")
                 .replace("{commit}", sha.as_str())
-                .replace("{file}", "extra.txt");
+                .replace("{file}", "extra.txt")
+                .replace("{version}", "0.1.0");
             let url = format!("{}{concrete}", stack.url());
             let req = match method.as_str() {
                 "get" => http.get(&url),

@@ -54,7 +54,8 @@ impl Client {
         }
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+    /// GET `path` as JSON; a non-2xx answer is an error carrying its status and body.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         let url = format!("{}{path}", self.base);
         let res = self
             .http

@@ -2,6 +2,7 @@
 //! gates as commands, the client and the demo. `main.rs` only parses arguments.
 
 pub mod api;
+pub mod cli_registry;
 pub mod cli_runs;
 pub mod client;
 pub mod collect;

@@ -54,6 +54,9 @@ enum Command {
     /// Inspect and act on runs of a running stack.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// A repository's versions and their lineage, from a running stack's registry.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
     /// Upload an evidence bundle to a running stack.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
@@ -311,6 +314,27 @@ enum RunsCommand {
         reason: Option<String>,
         #[arg(long, env = "VAIA_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Every version of OWNER/REPO, newest first, with its aliases and gate outcomes.
+    List {
+        repo: String,
+        #[arg(long, env = "VAIA_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One version's lineage: run, commit, image, parent, dataset, every gate's metrics.
+    Show {
+        repo: String,
+        version: String,
+        #[arg(long, env = "VAIA_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -596,7 +620,7 @@ fn exit(code: i32) -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
-    use vaia::{cli_runs, demo, stack};
+    use vaia::{cli_registry, cli_runs, demo, stack};
     match command {
         Command::Up {
             port,
@@ -643,6 +667,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             cli_runs::list(&url, limit, pages, json).await
         }
         Command::Runs(RunsCommand::Show { id, url, json }) => cli_runs::show(&url, &id, json).await,
+        Command::Registry(RegistryCommand::List { repo, url, json }) => {
+            cli_registry::list(&url, &repo, json).await
+        }
+        Command::Registry(RegistryCommand::Show {
+            repo,
+            version,
+            url,
+            json,
+        }) => cli_registry::show(&url, &repo, &version, json).await,
         Command::Runs(RunsCommand::Approve { id, url }) => {
             cli_runs::action(&url, &id, "approve", None).await
         }

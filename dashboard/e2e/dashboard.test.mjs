@@ -110,6 +110,32 @@ describe("dashboard against vaia up", { skip: !ready && "SKIPPED: tools missing"
     });
   }
 
+  it("the production view shows what prod points at and each version's lineage, from the registry", async () => {
+    const promoted = (await runs()).filter((r) => r.state === "PROMOTED");
+    assert.ok(promoted.length > 0, "no promoted run");
+    const repo = promoted[0].repository;
+    const headers = { authorization: `Bearer ${TOKENS.viewer.token}` };
+    const aliases = await (await fetch(`${stack.url}/api/registry/${repo}/aliases`, { headers })).json();
+    const prod = aliases.aliases.find((a) => a.alias === "prod");
+    assert.ok(prod, `no prod alias for ${repo}`);
+    const versions = (await (await fetch(`${stack.url}/api/registry/${repo}/versions`, { headers })).json()).versions;
+    const p = await page();
+    await p.goto(stack.url + "/production");
+    const art = p.getByRole("article", { name: repo });
+    await art.getByTestId("prod-version").getByText(prod.target.version, { exact: true }).waitFor();
+    const table = art.getByRole("table", { name: `${repo} versions, newest first` });
+    // Every registered version, newest first, the prod one marked, with its gates' results.
+    await table.getByRole("row").nth(versions.length).waitFor();
+    const rows = await table.getByRole("row").allInnerTexts();
+    assert.equal(rows.length, versions.length + 1, rows.join("\n"));
+    versions.forEach((v, i) => assert.match(rows[i + 1], new RegExp(`^${v.version.replaceAll(".", "\\.")}`)));
+    const current = table.locator('tr[aria-current="true"]');
+    assert.match(await current.innerText(), new RegExp(`${prod.target.version.replaceAll(".", "\\.")}\\s*prod`));
+    assert.match(await current.innerText(), /eval pass · score \d\.\d{3}/);
+    assert.match(await current.innerText(), /latency pass · p95 \d+ ms/);
+    await p.close();
+  });
+
   it("an operator rollback is refused without the operate role and works with it", async () => {
     const promoted = (await runs()).find((r) => r.state === "PROMOTED");
     assert.ok(promoted, "no promoted run");

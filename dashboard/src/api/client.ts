@@ -12,6 +12,9 @@ export type Verdict = components["schemas"]["Verdict"];
 export type Finding = Verdict["findings"][number];
 export type State = components["schemas"]["State"];
 export type Outcome = components["schemas"]["Outcome"];
+export type VersionRecord = components["schemas"]["VersionRecord"];
+export type VersionList = components["schemas"]["VersionList"];
+export type AliasList = components["schemas"]["AliasList"];
 
 const TOKEN_KEY = "vaia.token";
 
@@ -86,6 +89,19 @@ export function listRuns(after?: string, limit = PAGE_SIZE): Promise<RunList> {
 
 export function getRun(id: string): Promise<RunDetail> {
   return request<RunDetail>("GET", `/api/runs/${encodeURIComponent(id)}`);
+}
+
+/** `owner/name` as two escaped path segments. */
+function repoPath(repo: string): string {
+  return repo.split("/").map(encodeURIComponent).join("/");
+}
+
+export function listVersions(repo: string): Promise<VersionList> {
+  return request<VersionList>("GET", `/api/registry/${repoPath(repo)}/versions`);
+}
+
+export function listAliases(repo: string): Promise<AliasList> {
+  return request<AliasList>("GET", `/api/registry/${repoPath(repo)}/aliases`);
 }
 
 export type Action = "approve" | "rollback";

@@ -19,18 +19,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tower_http::limit::RequestBodyLimitLayer;
 use vaia_core::messages::{send_signal, Signal};
-use vaia_core::ports::{BlobStore, PortError, Queue, RunCursor, RunStore};
+use vaia_core::ports::{BlobStore, Bounded, PortError, Queue, RunCursor, RunStore};
 use vaia_core::run::{Run, RunEvent};
 use vaia_core::{BlobKey, CommitSha, Repository, RunId, Verdict};
 
 pub mod auth;
+pub mod registry;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Largest evidence file accepted by `PUT /api/evidence/...`.
-pub const MAX_EVIDENCE_BYTES: usize = 64 * 1024 * 1024;
-/// Largest evidence bundle (all files of one commit together).
-pub const MAX_BUNDLE_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest evidence file accepted by `PUT /api/evidence/...` (what a manifest may list).
+pub const MAX_EVIDENCE_BYTES: usize = vaia_core::evidence::MAX_FILE_BYTES as usize;
+pub use vaia_core::evidence::MAX_BUNDLE_BYTES;
 /// Uploads held in memory at once; more wait their turn (TCP holds the rest of their
 /// bodies back), so uploads need at most this many times [`MAX_EVIDENCE_BYTES`].
 pub const CONCURRENT_UPLOADS: usize = 2;
@@ -63,7 +63,8 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/openapi.json", get(openapi))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(registry::router(state))
 }
 
 /// A JSON error body: `{"error": message}`.
@@ -349,8 +350,13 @@ async fn upload_evidence(
         })?;
     let manifest = BlobKey::evidence(&repo, &commit, vaia_core::evidence::MANIFEST_FILE)
         .map_err(|e| bad_request(format!("path: {e}")))?;
-    if s.blobs.get(&manifest).await?.is_some() {
-        return match s.blobs.get(&key).await? {
+    // Whether the manifest exists, without reading it (a limit of 0 bytes).
+    if s.blobs.get_at_most(&manifest, 0).await?.is_some() {
+        let stored = match s.blobs.get_at_most(&key, MAX_EVIDENCE_BYTES as u64).await? {
+            Some(Bounded::Bytes(stored)) => Some(stored),
+            _ => None,
+        };
+        return match stored {
             Some(stored) if stored == body || same_manifest(&key, &stored, &body) => {
                 // The stored bytes are written again, unchanged, so the object-created
                 // event goes out again: if the process died between storing the file and

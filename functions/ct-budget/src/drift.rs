@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 use std::sync::Arc;
-use vaia_core::ports::BlobStore;
+use vaia_core::ports::{BlobStore, Bounded};
 use vaia_core::Repository;
 
 /// A drift score as read; validity (range, staleness) is the budget's to judge.
@@ -40,6 +40,10 @@ pub trait DriftSource: Send + Sync {
     async fn read(&self, repo: &Repository) -> Result<DriftReading, DriftError>;
 }
 
+/// Largest drift report read (Evidently's JSON with every column's statistics is a few
+/// megabytes for a wide table).
+pub const MAX_REPORT_BYTES: u64 = 32 * 1024 * 1024;
+
 /// `drift/<owner>/<repo>/`.
 pub fn drift_prefix(repo: &Repository) -> String {
     format!("drift/{repo}/")
@@ -66,12 +70,19 @@ impl DriftSource for ReportDrift {
                 "no drift report under {prefix}"
             )));
         };
-        let bytes = self
+        let read = self
             .blobs
-            .get(&newest.key)
+            .get_at_most(&newest.key, MAX_REPORT_BYTES)
             .await
             .map_err(|e| DriftError::Unreachable(format!("reading {}: {e}", newest.key)))?
             .ok_or_else(|| DriftError::Missing(format!("{} vanished", newest.key)))?;
+        let Bounded::Bytes(bytes) = read else {
+            return Err(DriftError::Shape {
+                origin: newest.key.to_string(),
+                path: "$".into(),
+                message: format!("over the limit of {MAX_REPORT_BYTES} bytes for a drift report"),
+            });
+        };
         parse_report(&bytes, newest.key.as_str())
     }
 }

@@ -12,14 +12,14 @@ use std::sync::Arc;
 use vaia_core::dataset::{
     out_path, parse_dataset_key, snapshot_key, SnapshotRecord, SnapshotSource,
 };
-use vaia_core::evidence::{Manifest, MANIFEST_FILE};
+use vaia_core::evidence::{FileMismatch, Manifest, MANIFEST_FILE};
 use vaia_core::layout::{
-    alias_key, ct_baseline_key, version_key, AliasRecord, AliasTarget, CtBaselineRecord,
+    alias_key, ct_baseline_key, version_key, versions_prefix, AliasRecord, AliasTarget, CtBaselineRecord,
     VersionRecord, PROD_ALIAS,
 };
 use vaia_core::messages::{parse_body, queues, send_signal, ObjectCreated, RegistryJob, Signal};
 use vaia_core::ports::{
-    BlobStore, Clock, HandlerError, MessageHandler, PortError, Queue, ReceivedMessage, RunStore,
+    BlobStore, Bounded, Clock, HandlerError, MessageHandler, PortError, Queue, ReceivedMessage, RunStore,
 };
 use vaia_core::run::{EvidenceRecord, Run};
 use vaia_core::version::{next_version, Bump};
@@ -157,10 +157,20 @@ impl Registry {
             )));
         }
         let key = evidence_key(&run.repository, run, MANIFEST_FILE)?;
-        let Some(bytes) = self.blobs.get(&key).await? else {
-            return Ok(Done::Skipped(format!("{key} not uploaded yet")));
+        let checked = match self
+            .blobs
+            .get_at_most(&key, vaia_core::evidence::MAX_MANIFEST_BYTES)
+            .await?
+        {
+            None => return Ok(Done::Skipped(format!("{key} not uploaded yet"))),
+            Some(Bounded::TooLarge { size }) => Err(format!(
+                "{key}: the manifest is {}, over the limit of {} bytes",
+                size.map_or_else(|| "larger".to_string(), |n| format!("{n} bytes")),
+                vaia_core::evidence::MAX_MANIFEST_BYTES
+            )),
+            Some(Bounded::Bytes(bytes)) => self.check_bundle(run, &key, &bytes).await?,
         };
-        match self.check_bundle(run, &key, &bytes).await? {
+        match checked {
             Ok(evidence) => {
                 self.signal(run, Signal::EvidenceVerified { evidence }, "evidence")
                     .await
@@ -199,26 +209,21 @@ impl Registry {
         }
         for (i, file) in manifest.files.iter().enumerate() {
             let fkey = evidence_key(&run.repository, run, &file.name)?;
-            let Some(content) = self.blobs.get(&fkey).await? else {
-                return Ok(Err(format!(
-                    "{key}: $.files[{i}]: {} is listed but missing from the bundle",
-                    file.name
-                )));
-            };
-            let actual = hex::encode(Sha256::digest(&content));
-            if actual != file.sha256 {
-                return Ok(Err(format!(
-                    "{key}: $.files[{i}]: {} sha256 mismatch: manifest says {}, file has {actual}",
-                    file.name, file.sha256
-                )));
-            }
-            if content.len() as u64 != file.bytes {
-                return Ok(Err(format!(
-                    "{key}: $.files[{i}]: {} is {} bytes, manifest says {}",
-                    file.name,
-                    content.len(),
-                    file.bytes
-                )));
+            match file.read(&*self.blobs, &fkey).await? {
+                Ok(_) => {}
+                Err(FileMismatch::Missing) => {
+                    return Ok(Err(format!(
+                        "{key}: $.files[{i}]: {} is listed but missing from the bundle",
+                        file.name
+                    )))
+                }
+                Err(mismatch) => {
+                    return Ok(Err(format!(
+                        "{key}: $.files[{i}]: {} does not match the manifest: it {mismatch}; \
+                         the manifest says sha256 {}, {} bytes",
+                        file.name, file.sha256, file.bytes
+                    )))
+                }
             }
         }
         Ok(Ok(EvidenceRecord {
@@ -266,6 +271,7 @@ impl Registry {
                 Some(existing) if existing.run_id == run.id => break existing,
                 Some(_) => version = Version::new(version.major, version.minor, version.patch + 1),
                 None => {
+                    let (dataset, gates) = VersionRecord::lineage(run);
                     let record = VersionRecord {
                         version: version.clone(),
                         run_id: run.id.clone(),
@@ -274,6 +280,8 @@ impl Registry {
                         bump,
                         previous: previous.clone(),
                         created_at: self.clock.now(),
+                        dataset,
+                        gates,
                     };
                     if self.create(&key, &record).await? {
                         break record;
@@ -470,7 +478,7 @@ impl Registry {
         }
         if self
             .blobs
-            .list(&format!("registry/{repo}/versions/"))
+            .list(&versions_prefix(repo))
             .await?
             .is_empty()
         {
@@ -478,8 +486,15 @@ impl Registry {
                 "{key}: snapshot for unknown repository {repo} (no version of it is registered); nothing recorded"
             )));
         }
-        let Some(bytes) = self.blobs.get(key).await? else {
-            return Ok(Done::Skipped(format!("{key} is gone")));
+        let bytes = match self.blobs.get_at_most(key, vaia_dvc::MAX_FILE_BYTES).await? {
+            None => return Ok(Done::Skipped(format!("{key} is gone"))),
+            Some(Bounded::TooLarge { .. }) => {
+                return Err(RegistryError::Rejected(format!(
+                    "{key}: over the limit of {} bytes for a DVC file; nothing recorded",
+                    vaia_dvc::MAX_FILE_BYTES
+                )))
+            }
+            Some(Bounded::Bytes(b)) => b,
         };
         let text = String::from_utf8(bytes)
             .map_err(|_| RegistryError::Rejected(format!("{key}: not UTF-8 text")))?;

@@ -145,7 +145,7 @@ async fn rejects_mismatched_and_missing_files_with_the_path() {
         panic!("{signals:?}")
     };
     assert!(
-        reason.contains("$.files[0]: tools.json sha256 mismatch"),
+        reason.contains("$.files[0]: tools.json does not match the manifest: it has sha256"),
         "{reason}"
     );
 
@@ -249,6 +249,8 @@ async fn versions_follow_the_schema_bump_and_are_never_reused() {
         bump: Bump::Minor,
         previous: None,
         created_at: chrono::Utc::now(),
+        dataset: None,
+        gates: Default::default(),
     };
     let key = version_key(&f.run.repository, &taken.version).unwrap();
     f.registry.write(&key, &taken).await.unwrap();
@@ -276,6 +278,19 @@ async fn versions_follow_the_schema_bump_and_are_never_reused() {
     assert_eq!(version, &Version::new(1, 3, 1));
     assert_eq!(previous_version, &Some(Version::new(1, 2, 3)));
     assert_eq!(*bump, Bump::Minor);
+
+    // Lineage: the record keeps the commit, the image, the parent and every gate's result.
+    let record: VersionRecord = f
+        .registry
+        .read(&version_key(&f.run.repository, version).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.commit, f.run.commit);
+    assert_eq!(record.previous, Some(Version::new(1, 2, 3)));
+    let schema = &record.gates[&GateName::new("schema").unwrap()];
+    assert_eq!((schema.stage, schema.outcome), (Stage::Ci, Outcome::Pass));
+    assert_eq!(schema.metrics["bump"], "minor");
 }
 
 #[tokio::test]
@@ -410,6 +425,13 @@ impl BlobStore for Lockstep {
     }
     async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {
         self.read(key, self.inner.get(key)).await
+    }
+    async fn get_at_most(
+        &self,
+        key: &BlobKey,
+        limit: u64,
+    ) -> PortResult<Option<vaia_core::ports::Bounded>> {
+        self.read(key, self.inner.get_at_most(key, limit)).await
     }
     async fn list(&self, prefix: &str) -> PortResult<Vec<vaia_core::ports::BlobMeta>> {
         self.inner.list(prefix).await

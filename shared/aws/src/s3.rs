@@ -8,7 +8,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use std::sync::atomic::{AtomicI64, Ordering};
 use vaia_core::messages::ObjectCreated;
-use vaia_core::ports::{BlobMeta, BlobStore, PortError, PortResult, Tagged};
+use vaia_core::ports::{BlobMeta, BlobStore, Bounded, PortError, PortResult, Tagged};
 use vaia_core::BlobKey;
 
 pub struct S3BlobStore {
@@ -32,6 +32,25 @@ impl S3BlobStore {
 
     pub fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    /// `GetObject`, its body not yet read; `None` when there is no such key.
+    async fn get_object(
+        &self,
+        key: &BlobKey,
+    ) -> PortResult<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>> {
+        let r = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await;
+        match r {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_no_such_key()) => Ok(None),
+            Err(e) => Err(map_sdk(&format!("s3 GetObject {key}"), e)),
+        }
     }
 
     /// A sequencer that grows with every put of this process (nanoseconds since the epoch,
@@ -133,18 +152,31 @@ impl BlobStore for S3BlobStore {
         Ok(self.get_tagged(key).await?.map(|t| t.bytes))
     }
 
+    async fn get_at_most(&self, key: &BlobKey, limit: u64) -> PortResult<Option<Bounded>> {
+        let Some(mut out) = self.get_object(key).await? else {
+            return Ok(None);
+        };
+        // The size from the answer's Content-Length first: a larger object's body is never
+        // read (dropping the stream closes the connection).
+        let size = out.content_length.and_then(|n| u64::try_from(n).ok());
+        if size.is_some_and(|n| n > limit) {
+            return Ok(Some(Bounded::TooLarge { size }));
+        }
+        let mut bytes = Vec::with_capacity(size.and_then(|n| usize::try_from(n).ok()).unwrap_or(0));
+        while let Some(chunk) = out.body.try_next().await.map_err(|e| {
+            PortError::Unavailable(format!("s3 GetObject {key}: reading body: {e}"))
+        })? {
+            if (bytes.len() + chunk.len()) as u64 > limit {
+                return Ok(Some(Bounded::TooLarge { size }));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Some(Bounded::Bytes(bytes)))
+    }
+
     async fn get_tagged(&self, key: &BlobKey) -> PortResult<Option<Tagged>> {
-        let r = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await;
-        let out = match r {
-            Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|x| x.is_no_such_key()) => return Ok(None),
-            Err(e) => return Err(map_sdk(&format!("s3 GetObject {key}"), e)),
+        let Some(out) = self.get_object(key).await? else {
+            return Ok(None);
         };
         let etag = out.e_tag.clone().ok_or_else(|| {
             PortError::Unavailable(format!("s3 GetObject {key}: the answer has no ETag"))

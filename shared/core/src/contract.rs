@@ -923,6 +923,29 @@ pub async fn blob_store(store: &dyn BlobStore, notify: Option<(&dyn Queue, &str)
     events.push(put_a2);
     assert_eq!(store.get(&a).await, Ok(Some(b"{\"v\":22}".to_vec())));
 
+    // Bounded reads: within and exactly at the limit the whole blob; over it, not the
+    // blob (its size where the store knows it); a limit of 0 asks only whether it exists.
+    assert_eq!(store.get_at_most(&b, 100).await, Ok(None), "missing");
+    assert_eq!(
+        store.get_at_most(&a, 100).await,
+        Ok(Some(Bounded::Bytes(b"{\"v\":22}".to_vec())))
+    );
+    assert_eq!(
+        store.get_at_most(&a, 8).await,
+        Ok(Some(Bounded::Bytes(b"{\"v\":22}".to_vec()))),
+        "exactly at the limit"
+    );
+    match store.get_at_most(&a, 7).await {
+        Ok(Some(Bounded::TooLarge { size })) => {
+            assert!(size.is_none_or(|n| n == 8), "size {size:?}")
+        }
+        other => panic!("one byte over the limit: {other:?}"),
+    }
+    assert!(matches!(
+        store.get_at_most(&a, 0).await,
+        Ok(Some(Bounded::TooLarge { .. }))
+    ));
+
     for (k, bytes) in [
         (&b, &b"[]"[..]),
         (&c, &b"{}"[..]),

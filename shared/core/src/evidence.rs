@@ -8,6 +8,13 @@ use serde::{Deserialize, Serialize};
 pub const MANIFEST_SCHEMA_V1: &str = "vaia.evidence/v1";
 pub const MANIFEST_FILE: &str = "manifest.json";
 
+/// Largest file of a bundle (the upload API's limit, and what a manifest may list).
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest bundle: all files of one commit together.
+pub const MAX_BUNDLE_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest manifest read: a manifest lists files by name and hash, a few hundred bytes each.
+pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -82,8 +89,29 @@ impl Manifest {
             ));
         }
         let mut names = std::collections::BTreeSet::new();
+        let mut total: u64 = 0;
         for (i, f) in manifest.files.iter().enumerate() {
             let at = format!("$.files[{i}]");
+            if f.bytes > MAX_FILE_BYTES {
+                return Err(fail(
+                    format!("{at}.bytes"),
+                    format!(
+                        "{} is {} bytes, over the limit of {MAX_FILE_BYTES} bytes per evidence file",
+                        f.name, f.bytes
+                    ),
+                ));
+            }
+            total = total.saturating_add(f.bytes);
+            if total > MAX_BUNDLE_BYTES {
+                return Err(fail(
+                    format!("{at}.bytes"),
+                    format!(
+                        "the files listed up to {} hold {total} bytes, over the limit of \
+                         {MAX_BUNDLE_BYTES} bytes per evidence bundle",
+                        f.name
+                    ),
+                ));
+            }
             // Dot files are allowed (`.trivyignore` is evidence), `.` and `..` are not.
             let name_ok = !f.name.is_empty()
                 && f.name != MANIFEST_FILE
@@ -122,6 +150,59 @@ impl Manifest {
 
     pub fn file(&self, name: &str) -> Option<&ManifestFile> {
         self.files.iter().find(|f| f.name == name)
+    }
+}
+
+/// How a stored file differs from its manifest entry (see [`ManifestFile::read`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileMismatch {
+    Missing,
+    /// Larger than the manifest says: not read whole.
+    Larger { size: Option<u64> },
+    Different { sha256: String, bytes: u64 },
+}
+
+impl ManifestFile {
+    /// Reads the file stored at `key` and checks it is the one this entry lists: at most
+    /// `self.bytes + 1` bytes are read, so a file swapped for a larger one costs no more
+    /// memory than the manifest declared (itself bounded by [`MAX_FILE_BYTES`]). The one
+    /// place that compares stored evidence with its manifest: the registry at verification
+    /// and every gate reading verified evidence.
+    pub async fn read(
+        &self,
+        blobs: &dyn crate::ports::BlobStore,
+        key: &crate::ids::BlobKey,
+    ) -> crate::ports::PortResult<Result<Vec<u8>, FileMismatch>> {
+        use crate::ports::Bounded;
+        let bytes = match blobs.get_at_most(key, self.bytes).await? {
+            None => return Ok(Err(FileMismatch::Missing)),
+            Some(Bounded::TooLarge { size }) => return Ok(Err(FileMismatch::Larger { size })),
+            Some(Bounded::Bytes(b)) => b,
+        };
+        let sha256 = {
+            use sha2::{Digest, Sha256};
+            hex::encode(Sha256::digest(&bytes))
+        };
+        if sha256 != self.sha256 || bytes.len() as u64 != self.bytes {
+            return Ok(Err(FileMismatch::Different {
+                sha256,
+                bytes: bytes.len() as u64,
+            }));
+        }
+        Ok(Ok(bytes))
+    }
+}
+
+impl std::fmt::Display for FileMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileMismatch::Missing => write!(f, "is missing"),
+            FileMismatch::Larger { size: Some(n) } => write!(f, "is {n} bytes"),
+            FileMismatch::Larger { size: None } => write!(f, "is larger"),
+            FileMismatch::Different { sha256, bytes } => {
+                write!(f, "has sha256 {sha256}, {bytes} bytes")
+            }
+        }
     }
 }
 
@@ -191,6 +272,57 @@ mod tests {
         assert!(
             e.to_string().starts_with("m.json: $: not JSON (line 1"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_manifest_cannot_list_more_than_the_limits() {
+        let mut v = sample();
+        v["files"][0]["bytes"] = (MAX_FILE_BYTES + 1).into();
+        let e = Manifest::parse(v.to_string().as_bytes(), "m.json").unwrap_err();
+        assert_eq!(e.path, "$.files[0].bytes");
+        assert!(e.message.contains("per evidence file"), "{e}");
+        let mut v = sample();
+        v["files"] = (0..5)
+            .map(|i| {
+                serde_json::json!({"name": format!("f{i}"), "sha256": "b".repeat(64),
+                    "bytes": MAX_FILE_BYTES})
+            })
+            .collect();
+        let e = Manifest::parse(v.to_string().as_bytes(), "m.json").unwrap_err();
+        assert_eq!(e.path, "$.files[4].bytes", "{e}");
+        assert!(e.message.contains("per evidence bundle"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_listed_file_is_read_no_further_than_its_declared_size() {
+        use crate::memory::MemoryBlobStore;
+        use crate::ports::BlobStore;
+        let blobs = MemoryBlobStore::new(None);
+        let key = crate::ids::BlobKey::new("evidence/octo/agent/abc/tools.json").unwrap();
+        let content = b"[1, 2, 3]\n".to_vec();
+        let listed = ManifestFile {
+            name: "tools.json".into(),
+            sha256: {
+                use sha2::{Digest, Sha256};
+                hex::encode(Sha256::digest(&content))
+            },
+            bytes: content.len() as u64,
+        };
+        assert_eq!(listed.read(&blobs, &key).await, Ok(Err(FileMismatch::Missing)));
+        blobs.put(&key, &content).await.unwrap();
+        assert_eq!(listed.read(&blobs, &key).await, Ok(Ok(content.clone())));
+        blobs.put(&key, b"[1, 2, 4]\n").await.unwrap();
+        assert!(matches!(
+            listed.read(&blobs, &key).await,
+            Ok(Err(FileMismatch::Different { bytes: 10, .. }))
+        ));
+        blobs.put(&key, &vec![b' '; 1 << 20]).await.unwrap();
+        assert_eq!(
+            listed.read(&blobs, &key).await,
+            Ok(Err(FileMismatch::Larger {
+                size: Some(1 << 20)
+            }))
         );
     }
 }

@@ -147,11 +147,24 @@ impl<'a> Bundle<'a> {
         let Some(record) = &run.candidate.evidence else {
             return Err(changed(format!("run {} has no verified evidence", run.id)));
         };
-        let Some(bytes) = blobs.get(&record.manifest).await? else {
-            return Err(changed(format!(
-                "{} is gone since it was verified",
-                record.manifest
-            )));
+        let bytes = match blobs
+            .get_at_most(&record.manifest, crate::evidence::MAX_MANIFEST_BYTES)
+            .await?
+        {
+            Some(crate::ports::Bounded::Bytes(b)) => b,
+            Some(crate::ports::Bounded::TooLarge { .. }) => {
+                return Err(changed(format!(
+                    "{} changed after it was verified (it is now over {} bytes)",
+                    record.manifest,
+                    crate::evidence::MAX_MANIFEST_BYTES
+                )))
+            }
+            None => {
+                return Err(changed(format!(
+                    "{} is gone since it was verified",
+                    record.manifest
+                )))
+            }
         };
         let sha = sha256_hex(&bytes);
         if sha != record.manifest_sha256 {
@@ -178,21 +191,21 @@ impl<'a> Bundle<'a> {
         };
         let key = BlobKey::evidence(&self.repo, &self.commit, file)?;
         let whose = &self.whose;
-        let Some(bytes) = self.blobs.get(&key).await? else {
-            return Err(GateError::EvidenceChanged(format!(
-                "{whose} evidence: {key} is gone since it was verified"
-            )));
+        let bytes = match listed.read(self.blobs, &key).await? {
+            Ok(bytes) => bytes,
+            Err(crate::evidence::FileMismatch::Missing) => {
+                return Err(GateError::EvidenceChanged(format!(
+                    "{whose} evidence: {key} is gone since it was verified"
+                )))
+            }
+            Err(mismatch) => {
+                return Err(GateError::EvidenceChanged(format!(
+                    "{whose} evidence: {key} changed after it was verified (it {mismatch}; \
+                     the verified manifest says sha256 {}, {} bytes)",
+                    listed.sha256, listed.bytes
+                )))
+            }
         };
-        let sha = sha256_hex(&bytes);
-        if sha != listed.sha256 || bytes.len() as u64 != listed.bytes {
-            return Err(GateError::EvidenceChanged(format!(
-                "{whose} evidence: {key} changed after it was verified (sha256 {sha}, {} \
-                 bytes; the verified manifest says {}, {} bytes)",
-                bytes.len(),
-                listed.sha256,
-                listed.bytes
-            )));
-        }
         Ok(Some((key, bytes)))
     }
 }

@@ -16,18 +16,33 @@ use crate::version::Bump;
 use chrono::{DateTime, Utc};
 use semver::Version;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub fn verdict_key(run: &RunId, stage: Stage, gate: &GateName) -> Result<BlobKey, IdError> {
     BlobKey::new(format!("verdicts/{run}/{stage}/{gate}.json"))
 }
 
+/// `registry/<owner>/<repo>/versions/`: list it for a repository's versions.
+pub fn versions_prefix(repo: &Repository) -> String {
+    format!("registry/{repo}/versions/")
+}
+
 pub fn version_key(repo: &Repository, version: &Version) -> Result<BlobKey, IdError> {
-    BlobKey::new(format!("registry/{repo}/versions/{version}.json"))
+    BlobKey::new(format!("{}{version}.json", versions_prefix(repo)))
+}
+
+/// `registry/<owner>/<repo>/aliases/`: list it for a repository's aliases.
+pub fn aliases_prefix(repo: &Repository) -> String {
+    format!("registry/{repo}/aliases/")
 }
 
 pub fn alias_key(repo: &Repository, alias: &str) -> Result<BlobKey, IdError> {
-    BlobKey::new(format!("registry/{repo}/aliases/{alias}.json"))
+    BlobKey::new(format!("{}{alias}.json", aliases_prefix(repo)))
 }
+
+/// Largest registry record read (versions, aliases, snapshots, baselines: a few KB each;
+/// an alias keeps its history).
+pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
 
 pub fn ct_baseline_key(repo: &Repository) -> Result<BlobKey, IdError> {
     BlobKey::new(format!("ct/{repo}/baseline.json"))
@@ -43,9 +58,54 @@ pub struct VersionRecord {
     pub commit: CommitSha,
     pub image_digest: ImageDigest,
     pub bump: Bump,
+    /// The version this one was registered after (the repository's newest before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Version>,
     pub created_at: DateTime<Utc>,
+    /// Lineage: the dataset snapshot the candidate's evidence names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetSnapshot>,
+    /// Lineage: every gate's outcome and metrics (eval score, p95, bump, ...) as the run
+    /// recorded them when the version was assigned.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gates: BTreeMap<GateName, GateLineage>,
+}
+
+/// A gate's result as a version record keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateLineage {
+    pub stage: Stage,
+    pub outcome: crate::verdict::Outcome,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metrics: serde_json::Map<String, serde_json::Value>,
+}
+
+impl VersionRecord {
+    /// The lineage a run carries: its evidence's dataset snapshot and its gates' results.
+    pub fn lineage(
+        run: &crate::run::Run,
+    ) -> (Option<DatasetSnapshot>, BTreeMap<GateName, GateLineage>) {
+        let dataset = run
+            .candidate
+            .evidence
+            .as_ref()
+            .and_then(|e| e.dataset.clone());
+        let gates = run
+            .verdicts
+            .iter()
+            .map(|(g, r)| {
+                (
+                    g.clone(),
+                    GateLineage {
+                        stage: r.stage,
+                        outcome: r.outcome,
+                        metrics: r.metrics.clone(),
+                    },
+                )
+            })
+            .collect();
+        (dataset, gates)
+    }
 }
 
 /// What an alias (`prod`) points at, and what it pointed at before.

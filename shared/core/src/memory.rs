@@ -421,6 +421,18 @@ impl BlobStore for MemoryBlobStore {
         Ok(lock(&self.blobs).get(key).cloned())
     }
 
+    async fn get_at_most(&self, key: &BlobKey, limit: u64) -> PortResult<Option<Bounded>> {
+        Ok(lock(&self.blobs).get(key).map(|b| {
+            if b.len() as u64 > limit {
+                Bounded::TooLarge {
+                    size: Some(b.len() as u64),
+                }
+            } else {
+                Bounded::Bytes(b.clone())
+            }
+        }))
+    }
+
     async fn get_tagged(&self, key: &BlobKey) -> PortResult<Option<Tagged>> {
         Ok(lock(&self.blobs).get(key).map(|b| Tagged {
             etag: content_etag(b),

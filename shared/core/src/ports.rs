@@ -219,6 +219,16 @@ pub struct Tagged {
     pub etag: String,
 }
 
+/// A blob read with a size limit ([`BlobStore::get_at_most`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bounded {
+    /// The whole blob, within the limit.
+    Bytes(Vec<u8>),
+    /// The blob is larger than the limit; it was not read whole. `size` when the store
+    /// knows it without reading (S3's `Content-Length`, a file's metadata).
+    TooLarge { size: Option<u64> },
+}
+
 /// The entity tag of `bytes` in the stores that compute their own (memory, filesystem):
 /// the sha256 of the content, quoted as HTTP entity tags are.
 pub fn content_etag(bytes: &[u8]) -> String {
@@ -251,6 +261,10 @@ pub trait BlobStore: Send + Sync {
     ) -> PortResult<Option<ObjectCreated>>;
     /// `None` when there is no such blob.
     async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>>;
+    /// The blob if it is at most `limit` bytes; a larger one is [`Bounded::TooLarge`]
+    /// after reading at most `limit + 1` bytes of it (its size is checked first where the
+    /// store knows it), so outside data never costs more memory than its limit.
+    async fn get_at_most(&self, key: &BlobKey, limit: u64) -> PortResult<Option<Bounded>>;
     /// The blob with its entity tag, for a later [`BlobStore::put_if_match`].
     async fn get_tagged(&self, key: &BlobKey) -> PortResult<Option<Tagged>>;
     /// Keys under `prefix` (a whole-segment prefix such as `evidence/o/r/`), sorted.

@@ -113,6 +113,10 @@ pub enum DvcDocument {
 /// The one lock-file schema vaia reads.
 pub const LOCK_SCHEMA: &str = "2.0";
 
+/// Largest `.dvc` or `dvc.lock` file read: a pointer file is a few hundred bytes, a lock
+/// file of a large pipeline some hundred kilobytes.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
 #[derive(Deserialize)]
 struct RawOut {
     path: Option<Yaml>,

@@ -16,13 +16,15 @@
 //! too as long as the system clock does not step back past the previous process's writes.
 
 use async_trait::async_trait;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use vaia_core::ids::BlobKey;
 use vaia_core::messages::ObjectCreated;
-use vaia_core::ports::{content_etag, BlobMeta, BlobStore, PortError, PortResult, Queue, Tagged};
+use vaia_core::ports::{
+    content_etag, BlobMeta, BlobStore, Bounded, PortError, PortResult, Queue, Tagged,
+};
 
 /// The directory of in-progress writes, inside the root.
 /// Where writes are staged before they are linked into place (not a blob).
@@ -245,24 +247,37 @@ impl Inner {
         }))
     }
 
-    fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {
+    /// The blob if it is at most `limit` bytes: the size is checked from the metadata
+    /// first, and at most `limit + 1` bytes are read (the file may grow meanwhile).
+    fn get(&self, key: &BlobKey, limit: u64) -> PortResult<Option<Bounded>> {
         let path = self.path(key.as_str())?;
         // Only regular files are blobs; symbolic links are not followed.
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() => {}
+        let size = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => m.len(),
             Ok(_) => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(None),
             Err(e) => return Err(io_error("cannot read", &path, e)),
+        };
+        if size > limit {
+            return Ok(Some(Bounded::TooLarge { size: Some(size) }));
         }
         if let Some(parent) = path.parent() {
             self.check_inside(parent)?;
         }
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_error("cannot read", &path, e)),
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("cannot read", &path, e)),
+        };
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        file.take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error("cannot read", &path, e))?;
+        if bytes.len() as u64 > limit {
+            return Ok(Some(Bounded::TooLarge { size: None }));
         }
+        Ok(Some(Bounded::Bytes(bytes)))
     }
 
     fn list(&self, prefix: &str) -> PortResult<Vec<BlobMeta>> {
@@ -380,8 +395,18 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn get(&self, key: &BlobKey) -> PortResult<Option<Vec<u8>>> {
+        match self.get_at_most(key, u64::MAX).await? {
+            Some(Bounded::Bytes(bytes)) => Ok(Some(bytes)),
+            Some(Bounded::TooLarge { .. }) => Err(PortError::Invalid(format!(
+                "blob {key}: larger than this machine can hold"
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_at_most(&self, key: &BlobKey, limit: u64) -> PortResult<Option<Bounded>> {
         let key = key.clone();
-        self.blocking(move |inner| inner.get(&key)).await
+        self.blocking(move |inner| inner.get(&key, limit)).await
     }
 
     async fn get_tagged(&self, key: &BlobKey) -> PortResult<Option<Tagged>> {
