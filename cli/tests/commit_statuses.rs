@@ -16,7 +16,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::Vaia;
+use support::{StartVaia, Vaia};
 use vaia::client::Client;
 use vaia::demo::{push_payload, wait_settled};
 use vaia_core::{CommitSha, ImageDigest, PipelineState, Repository};

@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::Vaia;
+use support::{StartVaia, Vaia};
 use vaia::client::Client;
 use vaia::demo::{push_payload, wait_settled};
 use vaia_core::evidence::Manifest;

@@ -12,7 +12,7 @@ mod oci;
 mod support;
 
 use std::time::{Duration, Instant};
-use support::Vaia;
+use support::{StartVaia, Vaia};
 use vaia::client::Client;
 use vaia::demo::{push_payload, wait_settled};
 use vaia_core::run::EventKind;

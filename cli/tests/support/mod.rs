@@ -2,10 +2,7 @@
 //! temporary data directory, and the pushes and uploads GitHub and an agent's CI make.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 use vaia::client::Client;
 use vaia::demo::push_payload;
 use vaia_core::{CommitSha, ImageDigest, Repository};
@@ -22,66 +19,31 @@ pub const LOCUST: &str = include_str!("../../../shared/gates/tests/fixtures/locu
 pub const POLICY: &str =
     "[stages]\nci = [\"schema\", \"security\", \"latency\"]\n\n[latency]\nbaseline_p95_ms = 150.0\n";
 
-/// A `vaia up` child process, killed when dropped.
-pub struct Vaia {
-    pub child: Child,
-    pub url: String,
-}
+/// A `vaia up` child process of this crate's binary, killed when dropped
+/// ([`vaia_testkit::vaia_up`], shared with the load benchmark).
+pub use vaia_testkit::vaia_up::VaiaUp as Vaia;
 
-impl Vaia {
+/// Starting [`Vaia`] from `CARGO_BIN_EXE_vaia`.
+pub trait StartVaia {
     /// Starts `vaia up` on a free port of 127.0.0.1 with `policy` (a vaia.toml, written into
     /// the data directory) and `secret`, and waits until it says where it listens.
-    pub fn start(data_dir: &Path, policy: &str, secret: &str) -> Vaia {
+    fn start(data_dir: &Path, policy: &str, secret: &str) -> Vaia {
         Self::start_with_env(data_dir, policy, secret, &[])
     }
 
     /// The same, with extra environment variables.
-    pub fn start_with_env(
-        data_dir: &Path,
-        policy: &str,
-        secret: &str,
-        env: &[(&str, &str)],
-    ) -> Vaia {
-        let policy_path = data_dir.join("vaia.toml");
-        std::fs::write(&policy_path, policy).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vaia"))
-            .args(["up", "--port", "0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--policy")
-            .arg(&policy_path)
-            .env("VAIA_GITHUB_WEBHOOK_SECRET", secret)
-            .env_remove("VAIA_PROMETHEUS_URL")
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn vaia up");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("vaia is up on ") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("vaia up did not start");
-        Vaia { child, url }
-    }
-
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    fn start_with_env(data_dir: &Path, policy: &str, secret: &str, env: &[(&str, &str)]) -> Vaia;
 }
 
-impl Drop for Vaia {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl StartVaia for Vaia {
+    fn start_with_env(data_dir: &Path, policy: &str, secret: &str, env: &[(&str, &str)]) -> Vaia {
+        Vaia::spawn(
+            Path::new(env!("CARGO_BIN_EXE_vaia")),
+            data_dir,
+            policy,
+            secret,
+            env,
+        )
     }
 }
 

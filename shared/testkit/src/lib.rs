@@ -1,12 +1,14 @@
-//! Test harnesses shared by vaia's test suites (a dev-dependency only): finding an external
-//! tool (skipping with a message without it, failing under `CI=true`), free loopback
-//! ports, a minimal HTTP GET, and real Prometheus ([`prometheus`]) and Alertmanager
-//! ([`alertmanager`]) servers on 127.0.0.1 with their own storage, stopped when dropped.
+//! Test harnesses shared by vaia's test suites and benchmarks (never a dependency of a
+//! shipped binary): finding an external tool (skipping with a message without it, failing
+//! under `CI=true`), free loopback ports, a minimal HTTP GET, real Prometheus
+//! ([`prometheus`]) and Alertmanager ([`alertmanager`]) servers on 127.0.0.1 with their own
+//! storage, stopped when dropped, and a real `vaia up` process ([`vaia_up`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod alertmanager;
 pub mod prometheus;
+pub mod vaia_up;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
