@@ -222,5 +222,5 @@ fuzz: fuzz-install fuzz-corpus
 	    tail -n 40 fuzz/target/smoke-$$t.log; \
 	    echo "fuzz target $$t failed: the input is in fuzz/artifacts/$$t/"; exit 1; \
 	  fi; \
-	  grep -E '^#[0-9]+ +DONE' fuzz/target/smoke-$$t.log || true; \
+	  grep -E '^Done [0-9]+ runs' fuzz/target/smoke-$$t.log || true; \
 	done
