@@ -137,11 +137,11 @@ delivery-check: delivery-venv
 	$(VENV)/delivery/bin/hadolint --failure-threshold style $(DOCKERFILES)
 	command -v shellcheck >/dev/null || { echo "shellcheck is required (apt-get install shellcheck)"; exit 1; }
 	$(VENV)/delivery/bin/actionlint $(WORKFLOWS)
-	git ls-files '*/Cargo.toml' | sort > target/members.txt
+	git ls-files '*/Cargo.toml' ':!:fuzz/*' | sort > target/members.txt
 	grep -oE '^COPY [^ ]+/Cargo.toml' Dockerfile | cut -d' ' -f2 | sort | diff - target/members.txt \
 	  || { echo "Dockerfile: the deps stage must COPY every member's Cargo.toml (diff above)"; exit 1; }
 	rm -rf target/deps-stage && mkdir -p target/deps-stage
-	git ls-files -z 'Cargo.toml' 'Cargo.lock' '*/Cargo.toml' .ci/stub-workspace | xargs -0 cp --parents -t target/deps-stage
+	git ls-files -z 'Cargo.toml' 'Cargo.lock' '*/Cargo.toml' ':!:fuzz/*' .ci/stub-workspace | xargs -0 cp --parents -t target/deps-stage
 	cd target/deps-stage && ./.ci/stub-workspace . && $(CARGO) fetch --locked
 	cd target/deps-stage && $(CARGO) metadata --locked --format-version 1 --no-deps >/dev/null
 # ---------------------------------------------------------------- monitoring (issue 11)
@@ -193,3 +193,34 @@ dashboard-test: dashboard
 bench-dashboard: dashboard
 	$(CARGO) test --quiet --workspace --no-run
 	cd dashboard && VAIA_BIN=$(abspath $(TARGET_DIR))/debug/vaia node e2e/bench.mjs
+# ---------------------------------------------------------------- fuzzing (issue 14)
+# cargo-fuzz (libFuzzer) on the stable toolchain: its -Z flags are accepted with
+# RUSTC_BOOTSTRAP=1. See fuzz/README.md for the targets, the long runs and their results.
+.PHONY: fuzz fuzz-corpus fuzz-install
+
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_TARGETS = $(shell sed -n 's/^name = "\(.*\)"$$/\1/p' fuzz/Cargo.toml | grep -v '^vaia-fuzz$$')
+FUZZ_SECONDS ?= 4
+FUZZ = RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+
+## cargo-fuzz into ~/.cargo/bin when it is missing.
+fuzz-install:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION)
+
+## fuzz/corpus/<target>/ from events/, the test fixtures and fuzz/seeds/ (gitignored).
+fuzz-corpus:
+	fuzz/seed-corpus
+
+## Smoke run: every fuzz target for FUZZ_SECONDS seconds (about a minute in all, after the
+## build); fails on the first crash, hang or OOM. Not part of .ci/run (CI time budget).
+fuzz: fuzz-install fuzz-corpus
+	$(FUZZ) build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS)s)"; \
+	  if ! $(FUZZ) run $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+	      -max_len=1048576 > fuzz/target/smoke-$$t.log 2>&1; then \
+	    tail -n 40 fuzz/target/smoke-$$t.log; \
+	    echo "fuzz target $$t failed: the input is in fuzz/artifacts/$$t/"; exit 1; \
+	  fi; \
+	  grep -E '^Done [0-9]+ runs' fuzz/target/smoke-$$t.log || true; \
+	done

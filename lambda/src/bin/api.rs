@@ -42,5 +42,6 @@ async fn main() -> Result<(), lambda_http::Error> {
             policy: RollbackPolicy::default(),
         })),
     );
-    lambda_http::run(auth::layer(app, tokens)).await
+    // `lambda_http::run` behind a check of the event (see vaia_aws::http::run).
+    vaia_aws::http::run(auth::layer(app, tokens)).await
 }

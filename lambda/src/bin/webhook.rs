@@ -28,7 +28,8 @@ async fn main() -> Result<(), lambda_http::Error> {
         WebhookSecret::for_deployment(secret)?,
         Policy::default(),
     ));
-    lambda_http::run(service_fn(move |req: Request| {
+    // `lambda_http::run` behind a check of the event (see vaia_aws::http::run).
+    vaia_aws::http::run(service_fn(move |req: Request| {
         let webhook = webhook.clone();
         async move {
             let (headers, body) = request_parts(&req);
