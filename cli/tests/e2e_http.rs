@@ -164,9 +164,18 @@ async fn push_to_promotion_failure_and_restart() {
     let listed = vaia_cli(&["registry", "list", "octo/support-agent"]);
     let rows: Vec<&str> = listed.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{listed}");
-    assert!(rows[0].starts_with("0.2.0") && rows[0].contains("prod"), "{listed}");
-    assert!(rows[0].contains("schema:pass") && rows[0].contains("latency:pass"), "{listed}");
-    assert!(rows[1].starts_with("0.1.0") && !rows[1].contains("prod"), "{listed}");
+    assert!(
+        rows[0].starts_with("0.2.0") && rows[0].contains("prod"),
+        "{listed}"
+    );
+    assert!(
+        rows[0].contains("schema:pass") && rows[0].contains("latency:pass"),
+        "{listed}"
+    );
+    assert!(
+        rows[1].starts_with("0.1.0") && !rows[1].contains("prod"),
+        "{listed}"
+    );
     let shown: serde_json::Value = serde_json::from_str(&vaia_cli(&[
         "registry",
         "show",
@@ -179,9 +188,15 @@ async fn push_to_promotion_failure_and_restart() {
     assert_eq!(shown["previous"], "0.1.0");
     assert_eq!(shown["run_id"], run.as_str());
     assert_eq!(shown["gates"]["latency"]["outcome"], "pass");
-    assert_eq!(shown["gates"]["latency"]["metrics"]["baseline_p95_ms"], 150.0);
+    assert_eq!(
+        shown["gates"]["latency"]["metrics"]["baseline_p95_ms"],
+        150.0
+    );
     let text = vaia_cli(&["registry", "show", "octo/support-agent", "0.1.0"]);
-    assert!(text.contains(&format!("commit:    {}", commit(1))), "{text}");
+    assert!(
+        text.contains(&format!("commit:    {}", commit(1))),
+        "{text}"
+    );
     drop(vaia);
 }
 

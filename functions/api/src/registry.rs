@@ -30,7 +30,10 @@ use vaia_core::{BlobKey, Repository};
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/registry/{owner}/{repo}/versions", get(versions))
-        .route("/api/registry/{owner}/{repo}/versions/{version}", get(version))
+        .route(
+            "/api/registry/{owner}/{repo}/versions/{version}",
+            get(version),
+        )
         .route("/api/registry/{owner}/{repo}/aliases", get(aliases))
         .route("/api/registry/{owner}/{repo}/snapshots", get(snapshots))
         .with_state(state)
@@ -135,8 +138,7 @@ async fn snapshots(
     Path((owner, repo)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let repo = repository(&owner, &repo)?;
-    let mut snapshots: Vec<SnapshotRecord> =
-        read_all(&*s.blobs, &snapshots_prefix(&repo)).await?;
+    let mut snapshots: Vec<SnapshotRecord> = read_all(&*s.blobs, &snapshots_prefix(&repo)).await?;
     if snapshots.is_empty() && s.blobs.list(&versions_prefix(&repo)).await?.is_empty() {
         return Err(nothing_registered(&repo));
     }
@@ -198,7 +200,9 @@ mod tests {
             .await
             .unwrap();
         let status = res.status();
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, serde_json::from_slice(&body).unwrap())
     }
 
@@ -220,7 +224,10 @@ mod tests {
         }
         let (status, body) = get(&app, "/api/registry/octo/agent/versions/one").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(body["error"].as_str().unwrap().contains("not semver"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("not semver"),
+            "{body}"
+        );
         let (status, _) = get(&app, "/api/registry/octo/a%20b/versions").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
 
@@ -247,7 +254,10 @@ mod tests {
 
         // A repository with versions but no alias or snapshot yet: empty lists.
         let (status, body) = get(&app, "/api/registry/octo/agent/aliases").await;
-        assert_eq!((status, body["aliases"].clone()), (StatusCode::OK, json!([])));
+        assert_eq!(
+            (status, body["aliases"].clone()),
+            (StatusCode::OK, json!([]))
+        );
         let target = |v: &str| AliasTarget {
             version: semver::Version::parse(v).unwrap(),
             run_id: RunId::new(format!("r{}", "a".repeat(24))).unwrap(),
@@ -282,7 +292,10 @@ mod tests {
         }
         let (_, body) = get(&app, "/api/registry/octo/agent/snapshots").await;
         assert_eq!(body["snapshots"][0]["md5"], "bbb", "newest first");
-        assert!(body["snapshots"][0].get("rows").is_none(), "unknown rows stay unknown");
+        assert!(
+            body["snapshots"][0].get("rows").is_none(),
+            "unknown rows stay unknown"
+        );
         assert_eq!(body["snapshots"][1]["rows"], 100);
 
         // A corrupt record is a server fault naming the key.
@@ -295,6 +308,9 @@ mod tests {
             .unwrap();
         let (status, body) = get(&app, "/api/registry/octo/agent/versions").await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(body["error"].as_str().unwrap().contains("0.11.0.json"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("0.11.0.json"),
+            "{body}"
+        );
     }
 }

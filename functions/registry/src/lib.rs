@@ -14,12 +14,13 @@ use vaia_core::dataset::{
 };
 use vaia_core::evidence::{FileMismatch, Manifest, MANIFEST_FILE};
 use vaia_core::layout::{
-    alias_key, ct_baseline_key, version_key, versions_prefix, AliasRecord, AliasTarget, CtBaselineRecord,
-    VersionRecord, PROD_ALIAS,
+    alias_key, ct_baseline_key, version_key, versions_prefix, AliasRecord, AliasTarget,
+    CtBaselineRecord, VersionRecord, PROD_ALIAS,
 };
 use vaia_core::messages::{parse_body, queues, send_signal, ObjectCreated, RegistryJob, Signal};
 use vaia_core::ports::{
-    BlobStore, Bounded, Clock, HandlerError, MessageHandler, PortError, Queue, ReceivedMessage, RunStore,
+    BlobStore, Bounded, Clock, HandlerError, MessageHandler, PortError, Queue, ReceivedMessage,
+    RunStore,
 };
 use vaia_core::run::{EvidenceRecord, Run};
 use vaia_core::version::{next_version, Bump};
@@ -476,17 +477,16 @@ impl Registry {
         if !(file.ends_with(".dvc") || file == "dvc.lock") {
             return Ok(Done::Skipped(format!("{key} is not a DVC file")));
         }
-        if self
-            .blobs
-            .list(&versions_prefix(repo))
-            .await?
-            .is_empty()
-        {
+        if self.blobs.list(&versions_prefix(repo)).await?.is_empty() {
             return Err(RegistryError::Rejected(format!(
                 "{key}: snapshot for unknown repository {repo} (no version of it is registered); nothing recorded"
             )));
         }
-        let bytes = match self.blobs.get_at_most(key, vaia_dvc::MAX_FILE_BYTES).await? {
+        let bytes = match self
+            .blobs
+            .get_at_most(key, vaia_dvc::MAX_FILE_BYTES)
+            .await?
+        {
             None => return Ok(Done::Skipped(format!("{key} is gone"))),
             Some(Bounded::TooLarge { .. }) => {
                 return Err(RegistryError::Rejected(format!(

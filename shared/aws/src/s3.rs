@@ -163,9 +163,11 @@ impl BlobStore for S3BlobStore {
             return Ok(Some(Bounded::TooLarge { size }));
         }
         let mut bytes = Vec::with_capacity(size.and_then(|n| usize::try_from(n).ok()).unwrap_or(0));
-        while let Some(chunk) = out.body.try_next().await.map_err(|e| {
-            PortError::Unavailable(format!("s3 GetObject {key}: reading body: {e}"))
-        })? {
+        while let Some(chunk) =
+            out.body.try_next().await.map_err(|e| {
+                PortError::Unavailable(format!("s3 GetObject {key}: reading body: {e}"))
+            })?
+        {
             if (bytes.len() + chunk.len()) as u64 > limit {
                 return Ok(Some(Bounded::TooLarge { size }));
             }

@@ -158,8 +158,13 @@ impl Manifest {
 pub enum FileMismatch {
     Missing,
     /// Larger than the manifest says: not read whole.
-    Larger { size: Option<u64> },
-    Different { sha256: String, bytes: u64 },
+    Larger {
+        size: Option<u64>,
+    },
+    Different {
+        sha256: String,
+        bytes: u64,
+    },
 }
 
 impl ManifestFile {
@@ -309,7 +314,10 @@ mod tests {
             },
             bytes: content.len() as u64,
         };
-        assert_eq!(listed.read(&blobs, &key).await, Ok(Err(FileMismatch::Missing)));
+        assert_eq!(
+            listed.read(&blobs, &key).await,
+            Ok(Err(FileMismatch::Missing))
+        );
         blobs.put(&key, &content).await.unwrap();
         assert_eq!(listed.read(&blobs, &key).await, Ok(Ok(content.clone())));
         blobs.put(&key, b"[1, 2, 4]\n").await.unwrap();
