@@ -13,6 +13,12 @@ use serde_json::{json, Value};
 use vaia_core::messages::ObjectCreated;
 use vaia_core::BlobKey;
 
+/// The bucket's object-created notifications to the `blob-events` queue, as
+/// `(key prefix, key suffix)` filters: what the registry needs to hear of. One home for
+/// the filters; `infra/template.yaml` states the same rules (a test compares them) and
+/// the moto deployments of the tests are configured from here.
+pub const NOTIFICATIONS: &[(&str, Option<&str>)] = &[("evidence/", None), ("registry/", None)];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum S3EventError {
     #[error("S3 event is not JSON: {0}")]
