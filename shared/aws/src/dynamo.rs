@@ -8,9 +8,12 @@
 //! | event | `RUN#<id>` | `EV#<seq, 20 digits>` | `body` (event JSON) |
 //! | idempotency record | `IDEM#<key>` | `IDEM` | `status` (`in_progress`/`completed`), `until_ms` (N), `result`, `ttl` (N, DynamoDB TTL) |
 //!
-//! `GSI1` (`gsi1pk`, `gsi1sk`) serves `list` newest first; `GSI2` (`gsi2pk`, `gsi2sk`) is
-//! sparse and serves `overdue`: a run leaves it when a write drops the attributes.
-//! `count_by_state` queries `GSI1` projecting only the state.
+//! `GSI1` (`gsi1pk`, `gsi1sk`, projecting `state`) serves `list` newest first and
+//! `count_by_state`; `GSI2` (`gsi2pk`, `gsi2sk`, keys only) is sparse and serves `overdue`:
+//! a run leaves it when a write drops the attributes. The indexes hold keys, not runs
+//! (`list` and `overdue` read the runs by key with `BatchGetItem`), so a run write that
+//! keeps its state costs no index write and one that changes it a small one, instead of
+//! the whole run item again in each index (see `bench/COST.md`).
 //!
 //! Events are stored if and only if the run is. A save or create that carries events is one
 //! `TransactWriteItems` (the conditional run write plus one insert-if-absent per event); a
@@ -57,13 +60,13 @@ pub const INDEXES: &[Index] = &[
         name: GSI_BY_CREATED,
         pk: "gsi1pk",
         sk: "gsi1sk",
-        include: None,
+        include: Some(&["state"]),
     },
     Index {
         name: GSI_IN_FLIGHT,
         pk: "gsi2pk",
         sk: "gsi2sk",
-        include: None,
+        include: Some(&[]),
     },
 ];
 const RUN_SK: &str = "RUN";
