@@ -503,7 +503,7 @@ mod tests {
     fn writes_cost_per_kb_of_the_larger_item_twice_in_a_transaction_plus_index_writes() {
         let m = Meter::new();
         // A new in-flight run (1.5 KB) with one event, in a transaction: 2 × 2 + 2 × 1 WRU,
-        // plus one entry in each index (2 WRU each).
+        // plus one small entry in each index (they project keys, not the run: 1 WRU each).
         let event = json!({"pk": {"S": "RUN#r"}, "sk": {"S": "EV#1"}, "body": {"S": "e"}});
         let tx = json!({"TransactItems": [
             {"Put": {"TableName": "t", "Item": run_item(1500, true)}},
@@ -511,9 +511,9 @@ mod tests {
         observe(&m, "TransactWriteItems", tx, 200, json!({}));
         let u = m.snapshot();
         assert_eq!(u.wru["TransactWriteItems"], 6.0);
-        assert_eq!(u.wru["index writes"], 4.0);
+        assert_eq!(u.wru["index writes"], 2.0);
         // The run leaves flight, shrinking to 0.5 KB: billed on the old 1.5 KB (2 WRU);
-        // gsi1 updated in place (2), gsi2 entry removed (2).
+        // gsi1's entry unchanged (0), gsi2's entry removed (1).
         observe(
             &m,
             "PutItem",
@@ -523,7 +523,7 @@ mod tests {
         );
         let u2 = m.snapshot().since(&u);
         assert_eq!(u2.wru["PutItem"], 2.0);
-        assert_eq!(u2.wru["index writes"], 4.0);
+        assert_eq!(u2.wru["index writes"], 1.0);
         assert_eq!(u2.count("dynamodb", "PutItem"), 1);
         // A failed condition still costs the write, but no index write.
         let before = m.snapshot();
