@@ -14,6 +14,7 @@
 //! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` | credentials | set by Lambda |
 
 use crate::dynamo::{DynamoIdempotency, DynamoRunStore, DynamoTable};
+use crate::meter::Meter;
 use crate::s3::S3BlobStore;
 use crate::sqs::{QueueNames, SqsQueue};
 use aws_config::BehaviorVersion;
@@ -124,12 +125,39 @@ pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
         .build_https()
 }
 
-/// An S3 client; path-style whenever the endpoint is overridden.
-pub fn s3_client(sdk: &aws_config::SdkConfig, endpoint_overridden: bool) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::config::Builder::from(sdk)
-        .force_path_style(endpoint_overridden)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
+/// An S3 client; path-style whenever the endpoint is overridden; metered when `meter` is
+/// given.
+pub fn s3_client(
+    sdk: &aws_config::SdkConfig,
+    endpoint_overridden: bool,
+    meter: Option<&Meter>,
+) -> aws_sdk_s3::Client {
+    let mut conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(endpoint_overridden);
+    if let Some(m) = meter {
+        conf = conf.interceptor(m.clone());
+    }
+    aws_sdk_s3::Client::from_conf(conf.build())
+}
+
+/// A DynamoDB client, metered when `meter` is given.
+pub fn dynamodb_client(
+    sdk: &aws_config::SdkConfig,
+    meter: Option<&Meter>,
+) -> aws_sdk_dynamodb::Client {
+    let mut conf = aws_sdk_dynamodb::config::Builder::from(sdk);
+    if let Some(m) = meter {
+        conf = conf.interceptor(m.clone());
+    }
+    aws_sdk_dynamodb::Client::from_conf(conf.build())
+}
+
+/// An SQS client, metered when `meter` is given.
+pub fn sqs_client(sdk: &aws_config::SdkConfig, meter: Option<&Meter>) -> aws_sdk_sqs::Client {
+    let mut conf = aws_sdk_sqs::config::Builder::from(sdk);
+    if let Some(m) = meter {
+        conf = conf.interceptor(m.clone());
+    }
+    aws_sdk_sqs::Client::from_conf(conf.build())
 }
 
 /// Every port a function may use, built once per container. Clients share one HTTP
@@ -144,6 +172,8 @@ pub struct AwsPorts {
     pub queue: Arc<SqsQueue>,
     pub blobs: Arc<S3BlobStore>,
     pub clock: Arc<dyn Clock>,
+    /// Counts every request of the clients above, when metering was asked for.
+    pub meter: Option<Meter>,
 }
 
 impl AwsPorts {
@@ -154,14 +184,24 @@ impl AwsPorts {
     }
 
     pub fn with_sdk(settings: AwsSettings, sdk: aws_config::SdkConfig) -> Self {
-        let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&sdk), settings.table.clone());
+        Self::with_meter(settings, sdk, None)
+    }
+
+    /// [`Self::with_sdk`] with every client's requests counted by `meter`.
+    pub fn with_meter(
+        settings: AwsSettings,
+        sdk: aws_config::SdkConfig,
+        meter: Option<Meter>,
+    ) -> Self {
+        let m = meter.as_ref();
+        let table = DynamoTable::new(dynamodb_client(&sdk, m), settings.table.clone());
         let queue = SqsQueue::new(
-            aws_sdk_sqs::Client::new(&sdk),
+            sqs_client(&sdk, m),
             settings.queues.clone(),
             settings.max_receives,
         );
         let blobs = S3BlobStore::new(
-            s3_client(&sdk, sdk.endpoint_url().is_some()),
+            s3_client(&sdk, sdk.endpoint_url().is_some(), m),
             settings.bucket.clone(),
         );
         Self {
@@ -176,6 +216,7 @@ impl AwsPorts {
             table,
             sdk,
             settings,
+            meter,
         }
     }
 }

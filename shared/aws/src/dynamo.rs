@@ -8,9 +8,12 @@
 //! | event | `RUN#<id>` | `EV#<seq, 20 digits>` | `body` (event JSON) |
 //! | idempotency record | `IDEM#<key>` | `IDEM` | `status` (`in_progress`/`completed`), `until_ms` (N), `result`, `ttl` (N, DynamoDB TTL) |
 //!
-//! `GSI1` (`gsi1pk`, `gsi1sk`) serves `list` newest first; `GSI2` (`gsi2pk`, `gsi2sk`) is
-//! sparse and serves `overdue`: a run leaves it when a write drops the attributes.
-//! `count_by_state` queries `GSI1` projecting only the state.
+//! `GSI1` (`gsi1pk`, `gsi1sk`, projecting `state`) serves `list` newest first and
+//! `count_by_state`; `GSI2` (`gsi2pk`, `gsi2sk`, keys only) is sparse and serves `overdue`:
+//! a run leaves it when a write drops the attributes. The indexes hold keys, not runs
+//! (`list` and `overdue` read the runs by key with `BatchGetItem`), so a run write that
+//! keeps its state costs no index write and one that changes it a small one, instead of
+//! the whole run item again in each index (see `bench/COST.md`).
 //!
 //! Events are stored if and only if the run is. A save or create that carries events is one
 //! `TransactWriteItems` (the conditional run write plus one insert-if-absent per event); a
@@ -40,12 +43,40 @@ use vaia_core::{PipelineState, RunId};
 
 pub const GSI_BY_CREATED: &str = "gsi1";
 pub const GSI_IN_FLIGHT: &str = "gsi2";
+/// A global secondary index of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Index {
+    pub name: &'static str,
+    pub pk: &'static str,
+    pub sk: &'static str,
+    /// The attributes projected besides the keys; `None`: all of them.
+    pub include: Option<&'static [&'static str]>,
+}
+
+/// The table's global secondary indexes (one home: [`DynamoTable::create`], the SAM
+/// template and the request meter follow it).
+pub const INDEXES: &[Index] = &[
+    Index {
+        name: GSI_BY_CREATED,
+        pk: "gsi1pk",
+        sk: "gsi1sk",
+        include: Some(&["state"]),
+    },
+    Index {
+        name: GSI_IN_FLIGHT,
+        pk: "gsi2pk",
+        sk: "gsi2sk",
+        include: Some(&[]),
+    },
+];
 const RUN_SK: &str = "RUN";
 const IDEM_SK: &str = "IDEM";
 const ALL_RUNS: &str = "RUNS";
 const IN_FLIGHT: &str = "INFLIGHT";
 /// Upper bound of a transaction's items, by DynamoDB's limit.
 const MAX_TRANSACTION_ITEMS: usize = 100;
+/// Keys per `BatchGetItem`, by DynamoDB's limit.
+const MAX_BATCH_GET: usize = 100;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -169,16 +200,19 @@ impl DynamoTable {
                 .build()
                 .map_err(|e| PortError::Invalid(e.to_string()))
         };
-        let gsi = |name: &str, pk: &str, sk: &str| -> PortResult<GlobalSecondaryIndex> {
+        let gsi = |index: &Index| -> PortResult<GlobalSecondaryIndex> {
+            let projection = match index.include {
+                None => Projection::builder().projection_type(ProjectionType::All),
+                Some([]) => Projection::builder().projection_type(ProjectionType::KeysOnly),
+                Some(attrs) => Projection::builder()
+                    .projection_type(ProjectionType::Include)
+                    .set_non_key_attributes(Some(attrs.iter().map(|a| a.to_string()).collect())),
+            };
             GlobalSecondaryIndex::builder()
-                .index_name(name)
-                .key_schema(key(pk, KeyType::Hash)?)
-                .key_schema(key(sk, KeyType::Range)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
+                .index_name(index.name)
+                .key_schema(key(index.pk, KeyType::Hash)?)
+                .key_schema(key(index.sk, KeyType::Range)?)
+                .projection(projection.build())
                 .build()
                 .map_err(|e| PortError::Invalid(e.to_string()))
         };
@@ -189,10 +223,13 @@ impl DynamoTable {
             .billing_mode(BillingMode::PayPerRequest)
             .key_schema(key("pk", KeyType::Hash)?)
             .key_schema(key("sk", KeyType::Range)?)
-            .global_secondary_indexes(gsi(GSI_BY_CREATED, "gsi1pk", "gsi1sk")?)
-            .global_secondary_indexes(gsi(GSI_IN_FLIGHT, "gsi2pk", "gsi2sk")?);
-        for a in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"] {
-            req = req.attribute_definitions(attr(a)?);
+            .attribute_definitions(attr("pk")?)
+            .attribute_definitions(attr("sk")?);
+        for index in INDEXES {
+            req = req
+                .global_secondary_indexes(gsi(index)?)
+                .attribute_definitions(attr(index.pk)?)
+                .attribute_definitions(attr(index.sk)?);
         }
         req.send()
             .await
@@ -304,6 +341,69 @@ impl DynamoRunStore {
         }
     }
 
+    /// The run items of index entries `entries` (the indexes project keys, not runs), in
+    /// their order, read with `BatchGetItem` (strongly consistent); entries whose run is
+    /// gone are left out.
+    async fn runs_of(&self, entries: &[Item]) -> PortResult<Vec<Item>> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut found: HashMap<String, Item> = HashMap::new();
+        let keys: Vec<Item> = entries
+            .iter()
+            .filter_map(|e| {
+                let pk = get_s(e, "pk")?;
+                Some([("pk".to_string(), s(pk)), ("sk".to_string(), s(RUN_SK))].into())
+            })
+            .collect();
+        for chunk in keys.chunks(MAX_BATCH_GET) {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| PortError::Invalid(format!("dynamodb BatchGetItem: {e}")))?,
+            );
+            let mut attempts = 0u32;
+            while let Some(request) = pending.take() {
+                attempts += 1;
+                let r = self
+                    .t
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.t.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| map_sdk("dynamodb BatchGetItem runs", e))?;
+                for item in r
+                    .responses()
+                    .and_then(|t| t.get(&self.t.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(pk) = get_s(item, "pk") {
+                        found.insert(pk.to_string(), item.clone());
+                    }
+                }
+                pending = r
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.t.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+                if pending.is_some() {
+                    if attempts >= 8 {
+                        return Err(PortError::Unavailable(
+                            "dynamodb BatchGetItem: keys left unprocessed after 8 attempts".into(),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20 << attempts.min(6))).await;
+                }
+            }
+        }
+        Ok(entries
+            .iter()
+            .filter_map(|e| found.remove(get_s(e, "pk")?))
+            .collect())
+    }
+
     async fn query_all(
         &self,
         index: Option<&str>,
@@ -411,7 +511,7 @@ impl RunStore for DynamoRunStore {
             None => None,
         };
         let want = limit.saturating_add(1);
-        let mut items: Vec<Item> = Vec::new();
+        let mut keys: Vec<Item> = Vec::new();
         let mut start = start;
         loop {
             let r = self
@@ -423,17 +523,18 @@ impl RunStore for DynamoRunStore {
                 .key_condition_expression("gsi1pk = :p")
                 .expression_attribute_values(":p", s(ALL_RUNS))
                 .scan_index_forward(false)
-                .limit(i32::try_from(want - items.len()).unwrap_or(i32::MAX))
+                .limit(i32::try_from(want - keys.len()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| map_sdk("dynamodb Query runs", e))?;
-            items.extend(r.items().iter().cloned());
+            keys.extend(r.items().iter().cloned());
             match r.last_evaluated_key() {
-                Some(k) if !k.is_empty() && items.len() < want => start = Some(k.clone()),
+                Some(k) if !k.is_empty() && keys.len() < want => start = Some(k.clone()),
                 _ => break,
             }
         }
+        let mut items = self.runs_of(&keys).await?;
         let more = items.len() > limit;
         items.truncate(limit);
         let runs = items
@@ -502,7 +603,16 @@ impl RunStore for DynamoRunStore {
             .send()
             .await
             .map_err(|e| map_sdk("dynamodb Query overdue", e))?;
-        r.items().iter().map(|i| decode(i, "run")).collect()
+        self.runs_of(r.items())
+            .await?
+            .iter()
+            .map(|i| decode(i, "run"))
+            .collect::<PortResult<Vec<Run>>>()
+            .map(|runs| {
+                runs.into_iter()
+                    .filter(|r| r.state.is_in_flight())
+                    .collect()
+            })
     }
 }
 

@@ -8,7 +8,8 @@
 //! - [`s3event`]: S3 bucket notifications parsed with `aws_lambda_events`;
 //! - [`lambda`]: SQS batches to message handlers with partial batch failures;
 //! - [`config`]: settings from the environment and the ports built once per container;
-//! - [`error`]: SDK errors mapped to [`PortError`](vaia_core::ports::PortError).
+//! - [`error`]: SDK errors mapped to [`PortError`](vaia_core::ports::PortError);
+//! - [`meter`]: AWS requests and DynamoDB capacity counted by an SDK interceptor.
 //!
 //! The domain crates never see an AWS type: everything here implements the core's ports.
 
@@ -17,6 +18,7 @@ pub mod dynamo;
 pub mod error;
 pub mod http;
 pub mod lambda;
+pub mod meter;
 #[cfg(feature = "testing")]
 pub mod runtime_api;
 pub mod s3;
@@ -28,5 +30,6 @@ pub mod testing;
 pub use config::{AwsPorts, AwsSettings, ConfigError};
 pub use dynamo::{DynamoIdempotency, DynamoRunStore, DynamoTable};
 pub use lambda::{RecordOutcome, Route, Source, SqsBatch};
+pub use meter::{Meter, Usage};
 pub use s3::S3BlobStore;
 pub use sqs::{QueueNames, SqsQueue};

@@ -13,6 +13,20 @@ use serde_json::{json, Value};
 use vaia_core::messages::ObjectCreated;
 use vaia_core::BlobKey;
 
+/// The bucket's object-created notifications to the `blob-events` queue, as
+/// `(key prefix, key suffix)` filters: what the registry needs to hear of. One home for
+/// the filters; `infra/template.yaml` states the same rules (a test compares them) and
+/// the moto deployments of the tests are configured from here.
+///
+/// Only an evidence bundle's manifest (uploaded last) wakes the registry: the other files
+/// of a bundle, and the registry's own records under `registry/`, are skipped by it, and
+/// each notification would cost an SQS message, a Lambda invocation and an idempotency
+/// record. DVC files pushed under `datasets/` record dataset snapshots.
+pub const NOTIFICATIONS: &[(&str, Option<&str>)] = &[
+    ("evidence/", Some("manifest.json")),
+    (vaia_core::dataset::DATASETS_PREFIX, None),
+];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum S3EventError {
     #[error("S3 event is not JSON: {0}")]

@@ -212,11 +212,21 @@ pub fn settings(endpoint: &str, test: &str, max_receives: u32) -> AwsSettings {
 /// Ports on fresh resources in moto: the table and bucket are created, queues are created
 /// on first use.
 pub async fn ports(moto: &Moto, test: &str, max_receives: u32) -> AwsPorts {
+    ports_with(moto, test, max_receives, None).await
+}
+
+/// [`ports`] whose clients count every request with `meter` ([`crate::meter`]).
+pub async fn ports_with(
+    moto: &Moto,
+    test: &str,
+    max_receives: u32,
+    meter: Option<crate::Meter>,
+) -> AwsPorts {
     let settings = settings(&moto.endpoint, test, max_receives);
-    let mut ports = AwsPorts::with_sdk(settings, sdk(&moto.endpoint).await);
+    let mut ports = AwsPorts::with_meter(settings, sdk(&moto.endpoint).await, meter);
     ports.queue = std::sync::Arc::new(
         crate::SqsQueue::new(
-            aws_sdk_sqs::Client::new(&ports.sdk),
+            crate::config::sqs_client(&ports.sdk, ports.meter.as_ref()),
             ports.settings.queues.clone(),
             max_receives,
         )
@@ -229,13 +239,27 @@ pub async fn ports(moto: &Moto, test: &str, max_receives: u32) -> AwsPorts {
 
 /// Lambda's SQS event source mapping, emulated: receives up to ten messages of logical
 /// queue `logical`, hands them to `batch` as an SQS event (with the attributes Lambda
-/// sets) and deletes every record not returned in `batchItemFailures`. Returns the
-/// records' outcomes (empty when the queue had nothing visible).
+/// sets) and deletes every record not returned in `batchItemFailures` in one
+/// `DeleteMessageBatch`, as Lambda's poller does. Returns the records' outcomes (empty
+/// when the queue had nothing visible).
 pub async fn deliver(
     queue: &crate::SqsQueue,
     logical: &str,
     batch: &crate::SqsBatch,
     visibility: Duration,
+) -> vaia_core::ports::PortResult<Vec<crate::RecordOutcome>> {
+    deliver_metered(queue, logical, batch, visibility, None).await
+}
+
+/// [`deliver`], recording in `meter` what AWS would bill beside the SDK requests (which
+/// the queue's client meters itself): one Lambda invocation per non-empty batch, and one
+/// SQS `SendMessage` by S3 for each S3 event notification in it.
+pub async fn deliver_metered(
+    queue: &crate::SqsQueue,
+    logical: &str,
+    batch: &crate::SqsBatch,
+    visibility: Duration,
+    meter: Option<&crate::Meter>,
 ) -> vaia_core::ports::PortResult<Vec<crate::RecordOutcome>> {
     use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
     use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -271,6 +295,22 @@ pub async fn deliver(
     if event.records.is_empty() {
         return Ok(vec![]);
     }
+    if let Some(m) = meter {
+        m.record("lambda", "Invoke", 1);
+        let from_s3 = event
+            .records
+            .iter()
+            .filter(|r| {
+                r.body
+                    .as_deref()
+                    .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+                    .is_some_and(|v| v.pointer("/Records/0/eventSource") == Some(&"aws:s3".into()))
+            })
+            .count();
+        if from_s3 > 0 {
+            m.record("sqs", "SendMessage (S3 notification)", from_s3 as u64);
+        }
+    }
     let receipts: Vec<(String, String)> = event
         .records
         .iter()
@@ -287,16 +327,33 @@ pub async fn deliver(
         .iter()
         .map(|f| f.item_identifier.clone())
         .collect();
-    for (id, receipt) in receipts {
-        if !failed.contains(&id) {
-            queue
-                .client()
-                .delete_message()
-                .queue_url(&url)
+    let entries: Vec<aws_sdk_sqs::types::DeleteMessageBatchRequestEntry> = receipts
+        .into_iter()
+        .filter(|(id, _)| !failed.contains(id))
+        .enumerate()
+        .map(|(i, (_, receipt))| {
+            aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
                 .receipt_handle(receipt)
-                .send()
-                .await
-                .map_err(|e| crate::error::map_sdk("sqs DeleteMessage (event source)", e))?;
+                .build()
+                .map_err(|e| vaia_core::ports::PortError::Invalid(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    if !entries.is_empty() {
+        let out = queue
+            .client()
+            .delete_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| crate::error::map_sdk("sqs DeleteMessageBatch (event source)", e))?;
+        if let Some(f) = out.failed().first() {
+            return Err(vaia_core::ports::PortError::Unavailable(format!(
+                "sqs DeleteMessageBatch (event source): {} {}",
+                f.code(),
+                f.message().unwrap_or("")
+            )));
         }
     }
     Ok(outcomes)
@@ -367,7 +424,7 @@ impl LambdaHarness {
         settings.queues = QueueNames::new("vaia-");
         let mut ports = AwsPorts::with_sdk(settings, sdk(&moto.endpoint).await);
         let queue = crate::SqsQueue::new(
-            aws_sdk_sqs::Client::new(&ports.sdk),
+            crate::config::sqs_client(&ports.sdk, None),
             ports.settings.queues.clone(),
             3,
         )

@@ -507,10 +507,17 @@ impl Judge for OpenAiJudge {
 // ---------------------------------------------------------------------------------------
 // Cache
 
-/// Grades already paid for, one JSON document per key: on disk under `dir/judge/` for
-/// the CLI, or in the pipeline's blob store under `cache/judge/` (the run store's side, so
-/// every gate invocation of a deployment shares it). The cache is an optimisation: an
-/// unreadable or unwritable entry is a miss, never an error.
+/// Grades already paid for, keyed by judge, model, judge prompt, question, reference and
+/// answer ([`GradeCache::key`]). On disk (the CLI) one JSON document per key under
+/// `dir/judge/`. In the pipeline's blob store (every gate invocation of a deployment
+/// shares it) one document per judging context, `cache/judge/<context>.json`: the judge,
+/// model and prompt version and the golden set's questions and references (see
+/// [`GradeCache::context`]), holding the grades of every answer judged in that context,
+/// so that an eval run reads its cache once and writes it at most once (two S3 requests,
+/// not one per answer). Writes are compare-and-swap on the document's etag, merged again
+/// when another run wrote in between; the document keeps the most recently used grades,
+/// at most [`GradeCache::KEEP_PER_ITEM`] per golden item. The cache is an optimisation:
+/// an unreadable or unwritable entry is a miss, never an error.
 #[derive(Clone)]
 pub struct GradeCache {
     place: CachePlace,
@@ -531,14 +538,52 @@ impl std::fmt::Debug for GradeCache {
     }
 }
 
+/// The blob store's cache document of one judging context.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct CacheDocument {
+    schema: String,
+    /// Incremented by every write; an entry's `used` is the generation that last used it.
+    generation: u64,
+    entries: std::collections::BTreeMap<String, CacheEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CacheEntry {
+    grade: Grade,
+    used: u64,
+}
+
+const CACHE_SCHEMA: &str = "vaia.grade-cache/v1";
+
+/// Compare-and-swap attempts on a cache document before the new grades are given up.
+const CACHE_WRITE_ATTEMPTS: usize = 4;
+
+/// The cache's answer for one batch of requests, and what [`GradeCache::store`] needs to
+/// write the new grades back.
+#[derive(Debug, Default)]
+pub struct CacheLookup {
+    /// Grades found, by key.
+    pub hits: std::collections::HashMap<String, Grade>,
+    /// The blob store's document: its key, etag and contents as read.
+    document: Option<(vaia_core::BlobKey, Option<String>, CacheDocument)>,
+    /// Every key of the batch (kept as used).
+    keys: Vec<String>,
+    /// Golden items in the batch (bounds the document's size).
+    items: usize,
+}
+
 impl GradeCache {
+    /// Grades kept per golden item in a blob-store document: the current and recent
+    /// answer sets of every version judged in the context.
+    pub const KEEP_PER_ITEM: usize = 8;
+
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             place: CachePlace::Dir(dir.into().join("judge")),
         }
     }
 
-    /// A cache in the pipeline's blob store, under `cache/judge/<key>.json`.
+    /// A cache in the pipeline's blob store, under `cache/judge/<context>.json`.
     pub fn in_blob_store(blobs: Arc<dyn vaia_core::ports::BlobStore>) -> Self {
         Self {
             place: CachePlace::Blobs(blobs),
@@ -571,43 +616,215 @@ impl GradeCache {
         hex::encode(h.finalize())
     }
 
-    fn blob_key(key: &str) -> Option<vaia_core::BlobKey> {
-        vaia_core::BlobKey::new(format!("cache/judge/{key}.json")).ok()
+    /// The judging context of `requests`: judge, model, prompt version and the distinct
+    /// (question, reference) pairs, in order. Every version's answers to one golden set
+    /// share it; another golden set or judge has its own.
+    pub fn context(judge: &dyn Judge, requests: &[GradeRequest]) -> String {
+        let mut golden: Vec<(&str, &str)> = requests
+            .iter()
+            .map(|r| (r.input.as_str(), r.reference.as_str()))
+            .collect();
+        golden.sort_unstable();
+        golden.dedup();
+        let mut h = Sha256::new();
+        for part in [PROMPT_VERSION, judge.name(), judge.model(), JUDGE_SYSTEM]
+            .into_iter()
+            .chain(golden.iter().flat_map(|(i, r)| [*i, *r]))
+        {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        hex::encode(h.finalize())
     }
 
+    fn blob_key(name: &str) -> Option<vaia_core::BlobKey> {
+        vaia_core::BlobKey::new(format!("cache/judge/{name}.json")).ok()
+    }
+
+    /// One grade by key (the CLI's per-key files; a blob-store cache answers through
+    /// [`Self::lookup`]).
     pub async fn get(&self, key: &str) -> Option<Grade> {
-        let bytes = match &self.place {
-            CachePlace::Dir(dir) => tokio::fs::read(dir.join(format!("{key}.json")))
-                .await
-                .ok()?,
-            CachePlace::Blobs(blobs) => blobs.get(&Self::blob_key(key)?).await.ok()??,
-        };
-        serde_json::from_slice(&bytes).ok()
+        match &self.place {
+            CachePlace::Dir(dir) => {
+                let bytes = tokio::fs::read(dir.join(format!("{key}.json")))
+                    .await
+                    .ok()?;
+                serde_json::from_slice(&bytes).ok()
+            }
+            CachePlace::Blobs(_) => None,
+        }
     }
 
+    /// Stores one grade by key in the CLI's directory (a blob-store cache is written
+    /// through [`Self::store`]).
     pub async fn put(&self, key: &str, grade: &Grade) {
+        let CachePlace::Dir(dir) = &self.place else {
+            return;
+        };
         let Ok(bytes) = serde_json::to_vec(grade) else {
             return;
         };
+        if tokio::fs::create_dir_all(dir).await.is_err() {
+            return;
+        }
+        let tmp = dir.join(format!("{key}.{}.tmp", std::process::id()));
+        if tokio::fs::write(&tmp, bytes).await.is_ok() {
+            let _ = tokio::fs::rename(&tmp, dir.join(format!("{key}.json"))).await;
+        }
+    }
+
+    /// The cached grades of `requests` (whose keys are `keys`): one read of the context's
+    /// document in the blob store, one file per key on disk.
+    pub async fn lookup(
+        &self,
+        judge: &dyn Judge,
+        requests: &[GradeRequest],
+        keys: &[String],
+    ) -> CacheLookup {
+        let items = {
+            let mut golden: Vec<(&str, &str)> = requests
+                .iter()
+                .map(|r| (r.input.as_str(), r.reference.as_str()))
+                .collect();
+            golden.sort_unstable();
+            golden.dedup();
+            golden.len()
+        };
+        let mut out = CacheLookup {
+            keys: keys.to_vec(),
+            items,
+            ..Default::default()
+        };
         match &self.place {
-            CachePlace::Dir(dir) => {
-                if tokio::fs::create_dir_all(dir).await.is_err() {
-                    return;
-                }
-                let tmp = dir.join(format!("{key}.{}.tmp", std::process::id()));
-                if tokio::fs::write(&tmp, bytes).await.is_ok() {
-                    let _ = tokio::fs::rename(&tmp, dir.join(format!("{key}.json"))).await;
-                }
-            }
-            CachePlace::Blobs(blobs) => {
-                if let Some(k) = Self::blob_key(key) {
-                    if let Err(e) = blobs.put(&k, &bytes).await {
-                        tracing::warn!(error = %e, "judge grade not cached");
+            CachePlace::Dir(_) => {
+                for k in keys {
+                    if let Some(g) = self.get(k).await {
+                        out.hits.insert(k.clone(), g);
                     }
                 }
             }
+            CachePlace::Blobs(blobs) => {
+                let Some(key) = Self::blob_key(&Self::context(judge, requests)) else {
+                    return out;
+                };
+                let (etag, doc) = match blobs.get_tagged(&key).await {
+                    Ok(Some(t)) => match serde_json::from_slice::<CacheDocument>(&t.bytes) {
+                        Ok(doc) if doc.schema == CACHE_SCHEMA => (Some(t.etag), doc),
+                        // Unreadable: replaced on the next write.
+                        _ => (Some(t.etag), CacheDocument::default()),
+                    },
+                    Ok(None) => (None, CacheDocument::default()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "judge grade cache unreadable");
+                        return out;
+                    }
+                };
+                for k in keys {
+                    if let Some(e) = doc.entries.get(k) {
+                        out.hits.insert(k.clone(), e.grade.clone());
+                    }
+                }
+                out.document = Some((key, etag, doc));
+            }
+        }
+        out
+    }
+
+    /// Writes `new` grades (by key) back: one compare-and-swap write of the context's
+    /// document (merged again and retried when another run wrote it since `lookup` read
+    /// it), which marks every key of the lookup as used and keeps the most recently used
+    /// grades; one file per new grade on disk. A blob-store document whose grades were all
+    /// found is not written.
+    pub async fn store(&self, lookup: CacheLookup, new: &[(String, Grade)]) {
+        match &self.place {
+            CachePlace::Dir(_) => {
+                for (k, g) in new {
+                    self.put(k, g).await;
+                }
+            }
+            CachePlace::Blobs(blobs) => {
+                if new.is_empty() {
+                    return;
+                }
+                let Some((key, mut etag, mut doc)) = lookup.document else {
+                    return;
+                };
+                let keep = (lookup.items.max(1) * Self::KEEP_PER_ITEM).max(lookup.keys.len());
+                for _ in 0..CACHE_WRITE_ATTEMPTS {
+                    let bytes = merged(&mut doc, &lookup.keys, new, keep);
+                    let written = match &etag {
+                        None => blobs.put_if_absent(&key, &bytes).await,
+                        Some(t) => blobs.put_if_match(&key, &bytes, t).await,
+                    };
+                    match written {
+                        Ok(Some(_)) => return,
+                        Ok(None) => {
+                            // Another run wrote it: merge into what it wrote.
+                            match blobs.get_tagged(&key).await {
+                                Ok(found) => {
+                                    etag = found.as_ref().map(|t| t.etag.clone());
+                                    doc = found
+                                        .and_then(|t| {
+                                            serde_json::from_slice::<CacheDocument>(&t.bytes).ok()
+                                        })
+                                        .filter(|d| d.schema == CACHE_SCHEMA)
+                                        .unwrap_or_default();
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "judge grades not cached");
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "judge grades not cached");
+                            return;
+                        }
+                    }
+                }
+                tracing::warn!(%key, "judge grades not cached: the document kept changing");
+            }
         }
     }
+}
+
+/// `doc` with `new` grades added, `used` keys marked, trimmed to the `keep` most recently
+/// used entries; its bytes.
+fn merged(
+    doc: &mut CacheDocument,
+    used: &[String],
+    new: &[(String, Grade)],
+    keep: usize,
+) -> Vec<u8> {
+    doc.schema = CACHE_SCHEMA.into();
+    doc.generation += 1;
+    let generation = doc.generation;
+    for (k, g) in new {
+        doc.entries.insert(
+            k.clone(),
+            CacheEntry {
+                grade: g.clone(),
+                used: generation,
+            },
+        );
+    }
+    for k in used {
+        if let Some(e) = doc.entries.get_mut(k) {
+            e.used = generation;
+        }
+    }
+    if doc.entries.len() > keep {
+        let mut by_use: Vec<(u64, String)> = doc
+            .entries
+            .iter()
+            .map(|(k, e)| (e.used, k.clone()))
+            .collect();
+        by_use.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, k) in by_use.into_iter().skip(keep) {
+            doc.entries.remove(&k);
+        }
+    }
+    serde_json::to_vec(doc).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -637,7 +854,9 @@ pub struct Judged {
     pub attempts: u32,
 }
 
-/// Grades every request; results in request order.
+/// Grades every request; results in request order. Cached grades are looked up once for
+/// the whole batch and the new ones written back once ([`GradeCache::lookup`],
+/// [`GradeCache::store`]).
 pub async fn judge_all(
     judge: Arc<dyn Judge>,
     cache: Option<GradeCache>,
@@ -646,24 +865,40 @@ pub async fn judge_all(
 ) -> Vec<Result<Judged, JudgeError>> {
     let sem = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let refused_key = Arc::new(AtomicBool::new(false));
-    let cache = cache.filter(|_| judge.cacheable()).map(Arc::new);
-    let mut set = tokio::task::JoinSet::new();
+    let cache = cache.filter(|_| judge.cacheable());
+    let keys: Vec<String> = match &cache {
+        Some(_) => requests
+            .iter()
+            .map(|r| GradeCache::key(&*judge, r))
+            .collect(),
+        None => Vec::new(),
+    };
+    let lookup = match &cache {
+        Some(c) => Some(c.lookup(&*judge, &requests, &keys).await),
+        None => None,
+    };
     let n = requests.len();
+    let mut out: Vec<Option<Result<Judged, JudgeError>>> = vec![None; n];
+    let mut set = tokio::task::JoinSet::new();
     for (i, req) in requests.into_iter().enumerate() {
-        let (judge, sem, refused_key, cache, opts) = (
+        if let Some(grade) = keys
+            .get(i)
+            .and_then(|k| lookup.as_ref().and_then(|l| l.hits.get(k)))
+        {
+            out[i] = Some(Ok(Judged {
+                grade: grade.clone(),
+                cached: true,
+                attempts: 0,
+            }));
+            continue;
+        }
+        let (judge, sem, refused_key, opts) = (
             judge.clone(),
             sem.clone(),
             refused_key.clone(),
-            cache.clone(),
             opts.clone(),
         );
         set.spawn(async move {
-            let key = cache.as_ref().map(|_| GradeCache::key(&*judge, &req));
-            if let (Some(c), Some(k)) = (&cache, &key) {
-                if let Some(grade) = c.get(k).await {
-                    return (i, Ok(Judged { grade, cached: true, attempts: 0 }));
-                }
-            }
             let _permit = sem.acquire_owned().await;
             let mut attempts = 0;
             let result = loop {
@@ -686,20 +921,22 @@ pub async fn judge_all(
                     }
                 }
             };
-            let result = result.map(|grade| Judged { grade, cached: false, attempts });
-            if let (Ok(j), Some(c), Some(k)) = (&result, &cache, &key) {
-                c.put(k, &j.grade).await;
-            }
-            (i, result)
+            (i, result.map(|grade| Judged { grade, cached: false, attempts }))
         });
     }
-    let mut out: Vec<Option<Result<Judged, JudgeError>>> = vec![None; n];
+    let mut new = Vec::new();
     while let Some(joined) = set.join_next().await {
         if let Ok((i, r)) = joined {
+            if let (Ok(j), Some(k)) = (&r, keys.get(i)) {
+                new.push((k.clone(), j.grade.clone()));
+            }
             if let Some(slot) = out.get_mut(i) {
                 *slot = Some(r);
             }
         }
+    }
+    if let (Some(c), Some(l)) = (&cache, lookup) {
+        c.store(l, &new).await;
     }
     out.into_iter()
         .map(|r| {
@@ -812,27 +1049,230 @@ mod tests {
         assert_eq!(c.get(&k).await, Some(g));
     }
 
+    /// A cacheable judge that counts its calls and scores by answer length.
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl Judge for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn model(&self) -> &str {
+            "m"
+        }
+        async fn grade(&self, req: &GradeRequest) -> Result<Grade, JudgeError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Grade {
+                score: (req.answer.len() % 10) as f64 / 10.0,
+                reason: format!("graded {}", req.answer),
+                usage: Usage::default(),
+            })
+        }
+    }
+
+    fn requests(answers: &[&str]) -> Vec<GradeRequest> {
+        answers
+            .iter()
+            .enumerate()
+            .map(|(i, a)| GradeRequest {
+                input: format!("q{i}"),
+                reference: format!("r{i}"),
+                answer: (*a).to_string(),
+            })
+            .collect()
+    }
+
+    /// Blob-store requests: (gets, puts) made so far.
+    struct CountingBlobs {
+        inner: vaia_core::memory::MemoryBlobStore,
+        gets: std::sync::atomic::AtomicUsize,
+        puts: std::sync::atomic::AtomicUsize,
+    }
+
+    impl CountingBlobs {
+        fn new() -> Self {
+            Self {
+                inner: vaia_core::memory::MemoryBlobStore::new(None),
+                gets: Default::default(),
+                puts: Default::default(),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl vaia_core::ports::BlobStore for CountingBlobs {
+        async fn put(
+            &self,
+            key: &vaia_core::BlobKey,
+            bytes: &[u8],
+        ) -> vaia_core::ports::PortResult<vaia_core::messages::ObjectCreated> {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            self.inner.put(key, bytes).await
+        }
+        async fn put_if_absent(
+            &self,
+            key: &vaia_core::BlobKey,
+            bytes: &[u8],
+        ) -> vaia_core::ports::PortResult<Option<vaia_core::messages::ObjectCreated>> {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            self.inner.put_if_absent(key, bytes).await
+        }
+        async fn put_if_match(
+            &self,
+            key: &vaia_core::BlobKey,
+            bytes: &[u8],
+            etag: &str,
+        ) -> vaia_core::ports::PortResult<Option<vaia_core::messages::ObjectCreated>> {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            self.inner.put_if_match(key, bytes, etag).await
+        }
+        async fn get(
+            &self,
+            key: &vaia_core::BlobKey,
+        ) -> vaia_core::ports::PortResult<Option<Vec<u8>>> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.inner.get(key).await
+        }
+        async fn get_tagged(
+            &self,
+            key: &vaia_core::BlobKey,
+        ) -> vaia_core::ports::PortResult<Option<vaia_core::ports::Tagged>> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.inner.get_tagged(key).await
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+        ) -> vaia_core::ports::PortResult<Vec<vaia_core::ports::BlobMeta>> {
+            self.inner.list(prefix).await
+        }
+    }
+
     #[tokio::test]
-    async fn cache_in_the_blob_store_round_trips_under_cache_judge() {
-        let blobs = Arc::new(vaia_core::memory::MemoryBlobStore::new(None));
-        let c = GradeCache::in_blob_store(blobs.clone());
-        let req = GradeRequest {
-            input: "q".into(),
-            reference: "r".into(),
-            answer: "a".into(),
-        };
-        let k = GradeCache::key(&LocalJudge, &req);
-        assert!(c.get(&k).await.is_none());
-        let g = Grade {
-            score: 1.0,
-            reason: "y".into(),
-            usage: Usage::default(),
-        };
-        c.put(&k, &g).await;
-        assert_eq!(c.get(&k).await, Some(g));
-        let stored = vaia_core::ports::BlobStore::list(&*blobs, "cache/judge/")
+    async fn the_blob_store_cache_is_one_document_read_once_and_written_once_per_batch() {
+        let blobs = Arc::new(CountingBlobs::new());
+        let cache = GradeCache::in_blob_store(blobs.clone());
+        let judge = Arc::new(Counting(Default::default()));
+        let opts = RunnerOptions::default();
+        let first = judge_all(
+            judge.clone(),
+            Some(cache.clone()),
+            requests(&["a", "bb", "ccc"]),
+            &opts,
+        )
+        .await;
+        assert!(first.iter().all(|r| !r.as_ref().unwrap().cached));
+        assert_eq!(judge.0.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            (
+                blobs.gets.load(Ordering::SeqCst),
+                blobs.puts.load(Ordering::SeqCst)
+            ),
+            (1, 1)
+        );
+
+        // The next version changed one answer: one call, two hits, one read and one write.
+        let second = judge_all(
+            judge.clone(),
+            Some(cache.clone()),
+            requests(&["a", "bb", "dddd"]),
+            &opts,
+        )
+        .await;
+        let cached: Vec<bool> = second.iter().map(|r| r.as_ref().unwrap().cached).collect();
+        assert_eq!(cached, [true, true, false]);
+        assert_eq!(second[2].as_ref().unwrap().grade.reason, "graded dddd");
+        assert_eq!(judge.0.load(Ordering::SeqCst), 4);
+        assert_eq!(
+            (
+                blobs.gets.load(Ordering::SeqCst),
+                blobs.puts.load(Ordering::SeqCst)
+            ),
+            (2, 2)
+        );
+
+        // All hits: read once, nothing written.
+        let third = judge_all(
+            judge.clone(),
+            Some(cache.clone()),
+            requests(&["a", "bb", "ccc"]),
+            &opts,
+        )
+        .await;
+        assert!(third.iter().all(|r| r.as_ref().unwrap().cached));
+        assert_eq!(
+            (
+                blobs.gets.load(Ordering::SeqCst),
+                blobs.puts.load(Ordering::SeqCst)
+            ),
+            (3, 2)
+        );
+        let stored = vaia_core::ports::BlobStore::list(&blobs.inner, "cache/judge/")
             .await
             .unwrap();
-        assert_eq!(stored.len(), 1);
+        assert_eq!(stored.len(), 1, "one document for the context");
+
+        // Another golden set is another context, another document.
+        let other: Vec<GradeRequest> = requests(&["a"])
+            .into_iter()
+            .map(|r| GradeRequest {
+                reference: "other".into(),
+                ..r
+            })
+            .collect();
+        let r = judge_all(judge.clone(), Some(cache), other, &opts).await;
+        assert!(
+            !r[0].as_ref().unwrap().cached,
+            "a grade is reused only in its context"
+        );
+        let stored = vaia_core::ports::BlobStore::list(&blobs.inner, "cache/judge/")
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn racing_writers_merge_and_the_document_keeps_the_recently_used_grades() {
+        let blobs = Arc::new(vaia_core::memory::MemoryBlobStore::new(None));
+        let cache = GradeCache::in_blob_store(blobs.clone());
+        let judge = Counting(Default::default());
+        let g = |s: f64| Grade {
+            score: s,
+            reason: "r".into(),
+            usage: Usage::default(),
+        };
+        // Two runs read the (empty) document, then both write: neither loses its grade.
+        let a = requests(&["x"]);
+        let b = requests(&["y"]);
+        let (ka, kb) = (
+            GradeCache::key(&judge, &a[0]),
+            GradeCache::key(&judge, &b[0]),
+        );
+        let la = cache.lookup(&judge, &a, std::slice::from_ref(&ka)).await;
+        let lb = cache.lookup(&judge, &b, std::slice::from_ref(&kb)).await;
+        cache.store(la, &[(ka.clone(), g(0.1))]).await;
+        cache.store(lb, &[(kb.clone(), g(0.2))]).await;
+        let both = cache.lookup(&judge, &a, &[ka.clone(), kb.clone()]).await;
+        assert_eq!(both.hits.get(&ka), Some(&g(0.1)));
+        assert_eq!(both.hits.get(&kb), Some(&g(0.2)));
+
+        // One golden item keeps KEEP_PER_ITEM grades, the most recently used.
+        let n = GradeCache::KEEP_PER_ITEM + 3;
+        let mut keys = Vec::new();
+        for i in 0..n {
+            let r = requests(&[&format!("answer {i}")]);
+            let k = GradeCache::key(&judge, &r[0]);
+            let l = cache.lookup(&judge, &r, std::slice::from_ref(&k)).await;
+            cache.store(l, &[(k.clone(), g(0.5))]).await;
+            keys.push(k);
+        }
+        let r = requests(&["answer 0"]);
+        let l = cache.lookup(&judge, &r, &keys).await;
+        let kept: Vec<bool> = keys.iter().map(|k| l.hits.contains_key(k)).collect();
+        assert_eq!(
+            kept.iter().filter(|k| **k).count(),
+            GradeCache::KEEP_PER_ITEM
+        );
+        assert!(kept[n - 1] && !kept[0], "the oldest went first: {kept:?}");
     }
 }
