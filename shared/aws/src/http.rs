@@ -110,7 +110,7 @@ pub fn bad_event_response(reason: &str) -> ApiGatewayV2httpResponse {
 #[serde(untagged)]
 pub enum Answer<R> {
     Handled(R),
-    Refused(ApiGatewayV2httpResponse),
+    Refused(Box<ApiGatewayV2httpResponse>),
 }
 
 /// `lambda_http`'s adapter behind the [`bad_event`] check.
@@ -136,8 +136,8 @@ where
         match bad_event(&event.payload) {
             Some(reason) => {
                 tracing::warn!(%reason, "event refused");
-                Box::pin(std::future::ready(Ok(Answer::Refused(bad_event_response(
-                    &reason,
+                Box::pin(std::future::ready(Ok(Answer::Refused(Box::new(
+                    bad_event_response(&reason),
                 )))))
             }
             None => {

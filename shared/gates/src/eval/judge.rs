@@ -1133,6 +1133,14 @@ mod tests {
             self.gets.fetch_add(1, Ordering::SeqCst);
             self.inner.get(key).await
         }
+        async fn get_at_most(
+            &self,
+            key: &vaia_core::BlobKey,
+            limit: u64,
+        ) -> vaia_core::ports::PortResult<Option<vaia_core::ports::Bounded>> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.inner.get_at_most(key, limit).await
+        }
         async fn get_tagged(
             &self,
             key: &vaia_core::BlobKey,
