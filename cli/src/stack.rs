@@ -245,6 +245,11 @@ impl Stack {
         if released > 0 {
             tracing::info!(released, "released messages held by a previous process");
         }
+        // So are its idempotency claims (a delivery it was processing when it died).
+        let abandoned = local.idempotency.release_abandoned().await?;
+        if abandoned > 0 {
+            tracing::info!(abandoned, "released claims held by a previous process");
+        }
         let prom = Arc::new(PromMetrics::new());
         // Every write of run state goes through this store, which publishes it to the feed.
         let feed = Feed::new(crate::live::BACKLOG);

@@ -364,6 +364,235 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/registry/{owner}/{repo}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every version the registry assigned to a repository, newest first, with lineage */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    owner: string;
+                    repo: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the versions */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["VersionList"];
+                    };
+                };
+                /** @description malformed repository */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description nothing is registered for the repository */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/registry/{owner}/{repo}/versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One version record: commit, image, parent version, dataset snapshot, every gate's outcome and metrics */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    owner: string;
+                    repo: string;
+                    version: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the version */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["VersionRecord"];
+                    };
+                };
+                /** @description malformed repository or a version that is not semver */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description no such version */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/registry/{owner}/{repo}/aliases": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The repository's aliases (prod) with their history */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    owner: string;
+                    repo: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the aliases */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["AliasList"];
+                    };
+                };
+                /** @description malformed repository */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description nothing is registered for the repository */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/registry/{owner}/{repo}/snapshots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Dataset snapshots recorded for the repository, newest first */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    owner: string;
+                    repo: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the snapshots */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SnapshotList"];
+                    };
+                };
+                /** @description malformed repository */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description nothing is registered for the repository */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -649,6 +878,71 @@ export interface components {
             verdicts: {
                 [key: string]: components["schemas"]["Verdict"];
             };
+        };
+        VersionRecord: {
+            version: string;
+            run_id: components["schemas"]["RunId"];
+            commit: string;
+            image_digest: string;
+            /** @enum {unknown} */
+            bump: "major" | "minor" | "patch";
+            previous?: string;
+            /** Format: date-time */
+            created_at: string;
+            dataset?: {
+                path: string;
+                md5: string;
+                rows?: number;
+            };
+            gates?: {
+                [key: string]: {
+                    stage: string;
+                    outcome: components["schemas"]["Outcome"];
+                    metrics?: Record<string, never>;
+                };
+            };
+        };
+        VersionList: {
+            repository: string;
+            versions: components["schemas"]["VersionRecord"][];
+        };
+        AliasRecord: {
+            alias: string;
+            target: {
+                version: string;
+                run_id: components["schemas"]["RunId"];
+                commit: string;
+                image_digest: string;
+            };
+            history?: {
+                version: string;
+                run_id: components["schemas"]["RunId"];
+                commit: string;
+                image_digest: string;
+            }[];
+            /** Format: date-time */
+            updated_at: string;
+        };
+        AliasList: {
+            repository: string;
+            aliases: components["schemas"]["AliasRecord"][];
+        };
+        SnapshotRecord: {
+            repository: string;
+            path: string;
+            md5: string;
+            size?: number;
+            nfiles?: number;
+            /** @description absent when unknown, never zero for unknown */
+            rows?: number;
+            /** Format: date-time */
+            created_at: string;
+            source: string;
+            origin: string;
+        };
+        SnapshotList: {
+            repository: string;
+            snapshots: components["schemas"]["SnapshotRecord"][];
         };
     };
     responses: never;

@@ -174,12 +174,15 @@ async fn evidence_over_its_size_limit_is_an_error_naming_file_and_limit() {
     big.resize(limit + 1, b'\n');
     let f = fixture(policy, Some(&big)).await;
     let v = f.gate(None).run(&f.job()).await.unwrap().unwrap();
+    // The Locust CSV's limit is the evidence file limit (64 MiB), so a bundle listing a
+    // larger one is refused as a whole (the registry refuses it at verification, before
+    // any gate; here the gate reads the same manifest), naming the file and the limit.
     assert_eq!(v.outcome, Outcome::Error);
     assert_eq!(
         v.summary,
         format!(
-            "evidence/octo/agent/{}/{STATS_FILE}: too large for a Locust CSV: {} bytes; \
-             the limit is 64 MiB (67108864 bytes)",
+            "the candidate's evidence: evidence/octo/agent/{}/manifest.json: $.files[0].bytes: \
+             {STATS_FILE} is {} bytes, over the limit of 67108864 bytes per evidence file",
             "c".repeat(40),
             limit + 1
         )

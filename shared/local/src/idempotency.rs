@@ -19,6 +19,19 @@ impl SqliteIdempotency {
     pub fn new(db: Arc<Db>) -> Self {
         Self { db }
     }
+
+    /// Drops every in-progress claim; completed records stay. Only for the store's owner
+    /// at startup, under the data directory's lock: every in-progress claim then belongs
+    /// to a process that died holding it, and a redelivery (GitHub's, a client's retry)
+    /// should be processed now rather than answered "in progress" until the claim's TTL.
+    pub async fn release_abandoned(&self) -> PortResult<usize> {
+        self.db.call(|c| {
+            Ok(
+                c.prepare_cached("DELETE FROM idempotency WHERE completed = 0")?
+                    .execute([])?,
+            )
+        })
+    }
 }
 
 #[async_trait]

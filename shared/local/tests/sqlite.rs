@@ -250,6 +250,27 @@ async fn blobs_cannot_leave_the_root() {
 }
 
 #[tokio::test]
+async fn release_abandoned_hands_back_a_crashed_process_claims() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(dir.path(), LocalOptions::default()).expect("open");
+    let ids = &store.idempotency;
+    let now = base_time();
+    let ttl = Duration::from_secs(30);
+    assert_eq!(ids.claim("held", ttl, now).await, Ok(Claim::Claimed));
+    assert_eq!(ids.claim("done", ttl, now).await, Ok(Claim::Claimed));
+    ids.complete("done", "answer", now).await.expect("complete");
+    // The holder dies: its claim blocks the key until the TTL...
+    assert_eq!(ids.claim("held", ttl, now).await, Ok(Claim::InProgress));
+    // ...unless the restarted owner releases it; completed records stay.
+    assert_eq!(ids.release_abandoned().await, Ok(1));
+    assert_eq!(ids.claim("held", ttl, now).await, Ok(Claim::Claimed));
+    assert_eq!(
+        ids.claim("done", ttl, now).await,
+        Ok(Claim::Completed("answer".into()))
+    );
+}
+
+#[tokio::test]
 async fn release_in_flight_hands_back_a_crashed_process_deliveries() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(ManualClock::new(base_time()));
