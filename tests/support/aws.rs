@@ -36,26 +36,9 @@ pub fn sign(body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The push GitHub sends for `commit` of the test repository (`vaia::demo`'s, one home).
 pub fn push_payload(commit: &CommitSha) -> Vec<u8> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../events/github/push.json"
-    ))
-    .unwrap();
-    let mut p: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let repo = Repository::new(REPO).unwrap();
-    let branch = p["repository"]["default_branch"]
-        .as_str()
-        .unwrap_or("main")
-        .to_string();
-    p["ref"] = format!("refs/heads/{branch}").into();
-    p["after"] = commit.as_str().into();
-    p["head_commit"]["id"] = commit.as_str().into();
-    p["repository"]["full_name"] = repo.as_str().into();
-    p["repository"]["name"] = repo.name().into();
-    p["repository"]["owner"]["login"] = repo.owner().into();
-    p["repository"]["owner"]["name"] = repo.owner().into();
-    serde_json::to_vec(&p).unwrap()
+    vaia::demo::push_payload(&Repository::new(REPO).unwrap(), commit).unwrap()
 }
 
 /// A fresh commit SHA (unique per call and time).
