@@ -22,6 +22,7 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("orchestrator", "sqs-advance-trigger.json"),
     ("sweeper", "eventbridge-scheduled.json"),
     ("registry", "sqs-registry-verify-evidence.json"),
+    ("ct-budget", "eventbridge-ct-budget-scheduled.json"),
     ("gate-schema", "sqs-gate-schema-job.json"),
     ("gate-prompt", "sqs-gate-prompt-job.json"),
     ("gate-eval", "sqs-gate-eval-job.json"),

@@ -24,6 +24,7 @@ use vaia_core::run::{Run, RunEvent};
 use vaia_core::{BlobKey, CommitSha, Repository, RunId, Verdict};
 
 pub mod auth;
+pub mod ct;
 pub mod registry;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -64,6 +65,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(state.clone())
+        .merge(ct::router(state.clone()))
         .merge(registry::router(state))
 }
 

@@ -87,6 +87,30 @@ impl DriftSource for ReportDrift {
     }
 }
 
+/// A drift source this deployment cannot read: every evaluation is an `error` with the
+/// reason, so nothing is queued on a score nobody measured.
+pub struct Unconfigured {
+    pub reason: String,
+}
+
+impl Unconfigured {
+    /// `drift_source = "prometheus"` where no instant-query client is wired.
+    pub fn prometheus() -> Self {
+        Self {
+            reason: "ct.drift_source = \"prometheus\" is not readable by this deployment yet; \
+                     set ct.drift_source = \"report\" and write drift reports under drift/<owner>/<repo>/"
+                .into(),
+        }
+    }
+}
+
+#[async_trait]
+impl DriftSource for Unconfigured {
+    async fn read(&self, _: &Repository) -> Result<DriftReading, DriftError> {
+        Err(DriftError::Unreachable(self.reason.clone()))
+    }
+}
+
 fn time(v: &Value) -> Option<DateTime<Utc>> {
     let s = v.as_str()?;
     DateTime::parse_from_rfc3339(s)

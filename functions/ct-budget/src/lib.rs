@@ -11,6 +11,9 @@
 //! job is never lost and racing or repeated evaluations queue it once.
 
 pub mod drift;
+pub mod scheduled;
+#[cfg(any(test, feature = "testing"))]
+pub mod seed;
 
 use chrono::{DateTime, Utc};
 use drift::DriftSource;
@@ -27,6 +30,10 @@ use vaia_core::{BlobKey, Repository};
 pub const TRAINING_QUEUE: &str = "training";
 /// The training job contract's version; `schema/training-job.v1.schema.json` describes it.
 pub const TRAINING_JOB_SCHEMA: &str = "vaia.training-job/v1";
+/// An evaluation's `job_status` when it sent the training job.
+pub const JOB_QUEUED: &str = "queued";
+/// An evaluation's `job_status` when an earlier evaluation had sent it.
+pub const JOB_ALREADY_QUEUED: &str = "already queued";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CtError {
@@ -375,7 +382,7 @@ impl CtBudget {
                     message: e.to_string(),
                 })?;
             if stored.state == ClaimState::Queued {
-                return Ok((id, "already queued".into()));
+                return Ok((id, JOB_ALREADY_QUEUED.into()));
             }
             (stored, Some((t.etag, t.bytes)))
         };
@@ -406,7 +413,7 @@ impl CtBudget {
                 .await?;
         }
         tracing::info!(repository = %repo, job = %id, "training job queued");
-        Ok((id, "queued".into()))
+        Ok((id, JOB_QUEUED.into()))
     }
 
     async fn record(&self, evaluation: &Evaluation) -> Result<(), CtError> {

@@ -56,65 +56,28 @@ impl F {
 
     /// `prod` at 1.2.0, promoted with `data/train.dvc` md5 a… of `base_rows` rows.
     async fn promoted(&self, base_rows: Option<u64>) {
-        let commit = CommitSha::new("c".repeat(40)).unwrap();
-        let target = AliasTarget {
-            version: semver::Version::new(1, 2, 0),
-            run_id: RunId::for_commit(&self.repo, &commit),
-            commit: commit.clone(),
-            image_digest: ImageDigest::new(format!("sha256:{}", "d".repeat(64))).unwrap(),
-        };
-        let alias = AliasRecord {
-            alias: PROD_ALIAS.into(),
-            target: target.clone(),
-            history: vec![],
-            updated_at: self.clock.now(),
-        };
-        self.blobs
-            .put(
-                &alias_key(&self.repo, PROD_ALIAS).unwrap(),
-                &serde_json::to_vec(&alias).unwrap(),
-            )
-            .await
-            .unwrap();
-        let baseline = CtBaselineRecord {
-            version: target.version,
-            run_id: target.run_id,
-            commit,
-            dataset: Some(DatasetSnapshot {
-                path: "data/train.dvc".into(),
-                md5: "a".repeat(32),
-                rows: base_rows,
-            }),
-            recorded_at: self.clock.now(),
-        };
-        self.blobs
-            .put(
-                &ct_baseline_key(&self.repo).unwrap(),
-                &serde_json::to_vec(&baseline).unwrap(),
-            )
-            .await
-            .unwrap();
+        crate::seed::promoted(
+            self.blobs.as_ref(),
+            &self.repo,
+            semver::Version::new(1, 2, 0),
+            &"a".repeat(32),
+            base_rows,
+            self.clock.now(),
+        )
+        .await
+        .unwrap();
     }
 
     async fn snapshot(&self, md5: &str, rows: Option<u64>, minutes: i64) {
-        let s = SnapshotRecord {
-            repository: self.repo.clone(),
-            path: "data/train".into(),
-            md5: md5.into(),
-            size: Some(1),
-            nfiles: None,
+        crate::seed::snapshot(
+            self.blobs.as_ref(),
+            &self.repo,
+            md5,
             rows,
-            created_at: self.clock.now() + chrono::Duration::minutes(minutes),
-            source: vaia_core::dataset::SnapshotSource::Upload,
-            origin: BlobKey::new("datasets/octo/agent/data/train.dvc").unwrap(),
-        };
-        self.blobs
-            .put(
-                &vaia_core::dataset::snapshot_key(&self.repo, md5).unwrap(),
-                &serde_json::to_vec(&s).unwrap(),
-            )
-            .await
-            .unwrap();
+            self.clock.now() + chrono::Duration::minutes(minutes),
+        )
+        .await
+        .unwrap();
     }
 
     async fn drift(&self, value: serde_json::Value) {

@@ -9,6 +9,7 @@
 //! | `VAIA_QUEUE_URL_<NAME>` | explicit URL of logical queue `<name>` | looked up |
 //! | `VAIA_MAX_RECEIVES` | the queues' `maxReceiveCount` | 5 |
 //! | `VAIA_IDEMPOTENCY_TTL_SECS` | how long completed idempotency records answer | 604800 |
+//! | `VAIA_POLICY` | the deployment's `vaia.toml`, as TOML text (one line with inline tables works as a template parameter: `ct = { drift_source = "report" }`) | the defaults |
 //! | `AWS_ENDPOINT_URL` | a local AWS-compatible server (S3 then uses path-style) | AWS |
 //! | `AWS_REGION` (or `AWS_DEFAULT_REGION`) | region | set by Lambda |
 //! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` | credentials | set by Lambda |
@@ -28,6 +29,28 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name}: {reason}")]
     Bad { name: &'static str, reason: String },
+}
+
+/// The variable holding the deployment's policy ([`policy_from_env`]).
+pub const POLICY_ENV: &str = "VAIA_POLICY";
+
+/// The deployment's policy: `VAIA_POLICY`'s TOML text, the defaults when it is unset or
+/// blank. A policy that does not parse or validate is an error naming the variable (the
+/// function then fails its init rather than run on a policy nobody wrote).
+pub fn policy_from_env() -> Result<vaia_core::policy::Policy, ConfigError> {
+    policy_from(std::env::var(POLICY_ENV).ok().as_deref())
+}
+
+fn policy_from(text: Option<&str>) -> Result<vaia_core::policy::Policy, ConfigError> {
+    match text.filter(|t| !t.trim().is_empty()) {
+        None => Ok(vaia_core::policy::Policy::default()),
+        Some(t) => vaia_core::policy::Policy::from_toml(t, POLICY_ENV).map_err(|e| {
+            ConfigError::Bad {
+                name: POLICY_ENV,
+                reason: e.to_string(),
+            }
+        }),
+    }
 }
 
 /// Everything the adapters need, read from the environment.
@@ -273,5 +296,20 @@ mod tests {
             err.to_string(),
             "environment variable AWS_REGION is required"
         );
+    }
+
+    #[test]
+    fn the_policy_is_vaia_policy_or_the_defaults() {
+        use vaia_core::ct::DriftSource;
+        assert_eq!(policy_from(None).unwrap(), vaia_core::policy::Policy::default());
+        assert_eq!(policy_from(Some("  ")).unwrap(), vaia_core::policy::Policy::default());
+        let p = policy_from(Some(r#"ct = { drift_source = "report", threshold = 0.5 }"#)).unwrap();
+        assert_eq!(p.ct.drift_source, DriftSource::Report);
+        assert_eq!(p.ct.threshold, 0.5);
+        let e = policy_from(Some("ct = { threshold = 0 }")).unwrap_err().to_string();
+        assert!(e.starts_with("environment variable VAIA_POLICY: "), "{e}");
+        assert!(e.contains("ct.threshold"), "{e}");
+        let e = policy_from(Some("[ct\n")).unwrap_err().to_string();
+        assert!(e.contains("VAIA_POLICY"), "{e}");
     }
 }

@@ -390,6 +390,7 @@ pub const DEPLOYED_QUEUES: &[&str] = &[
     "gate-eval",
     "gate-security",
     "gate-latency",
+    "training",
 ];
 
 /// A function binary running against a Runtime API emulator, with its resources in moto

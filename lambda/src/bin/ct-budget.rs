@@ -1,0 +1,46 @@
+//! Lambda entry point of the CT budget: an EventBridge schedule (`CtScheduleRate`) runs one
+//! evaluation of every repository with a `prod` version; over the threshold a training job
+//! goes to the `training` FIFO queue. The policy's `[ct]` comes from `VAIA_POLICY`; the
+//! drift score from its `drift_source`. The event is checked by
+//! `vaia_ct_budget::scheduled`: anything but a scheduled event is an error and changes
+//! nothing. Wiring only.
+
+use std::sync::Arc;
+use vaia_aws::lambda;
+use vaia_ct_budget::drift::{DriftSource, ReportDrift, Unconfigured};
+use vaia_ct_budget::{scheduled, CtBudget};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda::init_tracing();
+    let p = vaia_aws::AwsPorts::from_env()?;
+    let policy = vaia_aws::config::policy_from_env()?;
+    let drift: Arc<dyn DriftSource> = match policy.ct.drift_source {
+        vaia_core::ct::DriftSource::Report => Arc::new(ReportDrift {
+            blobs: p.blobs.clone(),
+        }),
+        vaia_core::ct::DriftSource::Prometheus => Arc::new(Unconfigured::prometheus()),
+    };
+    let ct = Arc::new(CtBudget::new(
+        p.blobs.clone(),
+        p.queue.clone(),
+        p.clock.clone(),
+        policy.ct,
+        drift,
+    ));
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let ct = ct.clone();
+            async move {
+                tracing::info!(request_id = %event.context.request_id, "ct-budget invoked");
+                let done = scheduled::run(&ct, &event.payload).await.map_err(|e| {
+                    tracing::error!(error = %e, "ct-budget refused or failed");
+                    e
+                })?;
+                tracing::info!(evaluated = done.evaluated, queued = done.queued.len(), outcomes = ?done.outcomes, "ct-budget done");
+                Ok::<_, lambda_runtime::Error>(serde_json::to_value(&done)?)
+            }
+        },
+    ))
+    .await
+}
