@@ -48,6 +48,7 @@ async fn responses_match_the_openapi_document() {
             .push(vaia_core::GateName::new(gate).unwrap());
     }
     policy.latency.baseline_p95_ms = Some(150.0);
+    policy.ct.drift_source = vaia_core::ct::DriftSource::Report;
     let config = StackConfig {
         data_dir: dir.path().to_path_buf(),
         bind: "127.0.0.1".into(),
@@ -161,6 +162,35 @@ async fn responses_match_the_openapi_document() {
         .lines()
         .any(|l| l.starts_with("vaia_gate_verdicts_total{") && l.ends_with(" 1")));
     assert!(metrics.contains("vaia_queue_messages{queue=\"gate-schema\",status=\"visible\"}"));
+
+    // A CT evaluation as the API serves it, and a repository never evaluated.
+    let ct_repo = Repository::new("octo/ct").unwrap();
+    let now = chrono::Utc::now();
+    let blobs = stack.ports.blobs.as_ref();
+    vaia_ct_budget::seed::promoted(
+        blobs,
+        &ct_repo,
+        semver::Version::new(1, 0, 0),
+        &"a".repeat(32),
+        Some(100),
+        now,
+    )
+    .await
+    .unwrap();
+    vaia_ct_budget::seed::snapshot(blobs, &ct_repo, &"b".repeat(32), Some(20_100), now)
+        .await
+        .unwrap();
+    vaia_ct_budget::seed::drift_report(blobs, &ct_repo, 0.25, now)
+        .await
+        .unwrap();
+    stack.ct.evaluate(&ct_repo).await.unwrap().unwrap();
+    let (status, body) = get("/api/ct/octo/ct".into()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_valid(&spec, "CtEvaluations", &body);
+    assert_eq!(body["latest"]["job_status"], "queued");
+    let (status, body) = get("/api/ct/octo/none".into()).await;
+    assert_eq!(status, 404);
+    assert_valid(&spec, "Error", &body);
 
     // Every documented path and method is served (nothing answers "no such route").
     for (path, item) in spec["paths"].as_object().unwrap() {

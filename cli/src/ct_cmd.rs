@@ -105,3 +105,91 @@ pub fn budget(
         .map_err(|e| BadInput::Usage(format!("cannot print the budget: {e}")))?;
     Ok((text, code))
 }
+
+/// `vaia ct show`: OWNER/REPO's evaluations from a running stack (`GET /api/ct/...`).
+pub async fn show(url: &str, repo: &str, limit: usize, json: bool) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let repo = vaia_core::Repository::new(repo)
+        .with_context(|| format!("repository {repo:?} (expected OWNER/NAME)"))?;
+    let body: serde_json::Value = crate::client::Client::new(url)
+        .get_json(&format!("/api/ct/{repo}?limit={limit}"))
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    let evaluations: Vec<vaia_ct_budget::Evaluation> =
+        serde_json::from_value(body["evaluations"].clone()).context("evaluations")?;
+    print!("{}", render_evaluations(&repo, &evaluations));
+    Ok(())
+}
+
+fn number(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.4}"))
+}
+
+/// The latest evaluation in full, then one line per evaluation, newest first.
+pub fn render_evaluations(
+    repo: &vaia_core::Repository,
+    evaluations: &[vaia_ct_budget::Evaluation],
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let Some(latest) = evaluations.first() else {
+        let _ = writeln!(out, "{repo}: no CT evaluation recorded");
+        return out;
+    };
+    let b = &latest.budget;
+    let _ = writeln!(out, "{repo} (prod {})", latest.prod_version);
+    let _ = writeln!(out, "  latest      {}", latest.at.to_rfc3339());
+    let _ = writeln!(out, "  outcome     {}", b.outcome.as_str());
+    let _ = writeln!(
+        out,
+        "  budget      {} (threshold {})",
+        number(b.budget),
+        b.threshold
+    );
+    let _ = writeln!(
+        out,
+        "  drift       {} ({})",
+        number(b.drift),
+        latest.drift_origin.as_deref().unwrap_or("no reading")
+    );
+    let _ = writeln!(
+        out,
+        "  delta rows  {}",
+        b.delta_rows.map_or_else(|| "unknown".into(), |d| d.to_string())
+    );
+    if let Some(s) = &latest.newest_snapshot {
+        let _ = writeln!(out, "  snapshot    {} {}", s.path, s.md5);
+    }
+    if let Some(status) = &latest.job_status {
+        let _ = writeln!(
+            out,
+            "  training    {status}{}",
+            latest
+                .job
+                .as_deref()
+                .map(|j| format!(" (job {j})"))
+                .unwrap_or_default()
+        );
+    }
+    for r in &b.reasons {
+        let _ = writeln!(out, "  - {r}");
+    }
+    let _ = writeln!(out, "\n  {:<26} {:<13} {:>8} {:>7} {:>10}", "at", "outcome", "budget", "drift", "Δrows");
+    for e in evaluations {
+        let _ = writeln!(
+            out,
+            "  {:<26} {:<13} {:>8} {:>7} {:>10}",
+            e.at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            e.budget.outcome.as_str(),
+            number(e.budget.budget),
+            e.budget.drift.map_or_else(|| "-".into(), |d| format!("{d:.3}")),
+            e.budget
+                .delta_rows
+                .map_or_else(|| "-".into(), |d| d.to_string()),
+        );
+    }
+    out
+}

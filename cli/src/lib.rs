@@ -7,6 +7,7 @@ pub mod cli_runs;
 pub mod client;
 pub mod collect;
 pub mod ct_cmd;
+pub mod ct_loop;
 pub mod dashboard;
 pub mod demo;
 pub mod gate_cmd;

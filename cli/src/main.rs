@@ -36,6 +36,9 @@ enum Command {
         /// The built dashboard (default: VAIA_DASHBOARD_DIR, else dashboard/dist of the checkout).
         #[arg(long)]
         dashboard_dir: Option<PathBuf>,
+        /// Seconds between scheduled CT budget evaluations (default: the policy's `[ct] schedule_minutes`, 15 minutes).
+        #[arg(long, env = vaia::ct_loop::CT_EVERY_ENV, value_parser = clap::value_parser!(u64).range(1..))]
+        ct_every_secs: Option<u64>,
     },
     /// Start a local stack, push the demo's commits through it (releases that pass every gate, and a commit failing each gate: prompt, eval, schema, security, latency) and show what happened.
     Demo {
@@ -113,6 +116,17 @@ enum CtCommand {
         /// Read `[ct]` from this vaia.toml.
         #[arg(long)]
         policy: Option<PathBuf>,
+    },
+    /// OWNER/REPO's CT budget evaluations from a running stack: the latest, then the recent ones.
+    Show {
+        repo: String,
+        #[arg(long, env = "VAIA_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// How many recent evaluations (1 to 100).
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -629,6 +643,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             policy,
             tokens,
             dashboard_dir,
+            ct_every_secs,
         } => {
             let policy = gate_cmd::load_policy(policy.as_deref())?;
             let secret = stack::webhook_secret_from_env()?;
@@ -644,6 +659,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let options = stack::StackOptions {
                 tokens: std::sync::Arc::new(stack::load_tokens(tokens.as_deref())?),
                 dashboard_dir,
+                ct_every: ct_every_secs.map(std::time::Duration::from_secs),
             };
             stack::serve_with_options(config, options).await
         }
@@ -676,6 +692,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             url,
             json,
         }) => cli_registry::show(&url, &repo, &version, json).await,
+        Command::Ct(CtCommand::Show {
+            repo,
+            url,
+            limit,
+            json,
+        }) => vaia::ct_cmd::show(&url, &repo, limit, json).await,
         Command::Runs(RunsCommand::Approve { id, url }) => {
             cli_runs::action(&url, &id, "approve", None).await
         }

@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Duration;
 use vaia_core::ports::{Metrics, PortResult, Queue, RunStore};
@@ -30,6 +31,11 @@ pub struct PromMetrics {
     queue_messages: Family<Labels, Gauge>,
     dead_letter_messages: Family<Labels, Gauge>,
     signature_failures: Counter,
+    ct_budget: Family<Labels, Gauge<f64, AtomicU64>>,
+    ct_drift: Family<Labels, Gauge<f64, AtomicU64>>,
+    ct_delta_rows: Family<Labels, Gauge>,
+    ct_evaluations: Family<Labels, Counter>,
+    ct_retrains_queued: Counter,
 }
 
 impl Default for PromMetrics {
@@ -81,8 +87,43 @@ impl PromMetrics {
             "Messages in a queue's dead-letter queue",
             dead_letter_messages.clone(),
         );
+        let ct_budget = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let ct_drift = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let ct_delta_rows = Family::<Labels, Gauge>::default();
+        let ct_evaluations = Family::<Labels, Counter>::default();
+        let ct_retrains_queued = Counter::default();
+        registry.register(
+            "ct_training_budget",
+            "The latest CT training budget of a repository (absent while its evaluation is error or inconclusive)",
+            ct_budget.clone(),
+        );
+        registry.register(
+            "ct_drift_score",
+            "The drift score the latest CT evaluation of a repository read (absent when it could not read one)",
+            ct_drift.clone(),
+        );
+        registry.register(
+            "ct_dataset_delta_rows",
+            "Rows of a repository's newest dataset snapshot minus its CT baseline's (absent when unknown)",
+            ct_delta_rows.clone(),
+        );
+        registry.register(
+            "ct_evaluations",
+            "CT budget evaluations, by outcome (hold, retrain, inconclusive, error)",
+            ct_evaluations.clone(),
+        );
+        registry.register(
+            "ct_retrains_queued",
+            "Training jobs queued (each job once, however many evaluations see it due)",
+            ct_retrains_queued.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
+            ct_budget,
+            ct_drift,
+            ct_delta_rows,
+            ct_evaluations,
+            ct_retrains_queued,
             transitions,
             time_in_state,
             verdicts,
@@ -96,6 +137,42 @@ impl PromMetrics {
     /// Counts a webhook delivery refused for its signature (a forgery attempt or a wrong secret).
     pub fn signature_failure(&self) {
         self.signature_failures.inc();
+    }
+
+    /// Records one CT evaluation: the repository's gauges follow its latest evaluation, and
+    /// a value the evaluation does not know is removed rather than shown as zero.
+    pub fn ct_evaluation(&self, e: &vaia_ct_budget::Evaluation) {
+        let repo = labels(&[("repository", e.repository.as_str())]);
+        self.ct_evaluations
+            .get_or_create(&labels(&[("outcome", e.budget.outcome.as_str())]))
+            .inc();
+        match e.budget.budget {
+            Some(b) => {
+                self.ct_budget.get_or_create(&repo).set(b);
+            }
+            None => {
+                self.ct_budget.remove(&repo);
+            }
+        }
+        match e.budget.drift {
+            Some(d) => {
+                self.ct_drift.get_or_create(&repo).set(d);
+            }
+            None => {
+                self.ct_drift.remove(&repo);
+            }
+        }
+        match e.budget.delta_rows {
+            Some(d) => {
+                self.ct_delta_rows.get_or_create(&repo).set(d);
+            }
+            None => {
+                self.ct_delta_rows.remove(&repo);
+            }
+        }
+        if e.job_status.as_deref() == Some(vaia_ct_budget::JOB_QUEUED) {
+            self.ct_retrains_queued.inc();
+        }
     }
 
     /// Reads the gauges from the stores and renders the text exposition format.

@@ -176,6 +176,8 @@ pub fn consumers_with(
 pub struct Stack {
     pub addr: SocketAddr,
     pub ports: Ports,
+    /// The CT budget the stack's CT loop runs (for a one-off evaluation).
+    pub ct: Arc<vaia_ct_budget::CtBudget>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Held for the stack's life: one process owns a data directory.
@@ -211,6 +213,8 @@ pub struct StackOptions {
     pub tokens: Arc<Tokens>,
     /// The built dashboard; `None` finds it ([`crate::dashboard::find_dir`]).
     pub dashboard_dir: Option<PathBuf>,
+    /// Time between scheduled CT evaluations; `None`: the policy's `[ct] schedule_minutes`.
+    pub ct_every: Option<Duration>,
 }
 
 /// Refuses to serve an open API beyond loopback.
@@ -274,12 +278,47 @@ impl Stack {
         // Commit statuses on GitHub, when VAIA_GITHUB_TOKEN is set.
         let consumers = vaia_delivery::wrap_advance_from_env(consumers, ports.store.clone())
             .map_err(anyhow::Error::msg)?;
-        let queue_names: Vec<String> = consumers.iter().map(|(q, _)| q.clone()).collect();
+        // Continuous training: after each new dataset snapshot, and on the schedule.
+        let ct = Arc::new(vaia_ct_budget::CtBudget::new(
+            ports.blobs.clone(),
+            ports.queue.clone(),
+            ports.clock.clone(),
+            config.policy.ct.clone(),
+            crate::ct_loop::drift_source(&config.policy.ct, ports.blobs.clone()),
+        ));
+        let (snapshots_tx, snapshots_rx) = tokio::sync::mpsc::unbounded_channel();
+        let consumers: Vec<(String, Arc<dyn MessageHandler>)> = consumers
+            .into_iter()
+            .map(|(queue, handler)| {
+                if queue == queues::BLOB_EVENTS {
+                    let trigger = crate::ct_loop::SnapshotTrigger {
+                        inner: handler,
+                        snapshots: snapshots_tx.clone(),
+                    };
+                    (queue, Arc::new(trigger) as Arc<dyn MessageHandler>)
+                } else {
+                    (queue, handler)
+                }
+            })
+            .collect();
+        let mut queue_names: Vec<String> = consumers.iter().map(|(q, _)| q.clone()).collect();
+        // Consumed by the deployment's trainer, not by the stack: its depth is on /metrics.
+        queue_names.push(vaia_ct_budget::TRAINING_QUEUE.to_string());
         for (queue, handler) in consumers {
             router.route(queue, handler, RouteOptions::default());
         }
         let mut tasks = router.spawn(watch_rx.clone());
         tasks.push(spawn_sweeper(&ports, watch_rx.clone()));
+        let ct_every = options.ct_every.unwrap_or(Duration::from_secs(
+            u64::from(config.policy.ct.schedule_minutes) * 60,
+        ));
+        tasks.push(crate::ct_loop::spawn(
+            ct.clone(),
+            ct_every,
+            snapshots_rx,
+            prom.clone(),
+            watch_rx.clone(),
+        ));
 
         let alerts = HookState {
             store: ports.store.clone(),
@@ -334,6 +373,7 @@ impl Stack {
         Ok(Stack {
             addr,
             ports,
+            ct,
             shutdown,
             tasks,
             _lock: lock,

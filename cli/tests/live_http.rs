@@ -39,6 +39,7 @@ async fn tokens_guard_the_api_and_the_dashboard_is_served() {
     let options = StackOptions {
         tokens: Arc::new(Tokens::parse_inline("test", &spec).unwrap()),
         dashboard_dir: Some(dist.path().to_path_buf()),
+        ..StackOptions::default()
     };
     let stack = Stack::start_with(config(dir.path(), "127.0.0.1"), options)
         .await

@@ -593,6 +593,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/ct/{owner}/{repo}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The repository's continuous-training budget evaluations: the latest and the recent ones, newest first */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description evaluations returned, newest first (default 20) */
+                    limit?: number;
+                };
+                header?: never;
+                path: {
+                    owner: string;
+                    repo: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the evaluations */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CtEvaluations"];
+                    };
+                };
+                /** @description malformed repository or limit */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description no evaluation is recorded for the repository */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -943,6 +1003,44 @@ export interface components {
         SnapshotList: {
             repository: string;
             snapshots: components["schemas"]["SnapshotRecord"][];
+        };
+        CtSnapshot: {
+            path: string;
+            md5: string;
+            /** @description null when unknown */
+            rows?: number | null;
+        };
+        CtEvaluation: {
+            repository: string;
+            /** Format: date-time */
+            at: string;
+            prod_version: string;
+            baseline_snapshot?: components["schemas"]["CtSnapshot"];
+            newest_snapshot?: components["schemas"]["CtSnapshot"];
+            /** @description where the drift score was read (a blob key, a query) */
+            drift_origin?: string;
+            /** @enum {string} */
+            outcome: "hold" | "retrain" | "inconclusive" | "error";
+            /** @description drift_weight * drift + data_weight * min(delta_rows / rows_scale, 1); null when the outcome is error or inconclusive */
+            budget: number | null;
+            threshold: number;
+            drift: number | null;
+            drift_term: number | null;
+            /** @description rows of the newest snapshot minus the CT baseline's; null when either is unknown */
+            delta_rows: number | null;
+            data_term: number | null;
+            reasons: string[];
+            /** @description the training job's id (vaia.training-job/v1) when the budget crossed the threshold */
+            job?: string;
+            /** @description queued, already queued, or why none was queued */
+            job_status?: string;
+        };
+        CtEvaluations: {
+            repository: string;
+            latest: components["schemas"]["CtEvaluation"] | null;
+            evaluations: components["schemas"]["CtEvaluation"][];
+            /** @description evaluations recorded in all */
+            total: number;
         };
     };
     responses: never;

@@ -58,6 +58,20 @@ pub fn snapshot_key(repo: &Repository, md5: &str) -> Result<BlobKey, IdError> {
     BlobKey::new(format!("{}{md5}.json", snapshots_prefix(repo)))
 }
 
+/// The repository of a snapshot record's key (`registry/<owner>/<repo>/snapshots/<md5>.json`,
+/// [`snapshot_key`]); `None` for any other key.
+pub fn parse_snapshot_key(key: &BlobKey) -> Option<Repository> {
+    let rest = key.as_str().strip_prefix("registry/")?;
+    let mut parts = rest.splitn(4, '/');
+    let (owner, name) = (parts.next()?, parts.next()?);
+    let file = parts.next().filter(|p| *p == "snapshots").and(parts.next())?;
+    if file.contains('/') || !file.ends_with(".json") {
+        return None;
+    }
+    let repo = Repository::new(format!("{owner}/{name}")).ok()?;
+    (key.as_str().strip_prefix(&snapshots_prefix(&repo)) == Some(file)).then_some(repo)
+}
+
 /// `datasets/<owner>/<repo>/<path>` → the repository and `<path>`.
 pub fn parse_dataset_key(key: &BlobKey) -> Option<(Repository, &str)> {
     let rest = key.as_str().strip_prefix(DATASETS_PREFIX)?;
@@ -93,6 +107,22 @@ pub fn out_path(dvc_file: &str, wdir: Option<&str>, out: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn snapshot_keys_name_their_repository() {
+        let repo = Repository::new("octo/agent").unwrap();
+        let key = snapshot_key(&repo, &"a".repeat(32)).unwrap();
+        assert_eq!(parse_snapshot_key(&key), Some(repo.clone()));
+        for other in [
+            "registry/octo/agent/versions/1.0.0.json",
+            "registry/octo/agent/snapshots/x/y.json",
+            "registry/octo/agent/snapshots/a.txt",
+            "datasets/octo/agent/snapshots/a.json",
+            "registry/octo/snapshots/a.json",
+        ] {
+            assert_eq!(parse_snapshot_key(&BlobKey::new(other).unwrap()), None, "{other}");
+        }
+    }
 
     #[test]
     fn dataset_keys() {

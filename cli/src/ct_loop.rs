@@ -1,0 +1,97 @@
+//! Continuous training on the local stack: the CT budget ([`vaia_ct_budget::CtBudget`]) run
+//! every `[ct] schedule_minutes` (or `--ct-every-secs` / `VAIA_CT_EVERY_SECS`), as the
+//! EventBridge schedule runs it on AWS, and once for a repository after each new dataset
+//! snapshot the registry records. Training jobs go to the local `training` queue; every
+//! evaluation is counted on `/metrics`.
+
+use crate::metrics::PromMetrics;
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use vaia_core::dataset::parse_snapshot_key;
+use vaia_core::messages::ObjectCreated;
+use vaia_core::ports::{BlobStore, HandlerError, MessageHandler, ReceivedMessage};
+use vaia_core::Repository;
+use vaia_ct_budget::drift::{DriftSource, ReportDrift, Unconfigured};
+use vaia_ct_budget::{CtBudget, Evaluation};
+
+/// The variable `vaia up --ct-every-secs` reads.
+pub const CT_EVERY_ENV: &str = "VAIA_CT_EVERY_SECS";
+
+/// The drift source the policy names, over the local stores.
+pub fn drift_source(
+    policy: &vaia_core::ct::CtPolicy,
+    blobs: Arc<dyn BlobStore>,
+) -> Arc<dyn DriftSource> {
+    match policy.drift_source {
+        vaia_core::ct::DriftSource::Report => Arc::new(ReportDrift { blobs }),
+        vaia_core::ct::DriftSource::Prometheus => Arc::new(Unconfigured::prometheus()),
+    }
+}
+
+/// The blob-events consumer, followed by a CT trigger: once the inner handler (the
+/// registry) has processed the creation of a snapshot record, its repository is sent to
+/// the CT loop. Other objects pass through untouched.
+pub struct SnapshotTrigger {
+    pub inner: Arc<dyn MessageHandler>,
+    pub snapshots: mpsc::UnboundedSender<Repository>,
+}
+
+#[async_trait]
+impl MessageHandler for SnapshotTrigger {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        self.inner.handle(message).await?;
+        if let Ok(event) = serde_json::from_str::<ObjectCreated>(&message.body) {
+            if let Some(repo) = parse_snapshot_key(&event.key) {
+                // The loop gone means the stack is stopping: nothing left to evaluate.
+                let _ = self.snapshots.send(repo);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts evaluations on `/metrics` and logs them.
+fn observed(metrics: &PromMetrics, evaluations: &[Evaluation]) {
+    for e in evaluations {
+        metrics.ct_evaluation(e);
+        tracing::info!(
+            repository = %e.repository,
+            outcome = e.budget.outcome.as_str(),
+            budget = ?e.budget.budget,
+            job = ?e.job_status,
+            "CT evaluation"
+        );
+    }
+}
+
+/// Runs the CT loop until `stop`: every `every`, all repositories; on each repository
+/// received from `snapshots`, that one.
+pub fn spawn(
+    ct: Arc<CtBudget>,
+    every: Duration,
+    mut snapshots: mpsc::UnboundedReceiver<Repository>,
+    metrics: Arc<PromMetrics>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tick.tick() => match ct.evaluate_all().await {
+                    Ok(all) => observed(&metrics, &all),
+                    Err(e) => tracing::warn!(error = %e, "scheduled CT evaluation failed"),
+                },
+                Some(repo) = snapshots.recv() => match ct.evaluate(&repo).await {
+                    Ok(Some(e)) => observed(&metrics, std::slice::from_ref(&e)),
+                    Ok(None) => tracing::debug!(repository = %repo, "new snapshot, nothing in production"),
+                    Err(e) => tracing::warn!(repository = %repo, error = %e, "CT evaluation after a new snapshot failed"),
+                },
+            }
+        }
+    })
+}

@@ -1,0 +1,205 @@
+//! Continuous training on the local stack, end to end: a run is promoted with a dataset
+//! snapshot (its CT baseline), a data pipeline pushes a newer `.dvc` with 12,000 more rows,
+//! the registry records the snapshot and the stack evaluates the CT budget at once
+//! (0.6 · 0.1 + 0.4 · min(12,000 / 10,000, 1) = 0.46 ≥ 0.4): one training job on the
+//! `training` queue. The schedule (every second here) and explicit evaluations keep
+//! finding it due and never queue it again; `GET /api/ct/...`, `/metrics` and the queue
+//! agree.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+use vaia::client::Client;
+use vaia::demo::{push_payload, wait_settled};
+use vaia::stack::{Stack, StackConfig, StackOptions};
+use vaia_core::evidence::DatasetSnapshot;
+use vaia_core::policy::Policy;
+use vaia_core::ports::{BlobStore, Queue};
+use vaia_core::{BlobKey, CommitSha, ImageDigest, PipelineState, Repository};
+use vaia_ct_budget::{seed, TRAINING_QUEUE};
+use vaia_webhook::WebhookSecret;
+
+const SECRET: &str = "ct-local-secret";
+
+/// What `dvc add data/train` writes (DVC 3: `hash: md5`), with the rows the data pipeline
+/// declares under `meta`.
+fn dvc_file(md5: &str, rows: u64) -> String {
+    format!(
+        "outs:\n- md5: {md5}\n  size: 7340032\n  hash: md5\n  path: train\nmeta:\n  rows: {rows}\n"
+    )
+}
+
+async fn training_depth(stack: &Stack) -> u64 {
+    let d = stack.ports.queue.depth(TRAINING_QUEUE).await.unwrap();
+    d.visible + d.in_flight
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_snapshot_over_the_threshold_queues_one_training_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut policy = Policy::schema_only();
+    policy.ct.drift_source = vaia_core::ct::DriftSource::Report;
+    let config = StackConfig {
+        data_dir: dir.path().to_path_buf(),
+        bind: "127.0.0.1".into(),
+        port: 0,
+        policy,
+        secret: WebhookSecret::new(SECRET).unwrap(),
+        alertmanager_token: None,
+    };
+    let options = StackOptions {
+        ct_every: Some(Duration::from_secs(1)),
+        ..StackOptions::default()
+    };
+    let stack = Stack::start_with(config, options).await.unwrap();
+    let client = Client::new(&stack.url());
+    let repo = Repository::new("octo/agent").unwrap();
+
+    // Promoted with data/train at 100,000 rows: the CT baseline.
+    let sha = CommitSha::new("1".repeat(40)).unwrap();
+    let (status, answer) = client
+        .send_webhook(SECRET, "push", "ct-1", &push_payload(&repo, &sha).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{answer}");
+    let image = ImageDigest::new(format!("sha256:{}", "c".repeat(64))).unwrap();
+    let tools = include_str!("../examples/demo/tools-v1.json");
+    client
+        .upload_evidence(
+            &repo,
+            &sha,
+            &image,
+            Some(DatasetSnapshot {
+                path: "data/train.dvc".into(),
+                md5: "a".repeat(32),
+                rows: Some(100_000),
+            }),
+            &[("tools.json".into(), tools.as_bytes().to_vec())],
+        )
+        .await
+        .unwrap();
+    let run = wait_settled(
+        &client,
+        answer["run_id"].as_str().unwrap(),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(run.run.state, PipelineState::Promoted, "{:#?}", run.events);
+    seed::drift_report(stack.ports.blobs.as_ref(), &repo, 0.1, chrono::Utc::now())
+        .await
+        .unwrap();
+    // Nothing new yet: no job, however often it is evaluated.
+    let e = stack.ct.evaluate(&repo).await.unwrap().unwrap();
+    assert_eq!(e.budget.outcome, vaia_core::ct::CtOutcome::Hold, "{e:?}");
+    assert_eq!(training_depth(&stack).await, 0);
+
+    // The data pipeline pushes the new snapshot's .dvc after `dvc push`.
+    let new_md5 = "b".repeat(32);
+    stack
+        .ports
+        .blobs
+        .put(
+            &BlobKey::new("datasets/octo/agent/data/train.dvc").unwrap(),
+            dvc_file(&new_md5, 112_000).as_bytes(),
+        )
+        .await
+        .unwrap();
+    // The snapshot triggers an evaluation: the job is queued well before a scheduled one
+    // could matter (but either would do; what counts is exactly one).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while training_depth(&stack).await == 0 {
+        assert!(Instant::now() < deadline, "no training job was queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Scheduled evaluations (every second) and explicit ones find it due and queued.
+    let before = stack
+        .ports
+        .blobs
+        .list(&vaia_ct_budget::evaluations_prefix(&repo))
+        .await
+        .unwrap()
+        .len();
+    for _ in 0..5 {
+        let e = stack.ct.evaluate(&repo).await.unwrap().unwrap();
+        assert_eq!(e.budget.outcome, vaia_core::ct::CtOutcome::Retrain, "{e:?}");
+        assert_eq!(e.job_status.as_deref(), Some(vaia_ct_budget::JOB_ALREADY_QUEUED));
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = stack
+        .ports
+        .blobs
+        .list(&vaia_ct_budget::evaluations_prefix(&repo))
+        .await
+        .unwrap()
+        .len();
+    assert!(after >= before + 7, "the schedule did not run: {before} → {after}");
+    assert_eq!(training_depth(&stack).await, 1);
+    let jobs = stack
+        .ports
+        .queue
+        .receive(TRAINING_QUEUE, 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    let job: serde_json::Value = serde_json::from_str(&jobs[0].body).unwrap();
+    assert_eq!(job["schema"], vaia_ct_budget::TRAINING_JOB_SCHEMA);
+    assert_eq!(job["prod_version"], "0.1.0");
+    assert_eq!(job["image_digest"], image.as_str());
+    assert_eq!(job["snapshot"]["md5"], new_md5);
+    assert_eq!(job["delta_rows"], 12_000);
+
+    // The API: the latest evaluation and the recent ones, newest first.
+    let http = reqwest::Client::new();
+    let body: serde_json::Value = http
+        .get(format!("{}/api/ct/octo/agent?limit=3", stack.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["latest"]["outcome"], "retrain", "{body:#}");
+    assert_eq!(body["latest"]["delta_rows"], 12_000);
+    let evals = body["evaluations"].as_array().unwrap();
+    assert_eq!(evals.len(), 3);
+    assert!(evals[0]["at"].as_str() >= evals[1]["at"].as_str());
+    assert_eq!(
+        evals.iter().filter(|e| e["job_status"] == "queued").count(),
+        0,
+        "only the first evaluation queued"
+    );
+
+    // Metrics, per repository and in all.
+    let metrics = http
+        .get(format!("{}/metrics", stack.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "ct_retrains_queued_total 1",
+        "ct_dataset_delta_rows{repository=\"octo/agent\"} 12000",
+        "ct_drift_score{repository=\"octo/agent\"} 0.1",
+        "vaia_queue_messages{queue=\"training\",status=\"in_flight\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+    let budget = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ct_training_budget{repository=\"octo/agent\"} "))
+        .unwrap_or_else(|| panic!("no budget in\n{metrics}"));
+    assert!((budget.parse::<f64>().unwrap() - 0.46).abs() < 1e-9, "{budget}");
+    let retrains = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ct_evaluations_total{outcome=\"retrain\"} "))
+        .unwrap_or_else(|| panic!("no evaluations in\n{metrics}"));
+    assert!(retrains.parse::<u64>().unwrap() >= 2, "{retrains}");
+    stack.stop().await;
+}
