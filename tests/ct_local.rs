@@ -14,7 +14,6 @@ use vaia::demo::{push_payload, wait_settled};
 use vaia::stack::{Stack, StackConfig, StackOptions};
 use vaia_core::evidence::DatasetSnapshot;
 use vaia_core::policy::Policy;
-use vaia_core::ports::{BlobStore, Queue};
 use vaia_core::{BlobKey, CommitSha, ImageDigest, PipelineState, Repository};
 use vaia_ct_budget::{seed, TRAINING_QUEUE};
 use vaia_webhook::WebhookSecret;

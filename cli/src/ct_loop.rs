@@ -12,24 +12,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use vaia_core::dataset::parse_snapshot_key;
 use vaia_core::messages::ObjectCreated;
-use vaia_core::ports::{BlobStore, HandlerError, MessageHandler, ReceivedMessage};
+use vaia_core::ports::{HandlerError, MessageHandler, ReceivedMessage};
 use vaia_core::Repository;
-use vaia_ct_budget::drift::{DriftSource, ReportDrift, Unconfigured};
 use vaia_ct_budget::{CtBudget, Evaluation};
 
 /// The variable `vaia up --ct-every-secs` reads.
 pub const CT_EVERY_ENV: &str = "VAIA_CT_EVERY_SECS";
-
-/// The drift source the policy names, over the local stores.
-pub fn drift_source(
-    policy: &vaia_core::ct::CtPolicy,
-    blobs: Arc<dyn BlobStore>,
-) -> Arc<dyn DriftSource> {
-    match policy.drift_source {
-        vaia_core::ct::DriftSource::Report => Arc::new(ReportDrift { blobs }),
-        vaia_core::ct::DriftSource::Prometheus => Arc::new(Unconfigured::prometheus()),
-    }
-}
 
 /// The blob-events consumer, followed by a CT trigger: once the inner handler (the
 /// registry) has processed the creation of a snapshot record, its repository is sent to
@@ -80,16 +68,28 @@ pub fn spawn(
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            // What to evaluate; decided first, so that no borrow of `stop` is held across
+            // an evaluation.
+            let one: Option<Repository> = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
-                _ = tick.tick() => match ct.evaluate_all().await {
+                _ = tick.tick() => None,
+                Some(repo) = snapshots.recv() => Some(repo),
+            };
+            match one {
+                None => match ct.evaluate_all().await {
                     Ok(all) => observed(&metrics, &all),
                     Err(e) => tracing::warn!(error = %e, "scheduled CT evaluation failed"),
                 },
-                Some(repo) = snapshots.recv() => match ct.evaluate(&repo).await {
+                Some(repo) => match ct.evaluate(&repo).await {
                     Ok(Some(e)) => observed(&metrics, std::slice::from_ref(&e)),
-                    Ok(None) => tracing::debug!(repository = %repo, "new snapshot, nothing in production"),
-                    Err(e) => tracing::warn!(repository = %repo, error = %e, "CT evaluation after a new snapshot failed"),
+                    Ok(None) => {
+                        tracing::debug!(repository = %repo, "new snapshot, nothing in production")
+                    }
+                    Err(e) => tracing::warn!(
+                        repository = %repo,
+                        error = %e,
+                        "CT evaluation after a new snapshot failed"
+                    ),
                 },
             }
         }

@@ -284,7 +284,14 @@ impl Stack {
             ports.queue.clone(),
             ports.clock.clone(),
             config.policy.ct.clone(),
-            crate::ct_loop::drift_source(&config.policy.ct, ports.blobs.clone()),
+            vaia_ct_budget::drift::from_policy(
+                &config.policy.ct,
+                ports.blobs.clone(),
+                vaia_gate_latency::prometheus_client(
+                    GateSettings::from_env().prometheus_url.as_deref(),
+                ),
+                ports.clock.clone(),
+            ),
         ));
         let (snapshots_tx, snapshots_rx) = tokio::sync::mpsc::unbounded_channel();
         let consumers: Vec<(String, Arc<dyn MessageHandler>)> = consumers

@@ -82,9 +82,18 @@ async fn scheduled_evaluations_queue_one_training_job_and_other_events_nothing()
         other => panic!("the bad event was answered {other:?}"),
     }
     assert!(
-        blobs.list(&format!("ct/{repo}/")).await.unwrap().is_empty(),
-        "a refused event recorded something"
+        blobs
+            .list(&vaia_ct_budget::evaluations_prefix(&repo))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a refused event recorded an evaluation"
     );
+    assert!(blobs
+        .get(&vaia_ct_budget::latest_evaluation_key(&repo).unwrap())
+        .await
+        .unwrap()
+        .is_none());
     assert!(training_messages(&h).await.is_empty());
 
     // Two scheduled evaluations: both see the budget over the threshold, one job.

@@ -1,5 +1,6 @@
-//! Drift scores: the [`DriftSource`] port and the `report` source, the newest drift
-//! report JSON under `drift/<owner>/<repo>/` in the artifacts bucket. Reads Evidently's
+//! Drift scores: the [`DriftSource`] port; the `report` source, the newest drift report
+//! JSON under `drift/<owner>/<repo>/` in the artifacts bucket; and the `prometheus` source,
+//! the drift monitor's gauge read from the deployment's Prometheus ([`PrometheusDrift`]). Reads Evidently's
 //! data-drift report (0.4's `DatasetDriftMetric`, 0.7's `DriftedColumnsCount`: the share
 //! of drifted columns) and a plain `{"drift_score": x, "computed_at": "RFC 3339"}`.
 
@@ -7,7 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 use std::sync::Arc;
-use vaia_core::ports::{BlobStore, Bounded};
+use vaia_core::ports::{BlobStore, Bounded, Clock};
+use vaia_gates::latency::prometheus::{RangeQuery, RangeRequest};
 use vaia_core::Repository;
 
 /// A drift score as read; validity (range, staleness) is the budget's to judge.
@@ -87,6 +89,70 @@ impl DriftSource for ReportDrift {
     }
 }
 
+/// The `prometheus` source: the newest sample of `ct.drift_query` within the last
+/// `ct.max_drift_age`, through the same range-query client as the latency gate (the
+/// deployment's `VAIA_PROMETHEUS_URL`). `{repository}` in the query is replaced by the
+/// repository (`owner/name`), so one Prometheus can serve several agents. No sample in the
+/// window is `Missing` (a gauge nobody updates is stale, never zero); more than one series
+/// is a shape error, since the score must be one number.
+pub struct PrometheusDrift {
+    pub client: Arc<dyn RangeQuery>,
+    pub query: String,
+    pub max_age_secs: f64,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Step of the range query: the score's resolution in the window.
+const PROMETHEUS_STEP_SECS: f64 = 15.0;
+
+#[async_trait]
+impl DriftSource for PrometheusDrift {
+    async fn read(&self, repo: &Repository) -> Result<DriftReading, DriftError> {
+        let query = self.query.replace("{repository}", repo.as_str());
+        let end = self.clock.now().timestamp_millis() as f64 / 1000.0;
+        let request = RangeRequest {
+            query: query.clone(),
+            start: end - self.max_age_secs.max(PROMETHEUS_STEP_SECS),
+            end,
+            step: PROMETHEUS_STEP_SECS,
+        };
+        let origin = format!("{} {query}", self.client.describe());
+        let matrix = self
+            .client
+            .query_range(&request)
+            .await
+            .map_err(|e| DriftError::Unreachable(e.to_string()))?;
+        let series: Vec<&Vec<(f64, f64)>> = matrix.iter().filter(|s| !s.is_empty()).collect();
+        let samples = match series.as_slice() {
+            [] => {
+                return Err(DriftError::Missing(format!(
+                    "{origin}: no sample in the last {} s",
+                    self.max_age_secs
+                )))
+            }
+            [one] => one,
+            many => {
+                return Err(DriftError::Shape {
+                    origin,
+                    path: "result".into(),
+                    message: format!(
+                        "{} series; the drift query must give one (aggregate it, e.g. max(...))",
+                        many.len()
+                    ),
+                })
+            }
+        };
+        let Some(&(at, score)) = samples.iter().max_by(|a, b| a.0.total_cmp(&b.0)) else {
+            return Err(DriftError::Missing(format!("{origin}: no sample")));
+        };
+        Ok(DriftReading {
+            score,
+            computed_at: DateTime::from_timestamp_millis((at * 1000.0) as i64),
+            origin,
+        })
+    }
+}
+
 /// A drift source this deployment cannot read: every evaluation is an `error` with the
 /// reason, so nothing is queued on a score nobody measured.
 pub struct Unconfigured {
@@ -94,12 +160,13 @@ pub struct Unconfigured {
 }
 
 impl Unconfigured {
-    /// `drift_source = "prometheus"` where no instant-query client is wired.
-    pub fn prometheus() -> Self {
+    /// `drift_source = "prometheus"` with no Prometheus configured.
+    pub fn prometheus(setting: &str) -> Self {
         Self {
-            reason: "ct.drift_source = \"prometheus\" is not readable by this deployment yet; \
-                     set ct.drift_source = \"report\" and write drift reports under drift/<owner>/<repo>/"
-                .into(),
+            reason: format!(
+                "ct.drift_source = \"prometheus\" but no Prometheus is configured ({setting}); \
+                 configure it, or set ct.drift_source = \"report\" and write drift reports under drift/<owner>/<repo>/"
+            ),
         }
     }
 }
@@ -108,6 +175,28 @@ impl Unconfigured {
 impl DriftSource for Unconfigured {
     async fn read(&self, _: &Repository) -> Result<DriftReading, DriftError> {
         Err(DriftError::Unreachable(self.reason.clone()))
+    }
+}
+
+/// The drift source `policy.drift_source` names: reports in `blobs`, or `prometheus` (the
+/// deployment's, `VAIA_PROMETHEUS_URL`; without one every evaluation says so).
+pub fn from_policy(
+    policy: &vaia_core::ct::CtPolicy,
+    blobs: Arc<dyn BlobStore>,
+    prometheus: Option<Arc<dyn RangeQuery>>,
+    clock: Arc<dyn Clock>,
+) -> Arc<dyn DriftSource> {
+    match (policy.drift_source, prometheus) {
+        (vaia_core::ct::DriftSource::Report, _) => Arc::new(ReportDrift { blobs }),
+        (vaia_core::ct::DriftSource::Prometheus, Some(client)) => Arc::new(PrometheusDrift {
+            client,
+            query: policy.drift_query.clone(),
+            max_age_secs: policy.max_drift_age_secs(),
+            clock,
+        }),
+        (vaia_core::ct::DriftSource::Prometheus, None) => {
+            Arc::new(Unconfigured::prometheus("VAIA_PROMETHEUS_URL"))
+        }
     }
 }
 
@@ -220,6 +309,81 @@ mod tests {
         .unwrap();
         assert_eq!(r.score, 0.625);
         assert!(r.computed_at.is_some());
+    }
+
+    struct Fake {
+        answer: Result<vaia_gates::latency::prometheus::Matrix, String>,
+        seen: std::sync::Mutex<Vec<RangeRequest>>,
+    }
+
+    #[async_trait]
+    impl RangeQuery for Fake {
+        fn describe(&self) -> String {
+            "http://prom:9090".into()
+        }
+        async fn query_range(
+            &self,
+            r: &RangeRequest,
+        ) -> Result<vaia_gates::latency::prometheus::Matrix, vaia_gates::latency::prometheus::QueryError>
+        {
+            self.seen.lock().unwrap().push(r.clone());
+            self.answer.clone().map_err(|reason| {
+                vaia_gates::latency::prometheus::QueryError::Unreachable {
+                    url: "http://prom:9090".into(),
+                    reason,
+                }
+            })
+        }
+    }
+
+    fn prometheus(
+        answer: Result<vaia_gates::latency::prometheus::Matrix, String>,
+    ) -> (PrometheusDrift, Arc<Fake>) {
+        let fake = Arc::new(Fake {
+            answer,
+            seen: Default::default(),
+        });
+        let clock = Arc::new(vaia_core::memory::ManualClock::new(
+            DateTime::from_timestamp(1_000_000, 0).unwrap(),
+        ));
+        (
+            PrometheusDrift {
+                client: fake.clone(),
+                query: "max(agent_drift_score{repository=\"{repository}\"})".into(),
+                max_age_secs: 3600.0,
+                clock,
+            },
+            fake,
+        )
+    }
+
+    #[tokio::test]
+    async fn prometheus_gives_the_newest_sample_of_one_series() {
+        let repo = Repository::new("octo/agent").unwrap();
+        let (p, fake) = prometheus(Ok(vec![vec![(999_000.0, 0.2), (999_900.0, 0.7)]]));
+        let r = p.read(&repo).await.unwrap();
+        assert_eq!(r.score, 0.7);
+        assert_eq!(r.computed_at.unwrap().timestamp(), 999_900);
+        assert!(r.origin.contains("octo/agent"), "{}", r.origin);
+        let seen = fake.seen.lock().unwrap()[0].clone();
+        assert_eq!(seen.query, "max(agent_drift_score{repository=\"octo/agent\"})");
+        assert_eq!((seen.start, seen.end), (1_000_000.0 - 3600.0, 1_000_000.0));
+        // No sample in the window, two series, an unreachable server: errors, never zero.
+        let e = prometheus(Ok(vec![vec![]])).0.read(&repo).await.unwrap_err();
+        assert!(matches!(e, DriftError::Missing(_)), "{e}");
+        let e = prometheus(Ok(vec![vec![(1.0, 0.1)], vec![(1.0, 0.2)]]))
+            .0
+            .read(&repo)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("2 series"), "{e}");
+        let e = prometheus(Err("connection refused".into()))
+            .0
+            .read(&repo)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DriftError::Unreachable(_)), "{e}");
+        assert!(e.to_string().contains("connection refused"), "{e}");
     }
 
     #[test]

@@ -5,11 +5,8 @@
 use super::*;
 use crate::drift::ReportDrift;
 use std::time::Duration;
-use vaia_core::evidence::DatasetSnapshot;
-use vaia_core::layout::AliasTarget;
 use vaia_core::memory::{ManualClock, MemoryBlobStore, MemoryQueue};
 use vaia_core::ports::{Clock, ReceivedMessage};
-use vaia_core::{CommitSha, ImageDigest, RunId};
 
 const SCHEMA: &str = include_str!("../schema/training-job.v1.schema.json");
 

@@ -1,26 +1,23 @@
 //! Lambda entry point of the CT budget: an EventBridge schedule (`CtScheduleRate`) runs one
 //! evaluation of every repository with a `prod` version; over the threshold a training job
 //! goes to the `training` FIFO queue. The policy's `[ct]` comes from `VAIA_POLICY`; the
-//! drift score from its `drift_source`. The event is checked by
+//! drift score from its `drift_source` (reports in the bucket, or the Prometheus at
+//! `VAIA_PROMETHEUS_URL`). The event is checked by
 //! `vaia_ct_budget::scheduled`: anything but a scheduled event is an error and changes
 //! nothing. Wiring only.
 
 use std::sync::Arc;
 use vaia_aws::lambda;
-use vaia_ct_budget::drift::{DriftSource, ReportDrift, Unconfigured};
-use vaia_ct_budget::{scheduled, CtBudget};
+use vaia_ct_budget::{drift, scheduled, CtBudget};
+use vaia_gate_latency::{prometheus_client, PROMETHEUS_URL_ENV};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
     let p = vaia_aws::AwsPorts::from_env()?;
     let policy = vaia_aws::config::policy_from_env()?;
-    let drift: Arc<dyn DriftSource> = match policy.ct.drift_source {
-        vaia_core::ct::DriftSource::Report => Arc::new(ReportDrift {
-            blobs: p.blobs.clone(),
-        }),
-        vaia_core::ct::DriftSource::Prometheus => Arc::new(Unconfigured::prometheus()),
-    };
+    let prometheus = prometheus_client(std::env::var(PROMETHEUS_URL_ENV).ok().as_deref());
+    let drift = drift::from_policy(&policy.ct, p.blobs.clone(), prometheus, p.clock.clone());
     let ct = Arc::new(CtBudget::new(
         p.blobs.clone(),
         p.queue.clone(),
