@@ -158,7 +158,8 @@ pub fn render_evaluations(
     let _ = writeln!(
         out,
         "  delta rows  {}",
-        b.delta_rows.map_or_else(|| "unknown".into(), |d| d.to_string())
+        b.delta_rows
+            .map_or_else(|| "unknown".into(), |d| d.to_string())
     );
     if let Some(s) = &latest.newest_snapshot {
         let _ = writeln!(out, "  snapshot    {} {}", s.path, s.md5);
@@ -177,7 +178,11 @@ pub fn render_evaluations(
     for r in &b.reasons {
         let _ = writeln!(out, "  - {r}");
     }
-    let _ = writeln!(out, "\n  {:<26} {:<13} {:>8} {:>7} {:>10}", "at", "outcome", "budget", "drift", "Δrows");
+    let _ = writeln!(
+        out,
+        "\n  {:<26} {:<13} {:>8} {:>7} {:>10}",
+        "at", "outcome", "budget", "drift", "Δrows"
+    );
     for e in evaluations {
         let _ = writeln!(
             out,
@@ -185,7 +190,9 @@ pub fn render_evaluations(
             e.at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
             e.budget.outcome.as_str(),
             number(e.budget.budget),
-            e.budget.drift.map_or_else(|| "-".into(), |d| format!("{d:.3}")),
+            e.budget
+                .drift
+                .map_or_else(|| "-".into(), |d| format!("{d:.3}")),
             e.budget
                 .delta_rows
                 .map_or_else(|| "-".into(), |d| d.to_string()),

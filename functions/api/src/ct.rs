@@ -130,7 +130,9 @@ mod tests {
             .await
             .unwrap();
         let status = res.status();
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, serde_json::from_slice(&body).unwrap())
     }
 
@@ -187,7 +189,10 @@ mod tests {
         for bad in ["limit=0", "limit=101", "limit=x", "since=1"] {
             let (status, body) = get(&app, &format!("/api/ct/octo/agent?{bad}")).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
-            assert!(body["error"].as_str().unwrap().starts_with("query: "), "{body}");
+            assert!(
+                body["error"].as_str().unwrap().starts_with("query: "),
+                "{body}"
+            );
         }
         let (status, _) = get(&app, "/api/ct/octo/..").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -9,8 +9,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 use std::sync::Arc;
 use vaia_core::ports::{BlobStore, Bounded, Clock};
-use vaia_gates::latency::prometheus::{RangeQuery, RangeRequest};
 use vaia_core::Repository;
+use vaia_gates::latency::prometheus::{RangeQuery, RangeRequest};
 
 /// A drift score as read; validity (range, staleness) is the budget's to judge.
 #[derive(Debug, Clone, PartialEq)]
@@ -324,8 +324,10 @@ mod tests {
         async fn query_range(
             &self,
             r: &RangeRequest,
-        ) -> Result<vaia_gates::latency::prometheus::Matrix, vaia_gates::latency::prometheus::QueryError>
-        {
+        ) -> Result<
+            vaia_gates::latency::prometheus::Matrix,
+            vaia_gates::latency::prometheus::QueryError,
+        > {
             self.seen.lock().unwrap().push(r.clone());
             self.answer.clone().map_err(|reason| {
                 vaia_gates::latency::prometheus::QueryError::Unreachable {
@@ -366,10 +368,17 @@ mod tests {
         assert_eq!(r.computed_at.unwrap().timestamp(), 999_900);
         assert!(r.origin.contains("octo/agent"), "{}", r.origin);
         let seen = fake.seen.lock().unwrap()[0].clone();
-        assert_eq!(seen.query, "max(agent_drift_score{repository=\"octo/agent\"})");
+        assert_eq!(
+            seen.query,
+            "max(agent_drift_score{repository=\"octo/agent\"})"
+        );
         assert_eq!((seen.start, seen.end), (1_000_000.0 - 3600.0, 1_000_000.0));
         // No sample in the window, two series, an unreachable server: errors, never zero.
-        let e = prometheus(Ok(vec![vec![]])).0.read(&repo).await.unwrap_err();
+        let e = prometheus(Ok(vec![vec![]]))
+            .0
+            .read(&repo)
+            .await
+            .unwrap_err();
         assert!(matches!(e, DriftError::Missing(_)), "{e}");
         let e = prometheus(Ok(vec![vec![(1.0, 0.1)], vec![(1.0, 0.2)]]))
             .0

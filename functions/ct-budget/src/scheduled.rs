@@ -107,10 +107,7 @@ pub fn parse(event: &Value) -> Result<Schedule, ScheduledError> {
     }
     let time = string("time")?;
     if chrono::DateTime::parse_from_rfc3339(&time).is_err() {
-        return Err(shape(
-            "$.time",
-            format!("{time:?} is not an RFC 3339 time"),
-        ));
+        return Err(shape("$.time", format!("{time:?} is not an RFC 3339 time")));
     }
     let resources = match obj.get("resources") {
         None => return Err(shape("$.resources", "missing")),
@@ -221,7 +218,10 @@ mod tests {
             e
         };
         cases.push((with("source", json!("aws.s3")), "$.source"));
-        cases.push((with("detail-type", json!("Object Created")), "$.detail-type"));
+        cases.push((
+            with("detail-type", json!("Object Created")),
+            "$.detail-type",
+        ));
         cases.push((with("time", json!("yesterday")), "$.time"));
         cases.push((with("resources", json!("arn")), "$.resources"));
         cases.push((with("resources", json!([1])), "$.resources[0]"));

@@ -44,12 +44,12 @@ pub fn policy_from_env() -> Result<vaia_core::policy::Policy, ConfigError> {
 fn policy_from(text: Option<&str>) -> Result<vaia_core::policy::Policy, ConfigError> {
     match text.filter(|t| !t.trim().is_empty()) {
         None => Ok(vaia_core::policy::Policy::default()),
-        Some(t) => vaia_core::policy::Policy::from_toml(t, POLICY_ENV).map_err(|e| {
-            ConfigError::Bad {
+        Some(t) => {
+            vaia_core::policy::Policy::from_toml(t, POLICY_ENV).map_err(|e| ConfigError::Bad {
                 name: POLICY_ENV,
                 reason: e.to_string(),
-            }
-        }),
+            })
+        }
     }
 }
 
@@ -301,12 +301,20 @@ mod tests {
     #[test]
     fn the_policy_is_vaia_policy_or_the_defaults() {
         use vaia_core::ct::DriftSource;
-        assert_eq!(policy_from(None).unwrap(), vaia_core::policy::Policy::default());
-        assert_eq!(policy_from(Some("  ")).unwrap(), vaia_core::policy::Policy::default());
+        assert_eq!(
+            policy_from(None).unwrap(),
+            vaia_core::policy::Policy::default()
+        );
+        assert_eq!(
+            policy_from(Some("  ")).unwrap(),
+            vaia_core::policy::Policy::default()
+        );
         let p = policy_from(Some(r#"ct = { drift_source = "report", threshold = 0.5 }"#)).unwrap();
         assert_eq!(p.ct.drift_source, DriftSource::Report);
         assert_eq!(p.ct.threshold, 0.5);
-        let e = policy_from(Some("ct = { threshold = 0 }")).unwrap_err().to_string();
+        let e = policy_from(Some("ct = { threshold = 0 }"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("environment variable VAIA_POLICY: "), "{e}");
         assert!(e.contains("ct.threshold"), "{e}");
         let e = policy_from(Some("[ct\n")).unwrap_err().to_string();

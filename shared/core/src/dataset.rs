@@ -64,7 +64,10 @@ pub fn parse_snapshot_key(key: &BlobKey) -> Option<Repository> {
     let rest = key.as_str().strip_prefix("registry/")?;
     let mut parts = rest.splitn(4, '/');
     let (owner, name) = (parts.next()?, parts.next()?);
-    let file = parts.next().filter(|p| *p == "snapshots").and(parts.next())?;
+    let file = parts
+        .next()
+        .filter(|p| *p == "snapshots")
+        .and(parts.next())?;
     if file.contains('/') || !file.ends_with(".json") {
         return None;
     }
@@ -120,7 +123,11 @@ mod tests {
             "datasets/octo/agent/snapshots/a.json",
             "registry/octo/snapshots/a.json",
         ] {
-            assert_eq!(parse_snapshot_key(&BlobKey::new(other).unwrap()), None, "{other}");
+            assert_eq!(
+                parse_snapshot_key(&BlobKey::new(other).unwrap()),
+                None,
+                "{other}"
+            );
         }
     }
 
