@@ -146,3 +146,92 @@ fn budget_reads_the_policy() {
         "{err}"
     );
 }
+
+/// `vaia ct show` against a running stack: the latest evaluation for people, the API's
+/// answer with `--json`, and a clear error for a repository never evaluated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_prints_the_latest_evaluation_and_the_recent_ones() {
+    use vaia::stack::{Stack, StackConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let mut policy = vaia_core::policy::Policy::default();
+    policy.ct.drift_source = vaia_core::ct::DriftSource::Report;
+    let stack = Stack::start(StackConfig {
+        data_dir: dir.path().to_path_buf(),
+        bind: "127.0.0.1".into(),
+        port: 0,
+        policy,
+        secret: vaia_webhook::WebhookSecret::new("ct-show-secret").unwrap(),
+        alertmanager_token: None,
+    })
+    .await
+    .unwrap();
+    let repo = vaia_core::Repository::new("octo/agent").unwrap();
+    let blobs = stack.ports.blobs.as_ref();
+    let now = chrono::Utc::now();
+    vaia_ct_budget::seed::promoted(
+        blobs,
+        &repo,
+        semver::Version::new(1, 4, 0),
+        &"a".repeat(32),
+        Some(5_000),
+        now,
+    )
+    .await
+    .unwrap();
+    vaia_ct_budget::seed::snapshot(blobs, &repo, &"b".repeat(32), Some(20_000), now)
+        .await
+        .unwrap();
+    vaia_ct_budget::seed::drift_report(blobs, &repo, 0.5, now)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        stack.ct.evaluate(&repo).await.unwrap().unwrap();
+    }
+    let url = stack.url();
+    let run = move |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_vaia"))
+                .args(&args)
+                .output()
+                .expect("run vaia");
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let args = |extra: &[&str]| -> Vec<String> {
+        ["ct", "show", "--url", url.as_str()]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let (code, out, err) = run(args(&["octo/agent"])).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("octo/agent (prod 1.4.0)"), "{out}");
+    assert!(out.contains("outcome     retrain"), "{out}");
+    assert!(out.contains("budget      0.7000 (threshold 0.4)"), "{out}");
+    assert!(out.contains("delta rows  15000"), "{out}");
+    assert!(out.contains("queued (job "), "{out}");
+    // Three here, and the one the stack may run on the snapshot record's creation.
+    assert!(out.matches("  retrain ").count() >= 3, "{out}");
+    let (code, out, err) = run(args(&["octo/agent", "--json", "--limit", "2"]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["evaluations"].as_array().unwrap().len(), 2);
+    assert!(v["total"].as_u64().unwrap() >= 3, "{v}");
+    let (code, _, err) = run(args(&["octo/nothing"])).await.unwrap();
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no CT evaluation is recorded for octo/nothing"),
+        "{err}"
+    );
+    let (code, _, err) = run(args(&["not-a-repo"])).await.unwrap();
+    assert_ne!(code, 0);
+    assert!(err.contains("expected OWNER/NAME"), "{err}");
+    stack.stop().await;
+}
