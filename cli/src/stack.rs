@@ -455,6 +455,10 @@ pub async fn serve_with_options(config: StackConfig, options: StackOptions) -> R
         stack.url()
     );
     eprintln!("  metrics  GET  {}/metrics", stack.url());
+    eprintln!(
+        "  ct       GET  {}/api/ct/OWNER/REPO   (or: vaia ct show OWNER/REPO)",
+        stack.url()
+    );
     eprintln!("  alerts   POST {}/hooks/alertmanager", stack.url());
     wait_for_signal().await;
     eprintln!("vaia: stopping");
