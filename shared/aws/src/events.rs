@@ -1,0 +1,229 @@
+//! Promotion events on EventBridge: the [`EventSink`] of the AWS deployment. One `PutEvents`
+//! entry per event on the configured bus, with `Source` [`EVENT_SOURCE`] (`vaia`),
+//! `DetailType` the event's (`vaia.run.promoted`, `vaia.run.failed`,
+//! `vaia.run.rolled_back`) and `Detail` the same document the local stack's signed webhook
+//! carries as its `detail` ([`PromotionEvent::detail_json`]), so a rule or a consumer sees
+//! the same `source`, `detail-type` and `detail` on either transport.
+//!
+//! Errors are the domain's [`StatusError`]: throttling, 5xx and unreachable endpoints (and
+//! entries EventBridge failed with a transient code) are `Unavailable`, worth retrying;
+//! anything refused (an unknown bus, a denied `events:PutEvents`) is `Refused`.
+
+use crate::error::{is_transient_code, map_sdk};
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use aws_sdk_eventbridge::Client;
+use vaia_core::delivery::{EventSink, PromotionEvent, StatusError, EVENT_SOURCE};
+use vaia_core::ports::PortError;
+
+/// Publishes promotion events on one EventBridge bus.
+#[derive(Debug, Clone)]
+pub struct EventBridgeEvents {
+    client: Client,
+    bus: String,
+}
+
+/// An EventBridge client from the function's SDK configuration.
+pub fn eventbridge_client(sdk: &aws_config::SdkConfig) -> Client {
+    Client::new(sdk)
+}
+
+impl EventBridgeEvents {
+    /// Events go to `bus` (a name or an ARN; `default` is the account's default bus).
+    pub fn new(client: Client, bus: impl Into<String>) -> Self {
+        Self {
+            client,
+            bus: bus.into(),
+        }
+    }
+
+    pub fn bus(&self) -> &str {
+        &self.bus
+    }
+}
+
+fn to_status(e: PortError) -> StatusError {
+    match e {
+        PortError::Unavailable(message) => StatusError::Unavailable {
+            message,
+            retry_after: None,
+        },
+        other => StatusError::Refused(other.to_string()),
+    }
+}
+
+#[async_trait::async_trait]
+impl EventSink for EventBridgeEvents {
+    async fn publish(&self, event: &PromotionEvent) -> Result<(), StatusError> {
+        debug_assert_eq!(event.source, EVENT_SOURCE);
+        let entry = PutEventsRequestEntry::builder()
+            .event_bus_name(&self.bus)
+            .source(event.source)
+            .detail_type(&event.detail_type)
+            .detail(event.detail_json()?)
+            .build();
+        let what = format!("events PutEvents {} on bus {}", event.detail_type, self.bus);
+        let out = self
+            .client
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .map_err(|e| to_status(map_sdk(&what, e)))?;
+        if out.failed_entry_count() == 0 {
+            return Ok(());
+        }
+        // One entry was sent: a failure is that entry's.
+        let failed = out.entries().iter().find(|e| e.error_code().is_some());
+        let code = failed.and_then(|e| e.error_code()).unwrap_or("Unknown");
+        let message = failed.and_then(|e| e.error_message()).unwrap_or("");
+        let text = format!("{what}: entry failed: {code} {message}");
+        if is_transient_code(code) {
+            Err(StatusError::Unavailable {
+                message: text,
+                retry_after: None,
+            })
+        } else {
+            Err(StatusError::Refused(text))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::testing::{moto, sdk, unique};
+    use vaia_core::contract::{base_time, sample_run};
+    use vaia_core::delivery::{promotion_event, DETAIL_TYPE_PROMOTED};
+    use vaia_core::PipelineState;
+
+    fn promoted() -> PromotionEvent {
+        let before = sample_run(3, base_time());
+        let mut after = before.clone();
+        after.state = PipelineState::Promoted;
+        after.candidate.version = Some(semver_version("1.4.0"));
+        promotion_event(Some(&before), &after).unwrap()
+    }
+
+    fn semver_version(v: &str) -> semver::Version {
+        semver::Version::parse(v).unwrap()
+    }
+
+    /// A bus with a rule (`source` vaia) whose target is a fresh SQS queue; returns the
+    /// queue's URL.
+    async fn bus_to_queue(conf: &aws_config::SdkConfig, bus: &str) -> String {
+        let events = Client::new(conf);
+        let sqs = aws_sdk_sqs::Client::new(conf);
+        events.create_event_bus().name(bus).send().await.unwrap();
+        let url = sqs
+            .create_queue()
+            .queue_name(format!("{bus}-target"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()
+            .get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .unwrap()
+            .clone();
+        events
+            .put_rule()
+            .name(format!("{bus}-promotions"))
+            .event_bus_name(bus)
+            .event_pattern(
+                serde_json::json!({"source": [EVENT_SOURCE], "detail-type": [DETAIL_TYPE_PROMOTED]})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        events
+            .put_targets()
+            .rule(format!("{bus}-promotions"))
+            .event_bus_name(bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(arn)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        url
+    }
+
+    #[tokio::test]
+    async fn a_rule_on_the_bus_receives_the_promotion_event() {
+        let Some(m) = moto() else { return };
+        let conf = sdk(&m.endpoint).await;
+        let bus = unique("vaia-bus");
+        let url = bus_to_queue(&conf, &bus).await;
+        let sink = EventBridgeEvents::new(eventbridge_client(&conf), &bus);
+        let event = promoted();
+        sink.publish(&event).await.unwrap();
+
+        let sqs = aws_sdk_sqs::Client::new(&conf);
+        let received = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(2)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages();
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        let body: serde_json::Value =
+            serde_json::from_str(messages[0].body().unwrap()).unwrap();
+        assert_eq!(body["source"], "vaia");
+        assert_eq!(body["detail-type"], "vaia.run.promoted");
+        // The detail is the document the webhook's body carries under `detail`.
+        let webhook_body = serde_json::to_value(&event).unwrap();
+        assert_eq!(body["detail"], webhook_body["detail"]);
+        assert_eq!(body["detail"]["state"], "PROMOTED");
+        assert_eq!(body["detail"]["version"], "1.4.0");
+        assert_eq!(body["detail"]["run_id"], event.detail.run_id.as_str());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_bus_is_refused_not_retried() {
+        let Some(m) = moto() else { return };
+        let conf = sdk(&m.endpoint).await;
+        let sink = EventBridgeEvents::new(eventbridge_client(&conf), unique("no-such-bus"));
+        match sink.publish(&promoted()).await {
+            Err(StatusError::Refused(text)) => {
+                assert!(text.contains("no-such-bus"), "{text}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_unavailable() {
+        // A port nobody listens on: bound, then released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = sdk(&format!("http://127.0.0.1:{port}")).await;
+        let sink = EventBridgeEvents::new(eventbridge_client(&conf), "default");
+        match sink.publish(&promoted()).await {
+            Err(StatusError::Unavailable { message, .. }) => {
+                assert!(message.contains("PutEvents"), "{message}")
+            }
+            other => panic!("expected unavailable, got {other:?}"),
+        }
+    }
+}
