@@ -254,4 +254,33 @@ mod tests {
             RegistryAccess::Configured
         );
     }
+
+    #[tokio::test]
+    async fn secrets_are_read_from_ssm_parameters() {
+        let Some(m) = vaia_aws::testing::moto() else {
+            return;
+        };
+        let sdk = vaia_aws::testing::sdk(&m.endpoint).await;
+        let name = format!("/{}/github-token", vaia_aws::testing::unique("vaia"));
+        aws_sdk_ssm::Client::new(&sdk)
+            .put_parameter()
+            .name(&name)
+            .value("ghs_from_ssm")
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+            .await
+            .unwrap();
+        let vars = env(&[("VAIA_GITHUB_TOKEN_PARAM", name.as_str())]);
+        let secrets = read_secrets(&sdk, &vars).await.unwrap();
+        assert_eq!(
+            with_secrets(&vars, &secrets)("VAIA_GITHUB_TOKEN").as_deref(),
+            Some("ghs_from_ssm")
+        );
+        let missing = env(&[("VAIA_REGISTRY_TOKEN_PARAM", "/vaia/no-such-parameter")]);
+        let e = read_secrets(&sdk, &missing).await.unwrap_err().to_string();
+        assert!(
+            e.contains("/vaia/no-such-parameter") && e.contains("VAIA_REGISTRY_TOKEN"),
+            "{e}"
+        );
+    }
 }

@@ -92,7 +92,7 @@ impl EventSink for EventBridgeEvents {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::testing::{moto, sdk, unique};
+    use crate::testing::{event_bus_to_queue, moto, received_events, sdk, unique};
     use vaia_core::contract::{base_time, sample_run};
     use vaia_core::delivery::{promotion_event, DETAIL_TYPE_PROMOTED};
     use vaia_core::PipelineState;
@@ -109,83 +109,21 @@ mod tests {
         semver::Version::parse(v).unwrap()
     }
 
-    /// A bus with a rule (`source` vaia) whose target is a fresh SQS queue; returns the
-    /// queue's URL.
-    async fn bus_to_queue(conf: &aws_config::SdkConfig, bus: &str) -> String {
-        let events = Client::new(conf);
-        let sqs = aws_sdk_sqs::Client::new(conf);
-        events.create_event_bus().name(bus).send().await.unwrap();
-        let url = sqs
-            .create_queue()
-            .queue_name(format!("{bus}-target"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap()
-            .get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .unwrap()
-            .clone();
-        events
-            .put_rule()
-            .name(format!("{bus}-promotions"))
-            .event_bus_name(bus)
-            .event_pattern(
-                serde_json::json!({"source": [EVENT_SOURCE], "detail-type": [DETAIL_TYPE_PROMOTED]})
-                    .to_string(),
-            )
-            .send()
-            .await
-            .unwrap();
-        events
-            .put_targets()
-            .rule(format!("{bus}-promotions"))
-            .event_bus_name(bus)
-            .targets(
-                aws_sdk_eventbridge::types::Target::builder()
-                    .id("queue")
-                    .arn(arn)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-        url
-    }
-
     #[tokio::test]
     async fn a_rule_on_the_bus_receives_the_promotion_event() {
         let Some(m) = moto() else { return };
         let conf = sdk(&m.endpoint).await;
         let bus = unique("vaia-bus");
-        let url = bus_to_queue(&conf, &bus).await;
+        let pattern =
+            serde_json::json!({"source": [EVENT_SOURCE], "detail-type": [DETAIL_TYPE_PROMOTED]});
+        let url = event_bus_to_queue(&conf, &bus, &pattern).await;
         let sink = EventBridgeEvents::new(eventbridge_client(&conf), &bus);
         let event = promoted();
         sink.publish(&event).await.unwrap();
 
-        let sqs = aws_sdk_sqs::Client::new(&conf);
-        let received = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(2)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages();
-        assert_eq!(messages.len(), 1, "{messages:?}");
-        let body: serde_json::Value =
-            serde_json::from_str(messages[0].body().unwrap()).unwrap();
+        let received = received_events(&conf, &url).await;
+        assert_eq!(received.len(), 1, "{received:?}");
+        let body = &received[0];
         assert_eq!(body["source"], "vaia");
         assert_eq!(body["detail-type"], "vaia.run.promoted");
         // The detail is the document the webhook's body carries under `detail`.
