@@ -37,7 +37,7 @@ pub const PARAM_SUFFIX: &str = "_PARAM";
 /// Why delivery could not be configured (the function then fails its init, naming it).
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryConfigError {
-    #[error("{var} and {var}{PARAM_SUFFIX} are both set: give the SSM parameter name only")]
+    #[error("{var} and {var}_PARAM are both set: give the SSM parameter name only")]
     Ambiguous { var: &'static str },
     #[error("{0}")]
     Invalid(String),
@@ -56,7 +56,7 @@ pub fn secret_parameters(var: Vars<'_>) -> Result<Vec<(&'static str, String)>, D
         let param = var(&format!("{name}{PARAM_SUFFIX}")).filter(|v| !v.trim().is_empty());
         let plain = var(name).filter(|v| !v.trim().is_empty());
         match (param, plain) {
-            (Some(_), Some(_)) => return Err(DeliveryConfigError::Ambiguous { var: name }),
+            (Some(_), Some(_)) => return Err(DeliveryConfigError::Ambiguous { var: *name }),
             (Some(param), None) => out.push((*name, param)),
             _ => {}
         }
