@@ -50,13 +50,15 @@ pub enum DeliveryConfigError {
 }
 
 /// The secrets to read: (variable, SSM parameter name) for every `<VAR>_PARAM` set.
-pub fn secret_parameters(var: Vars<'_>) -> Result<Vec<(&'static str, String)>, DeliveryConfigError> {
+pub fn secret_parameters(
+    var: Vars<'_>,
+) -> Result<Vec<(&'static str, String)>, DeliveryConfigError> {
     let mut out = Vec::new();
     for name in SECRET_VARS {
         let param = var(&format!("{name}{PARAM_SUFFIX}")).filter(|v| !v.trim().is_empty());
         let plain = var(name).filter(|v| !v.trim().is_empty());
         match (param, plain) {
-            (Some(_), Some(_)) => return Err(DeliveryConfigError::Ambiguous { var: *name }),
+            (Some(_), Some(_)) => return Err(DeliveryConfigError::Ambiguous { var: name }),
             (Some(param), None) => out.push((*name, param)),
             _ => {}
         }
@@ -108,21 +110,27 @@ pub enum RegistryAccess {
 
 /// The access the settings call for.
 pub fn registry_access(settings: &RegistrySettings) -> Result<RegistryAccess, DeliveryConfigError> {
-    let sample = Repository::new("owner/name").map_err(|e| DeliveryConfigError::Invalid(e.to_string()))?;
+    let sample =
+        Repository::new("owner/name").map_err(|e| DeliveryConfigError::Invalid(e.to_string()))?;
     let image = settings
         .config
         .image(&sample)
         .map_err(DeliveryConfigError::Invalid)?;
-    Ok(if settings.anonymous() && ecr_host(image.host()).is_some() {
-        RegistryAccess::EcrLogin
-    } else {
-        RegistryAccess::Configured
-    })
+    Ok(
+        if settings.anonymous() && ecr_host(image.host()).is_some() {
+            RegistryAccess::EcrLogin
+        } else {
+            RegistryAccess::Configured
+        },
+    )
 }
 
 /// The orchestrator's sinks: commit statuses and the events webhook as on the local stack
 /// (secrets from SSM), and EventBridge when [`EVENT_BUS_ENV`] is set.
-pub async fn advance_sinks(p: &AwsPorts, var: Vars<'_>) -> Result<AdvanceSinks, DeliveryConfigError> {
+pub async fn advance_sinks(
+    p: &AwsPorts,
+    var: Vars<'_>,
+) -> Result<AdvanceSinks, DeliveryConfigError> {
     let secrets = read_secrets(&p.sdk, var).await?;
     let vars = with_secrets(var, &secrets);
     let mut sinks = vaia_delivery::advance_sinks(&vars, p.store.clone())
@@ -216,8 +224,14 @@ mod tests {
             ("VAIA_GITHUB_TOKEN_PARAM", "/vaia/github-token"),
         ]);
         let e = secret_parameters(&vars).unwrap_err().to_string();
-        assert!(e.contains("VAIA_GITHUB_TOKEN and VAIA_GITHUB_TOKEN_PARAM"), "{e}");
-        assert!(!e.contains("ghs_plain"), "the secret stays out of the error");
+        assert!(
+            e.contains("VAIA_GITHUB_TOKEN and VAIA_GITHUB_TOKEN_PARAM"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("ghs_plain"),
+            "the secret stays out of the error"
+        );
     }
 
     #[test]
@@ -226,7 +240,10 @@ mod tests {
         let secrets = HashMap::from([("VAIA_GITHUB_TOKEN", "ghs_x".to_string())]);
         let merged = with_secrets(&vars, &secrets);
         assert_eq!(merged("VAIA_GITHUB_TOKEN").as_deref(), Some("ghs_x"));
-        assert_eq!(merged("VAIA_PUBLIC_URL").as_deref(), Some("https://vaia.example"));
+        assert_eq!(
+            merged("VAIA_PUBLIC_URL").as_deref(),
+            Some("https://vaia.example")
+        );
         assert_eq!(merged("VAIA_EVENT_BUS"), None);
     }
 

@@ -33,7 +33,9 @@ pub fn ecr_host(host: &str) -> Option<EcrRegistry> {
         && dkr == "dkr"
         && (ecr == "ecr" || ecr == "ecr-fips")
         && !region.is_empty()
-        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && parts.next().is_none();
     ok.then(|| EcrRegistry {
         account: account.to_string(),
@@ -134,7 +136,10 @@ mod tests {
         assert_eq!(ecr_host("public.ecr.aws"), None);
         assert_eq!(ecr_host("12345.dkr.ecr.eu-west-1.amazonaws.com"), None);
         assert_eq!(ecr_host("123456789012.dkr.ecr.amazonaws.com"), None);
-        assert_eq!(ecr_host("evil.123456789012.dkr.ecr.eu-west-1.amazonaws.com"), None);
+        assert_eq!(
+            ecr_host("evil.123456789012.dkr.ecr.eu-west-1.amazonaws.com"),
+            None
+        );
     }
 
     #[test]

@@ -441,14 +441,26 @@ mod tests {
         let tag_once = || registry.tag(&image, &digest, &tag);
         assert!(matches!(tag_once().await, Err(TagError::Unavailable(_))));
         assert!(matches!(tag_once().await, Err(TagError::Unavailable(_))));
-        assert_eq!(logins.calls.load(Ordering::SeqCst), 1, "the login is reused");
+        assert_eq!(
+            logins.calls.load(Ordering::SeqCst),
+            1,
+            "the login is reused"
+        );
         // 11 h 50 min later the 12-hour login is within the margin: renewed.
         clock.advance(Duration::from_secs(11 * 3600 + 50 * 60));
         assert!(matches!(tag_once().await, Err(TagError::Unavailable(_))));
-        assert_eq!(logins.calls.load(Ordering::SeqCst), 2, "renewed before expiry");
+        assert_eq!(
+            logins.calls.load(Ordering::SeqCst),
+            2,
+            "renewed before expiry"
+        );
         clock.advance(Duration::from_secs(3600));
         assert!(matches!(tag_once().await, Err(TagError::Unavailable(_))));
-        assert_eq!(logins.calls.load(Ordering::SeqCst), 2, "the new one still holds");
+        assert_eq!(
+            logins.calls.load(Ordering::SeqCst),
+            2,
+            "the new one still holds"
+        );
     }
 
     #[test]
