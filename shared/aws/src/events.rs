@@ -74,17 +74,25 @@ impl EventSink for EventBridgeEvents {
         }
         // One entry was sent: a failure is that entry's.
         let failed = out.entries().iter().find(|e| e.error_code().is_some());
-        let code = failed.and_then(|e| e.error_code()).unwrap_or("Unknown");
-        let message = failed.and_then(|e| e.error_message()).unwrap_or("");
-        let text = format!("{what}: entry failed: {code} {message}");
-        if is_transient_code(code) {
-            Err(StatusError::Unavailable {
-                message: text,
-                retry_after: None,
-            })
-        } else {
-            Err(StatusError::Refused(text))
+        Err(entry_failure(
+            &what,
+            failed.and_then(|e| e.error_code()).unwrap_or("Unknown"),
+            failed.and_then(|e| e.error_message()).unwrap_or(""),
+        ))
+    }
+}
+
+/// The error of an entry EventBridge accepted the request for but failed (`PutEvents`
+/// answers 200 with `FailedEntryCount`): retryable when its code is a transient one.
+fn entry_failure(what: &str, code: &str, message: &str) -> StatusError {
+    let text = format!("{what}: entry failed: {code} {message}");
+    if is_transient_code(code) {
+        StatusError::Unavailable {
+            message: text,
+            retry_after: None,
         }
+    } else {
+        StatusError::Refused(text)
     }
 }
 
@@ -144,6 +152,22 @@ mod tests {
                 assert!(text.contains("no-such-bus"), "{text}")
             }
             other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn failed_entries_are_retried_only_when_transient() {
+        assert!(matches!(
+            entry_failure("PutEvents", "ThrottlingException", "slow down"),
+            StatusError::Unavailable { .. }
+        ));
+        assert!(matches!(
+            entry_failure("PutEvents", "InternalFailure", ""),
+            StatusError::Unavailable { .. }
+        ));
+        match entry_failure("PutEvents", "AccessDeniedException", "not authorized") {
+            StatusError::Refused(m) => assert!(m.contains("AccessDeniedException"), "{m}"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -419,6 +419,53 @@ mod tests {
         }
     }
 
+    /// A registry on 127.0.0.1 that answers every request 401 with no bearer challenge.
+    async fn refusing_registry() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        host
+    }
+
+    #[tokio::test]
+    async fn a_refused_login_is_dropped_and_renewed_next_time() {
+        let host = refusing_registry().await;
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let logins = Arc::new(CountingLogins {
+            clock: clock.clone(),
+            calls: AtomicU32::new(0),
+        });
+        let registry = LoginRegistry::new(logins.clone(), clock, Duration::from_secs(2))
+            .plain_http(host.clone());
+        let image = ImageName::new(format!("{host}/acme/agent")).unwrap();
+        let digest = ImageDigest::new(format!("sha256:{}", "b".repeat(64))).unwrap();
+        let tag = ImageTag::new("prod").unwrap();
+        for expected in 1..=2 {
+            match registry.tag(&image, &digest, &tag).await {
+                Err(TagError::Refused(m)) => assert!(m.contains("401"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(logins.calls.load(Ordering::SeqCst), expected);
+        }
+    }
+
     #[tokio::test]
     async fn logins_are_kept_until_shortly_before_they_expire() {
         // Nothing listens on the port: every tagging is Unavailable, after its login.
