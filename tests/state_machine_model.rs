@@ -130,6 +130,7 @@ fn message(run: &Run, sig: Sig) -> AdvanceMessage {
                 summary: "model".into(),
                 metrics: Default::default(),
                 verdict: BlobKey::new("verdicts/x.json").unwrap(),
+                attempt: 0,
             },
         ),
         Sig::Registered => (
