@@ -31,7 +31,7 @@ check-tree:
 	.ci/check-tree
 
 ## The `vaia` CLI (the local stack) links no AWS SDK: AWS adapters reach only the Lambda
-## entry points (vaia-lambda). CI runs it in lint.
+## entry points (vaia-lambda). In lint, and in .ci/run.
 CLI_TREE_FORBIDDEN = ^(aws-sdk-[a-z0-9-]+|aws-config|lambda_runtime|lambda_http) v
 check-cli-deps:
 	@tree=$$($(CARGO) tree -p vaia -e normal --prefix none) || exit 1; \
