@@ -272,6 +272,30 @@ mod tests {
         );
     }
 
+    /// The SAM template sets the variables read here, under the same names.
+    #[test]
+    fn the_template_sets_these_variables() {
+        let template = include_str!("../../infra/template.yaml");
+        let mut names: Vec<String> = SECRET_VARS
+            .iter()
+            .map(|v| format!("{v}{PARAM_SUFFIX}"))
+            .collect();
+        names.extend(
+            [
+                EVENT_BUS_ENV,
+                vaia_delivery::IMAGE_ENV,
+                "VAIA_REGISTRY_USERNAME",
+            ]
+            .map(String::from),
+        );
+        for name in names {
+            assert!(
+                template.contains(&format!("          {name}: !If")),
+                "infra/template.yaml does not set {name}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn secrets_are_read_from_ssm_parameters() {
         let Some(m) = vaia_aws::testing::moto() else {
