@@ -221,3 +221,199 @@ async fn responses_match_the_openapi_document() {
     }
     stack.stop().await;
 }
+
+/// `POST /api/runs/{id}/retry` through a real stack: the latency gate errors (no Prometheus
+/// is configured and the policy has no fixed baseline), which fails the run; a retry of a
+/// gate that did not fail it is refused and logged; the retry of the errored gate moves the
+/// run back to CI_RUNNING and runs the gate again as attempt 1, whose verdict is stored
+/// beside the first; the schema gate's pass is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_errored_gate_is_retried_through_the_api() {
+    use vaia_core::run::EventKind;
+    use vaia_core::PipelineState;
+    let spec: Value = serde_json::from_str(OPENAPI).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut policy = Policy::schema_only();
+    policy
+        .stages
+        .ci
+        .push(vaia_core::GateName::new("latency").unwrap());
+    let stack = Stack::start(StackConfig {
+        data_dir: dir.path().to_path_buf(),
+        bind: "127.0.0.1".into(),
+        port: 0,
+        policy,
+        secret: WebhookSecret::new("retry-secret").unwrap(),
+        alertmanager_token: None,
+    })
+    .await
+    .unwrap();
+    let client = Client::new(&stack.url());
+    let repo = Repository::new("octo/agent").unwrap();
+    let sha = CommitSha::new("2".repeat(40)).unwrap();
+    let (status, answer) = client
+        .send_webhook(
+            "retry-secret",
+            "push",
+            "r-1",
+            &push_payload(&repo, &sha).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+    let image = ImageDigest::new(format!("sha256:{}", "c".repeat(64))).unwrap();
+    client
+        .upload_evidence(
+            &repo,
+            &sha,
+            &image,
+            None,
+            &[
+                (
+                    "tools.json".into(),
+                    include_bytes!("../examples/demo/tools-v1.json").to_vec(),
+                ),
+                (
+                    "locust_stats.csv".into(),
+                    include_bytes!("../shared/gates/tests/fixtures/locust/good_stats.csv").to_vec(),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let run_id = answer["run_id"].as_str().unwrap().to_string();
+    let failed = wait_settled(&client, &run_id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(failed.run.state, PipelineState::Failed);
+    let latency = vaia_core::GateName::new("latency").unwrap();
+    let schema = vaia_core::GateName::new("schema").unwrap();
+    assert_eq!(
+        failed.run.failure.as_ref().unwrap().gate.as_ref(),
+        Some(&latency)
+    );
+    // Which gate answers first varies: a schema verdict that arrived after the failure was
+    // dropped, and the retry runs the schema gate again too.
+    let schema_pass = failed.run.verdicts.get(&schema).cloned();
+
+    let http = reqwest::Client::new();
+    let retry = |body: Value| {
+        let http = http.clone();
+        let url = format!("{}/api/runs/{run_id}/retry", stack.url());
+        async move {
+            let res = http.post(url).json(&body).send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    // Bad requests change nothing.
+    for body in [
+        json!({}),
+        json!({"gate": "not a gate!"}),
+        json!({"gate": "latency", "extra": 1}),
+    ] {
+        let (status, answer) = retry(body.clone()).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_valid(&spec, "Error", &answer);
+    }
+    let (status, answer) = http
+        .post(format!("{}/api/runs/{run_id}/approve", stack.url()))
+        .json(&json!({"gate": "latency"}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
+    assert_eq!(status, 400, "{:?}", answer.text().await);
+
+    // A gate that did not fail the run: refused, logged, the run stays FAILED.
+    let (status, answer) = retry(json!({"gate": "schema", "actor": "ana"})).await;
+    assert_eq!(status, 202);
+    assert_valid(&spec, "Accepted", &answer);
+    let refused = poll_run(&client, &run_id, |d| {
+        d.events.iter().any(|e| e.kind == EventKind::Refused)
+    })
+    .await;
+    let e = refused
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::Refused)
+        .unwrap();
+    assert!(
+        e.reason.contains("gate schema did not fail this run"),
+        "{}",
+        e.reason
+    );
+    assert_eq!(e.actor, "operator:ana");
+    assert_eq!(refused.run.state, PipelineState::Failed);
+
+    // The errored gate: FAILED → CI_RUNNING, the gate runs again as attempt 1 (and, with
+    // Prometheus still absent, errors again).
+    let (status, _) =
+        retry(json!({"gate": "latency", "actor": "ana", "reason": "prometheus is back"})).await;
+    assert_eq!(status, 202);
+    let again = poll_run(&client, &run_id, |d| {
+        d.run.state == PipelineState::Failed && d.run.retry.is_some()
+    })
+    .await;
+    let transitions: Vec<(PipelineState, Option<PipelineState>)> = again
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Transition)
+        .map(|e| (e.from, e.to))
+        .collect();
+    assert!(
+        transitions.ends_with(&[
+            (PipelineState::Failed, Some(PipelineState::CiRunning)),
+            (PipelineState::CiRunning, Some(PipelineState::Failed)),
+        ]),
+        "{transitions:?}"
+    );
+    assert!(again.events.iter().any(|e| e
+        .reason
+        .contains("retry 1 of gate latency asked by operator:ana: prometheus is back")));
+    let retry_record = again.run.retry.as_ref().unwrap();
+    assert_eq!(retry_record.attempt, 1);
+    assert_eq!(retry_record.actor, "operator:ana");
+    assert!(again.run.verdicts[&latency]
+        .verdict
+        .as_str()
+        .ends_with("/ci/latency.attempt-1.json"));
+    if let Some(pass) = schema_pass {
+        assert_eq!(
+            again.run.verdicts[&schema], pass,
+            "the passed gate is not run again"
+        );
+    }
+    let (status, detail) = {
+        let res = http
+            .get(format!("{}/api/runs/{run_id}", stack.url()))
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 200);
+    assert_valid(&spec, "RunDetail", &detail);
+    assert_eq!(detail["run"]["retry"]["attempt"], 1);
+    stack.stop().await;
+}
+
+/// Polls the run until `done` holds (30 s at most).
+async fn poll_run(
+    client: &Client,
+    run_id: &str,
+    done: impl Fn(&vaia::api::RunDetail) -> bool,
+) -> vaia::api::RunDetail {
+    let start = std::time::Instant::now();
+    loop {
+        let d = client.run(run_id).await.unwrap();
+        if done(&d) {
+            return d;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "run {run_id}: {:?}",
+            d.events
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

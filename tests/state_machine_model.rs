@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use vaia_core::ids::{BlobKey, CommitSha, GateName, ImageDigest, Repository};
-use vaia_core::machine::{find, TABLE};
+use vaia_core::machine::{find, MAX_GATE_RETRIES, TABLE};
 use vaia_core::memory::{ManualClock, MemoryQueue, MemoryRunStore};
 use vaia_core::messages::{AdvanceMessage, Signal};
 use vaia_core::policy::Policy;
@@ -32,9 +32,13 @@ enum Sig {
     Approve,
     Rollback,
     Timeout,
+    /// The schema gate could not judge (an `error` verdict).
+    Error,
+    /// An operator retries the schema gate.
+    Retry,
 }
 
-const SIGS: [Sig; 9] = [
+const SIGS: [Sig; 11] = [
     Sig::Trigger,
     Sig::Evidence,
     Sig::Pass,
@@ -44,6 +48,8 @@ const SIGS: [Sig; 9] = [
     Sig::Approve,
     Sig::Rollback,
     Sig::Timeout,
+    Sig::Error,
+    Sig::Retry,
 ];
 
 #[derive(Debug, Clone)]
@@ -63,16 +69,33 @@ struct Model {
     approved: bool,
     require_approval: bool,
     timed_out: bool,
+    /// The run's attempt: 0, then one more per applied retry.
+    attempt: u32,
+    /// The run failed on the schema gate's `error` verdict (a retry may apply).
+    errored: bool,
 }
 
 impl Model {
-    fn apply(&mut self, sig: Sig) {
+    /// Applies `sig`; a verdict carries the attempt of the job it answers.
+    fn apply(&mut self, sig: Sig, attempt: u32) {
         let s = self.state;
+        let current = attempt == self.attempt;
         match sig {
             Sig::Trigger if s == Idle => self.state = Triggered,
             Sig::Evidence if s == Triggered => self.state = CiRunning,
-            Sig::Pass if s == CiRunning => self.state = Build,
-            Sig::Fail if s == CiRunning => self.state = Failed,
+            Sig::Pass if s == CiRunning && current => self.state = Build,
+            Sig::Fail if s == CiRunning && current => self.state = Failed,
+            Sig::Error if s == CiRunning && current => {
+                self.state = Failed;
+                self.errored = true;
+            }
+            Sig::Retry if s == Failed && self.errored && self.attempt < MAX_GATE_RETRIES => {
+                self.state = CiRunning;
+                self.errored = false;
+                self.attempt += 1;
+                // The deadline counts again from the retry.
+                self.timed_out = false;
+            }
             // No staging gates by default: BUILD → STAGING_EVAL → CT_QUEUED at once.
             Sig::Registered if s == Build => self.state = CtQueued,
             Sig::Ct if s == CtQueued => {
@@ -84,7 +107,10 @@ impl Model {
                 self.promote_if_ready();
             }
             Sig::Rollback if s == Promoted => self.state = Rollback,
-            Sig::Timeout if self.timed_out && s.is_in_flight() => self.state = Failed,
+            Sig::Timeout if self.timed_out && s.is_in_flight() => {
+                self.state = Failed;
+                self.errored = false;
+            }
             _ => {}
         }
     }
@@ -100,8 +126,9 @@ fn digest() -> ImageDigest {
     ImageDigest::new(format!("sha256:{}", "a".repeat(64))).unwrap()
 }
 
-/// The message a signal is, as the real senders build it (with their expectations).
-fn message(run: &Run, sig: Sig) -> AdvanceMessage {
+/// The message a signal is, as the real senders build it (with their expectations); a
+/// verdict answers the job of `attempt`.
+fn message(run: &Run, sig: Sig, attempt: u32) -> AdvanceMessage {
     let (expect, signal) = match sig {
         Sig::Trigger => (Some(Idle), Signal::Trigger),
         Sig::Evidence => (
@@ -117,19 +144,20 @@ fn message(run: &Run, sig: Sig) -> AdvanceMessage {
                 },
             },
         ),
-        Sig::Pass | Sig::Fail => (
+        Sig::Pass | Sig::Fail | Sig::Error => (
             Some(CiRunning),
             Signal::GateVerdict {
                 gate: GateName::new("schema").unwrap(),
                 stage: Stage::Ci,
-                outcome: if sig == Sig::Pass {
-                    Outcome::Pass
-                } else {
-                    Outcome::Fail
+                outcome: match sig {
+                    Sig::Pass => Outcome::Pass,
+                    Sig::Fail => Outcome::Fail,
+                    _ => Outcome::Error,
                 },
                 summary: "model".into(),
                 metrics: Default::default(),
                 verdict: BlobKey::new("verdicts/x.json").unwrap(),
+                attempt,
             },
         ),
         Sig::Registered => (
@@ -157,6 +185,13 @@ fn message(run: &Run, sig: Sig) -> AdvanceMessage {
             },
         ),
         Sig::Timeout => (None, Signal::Timeout),
+        Sig::Retry => (
+            None,
+            Signal::RetryGate {
+                gate: GateName::new("schema").unwrap(),
+                reason: "model".into(),
+            },
+        ),
     };
     AdvanceMessage {
         run_id: run.id.clone(),
@@ -218,9 +253,17 @@ async fn check(require_approval: bool, actions: Vec<Action>) -> Result<(), TestC
         approved: false,
         require_approval,
         timed_out: false,
+        attempt: 0,
+        errored: false,
     };
     let mut models: BTreeSet<Model> = BTreeSet::from([start]);
-    let mut sent: Vec<(String, Sig)> = Vec::new();
+    // A gate answers the job of the run's attempt when it is sent (read, as a gate would).
+    let attempt_now = || {
+        let store = store.clone();
+        let id = run.id.clone();
+        async move { store.get(&id).await.unwrap().unwrap().attempt() }
+    };
+    let mut sent: Vec<(String, Sig, u32)> = Vec::new();
     for (step, action) in actions.into_iter().enumerate() {
         match action {
             Action::Deliver(sig) => {
@@ -235,26 +278,27 @@ async fn check(require_approval: bool, actions: Vec<Action>) -> Result<(), TestC
                         .collect();
                 }
                 let id = format!("m{step}");
+                let attempt = attempt_now().await;
                 orchestrators[step % 2]
-                    .advance(&id, &message(&run, sig))
+                    .advance(&id, &message(&run, sig, attempt))
                     .await
                     .unwrap();
                 models = models
                     .into_iter()
                     .map(|mut m| {
-                        m.apply(sig);
+                        m.apply(sig, attempt);
                         m
                     })
                     .collect();
-                sent.push((id, sig));
+                sent.push((id, sig, attempt));
             }
             Action::Redeliver(k) => {
                 if sent.is_empty() {
                     continue;
                 }
-                let (id, sig) = sent[k % sent.len()].clone();
+                let (id, sig, attempt) = sent[k % sent.len()].clone();
                 orchestrators[step % 2]
-                    .advance(&id, &message(&run, sig))
+                    .advance(&id, &message(&run, sig, attempt))
                     .await
                     .unwrap();
                 // A redelivery of a message already applied or ignored changes nothing,
@@ -263,7 +307,7 @@ async fn check(require_approval: bool, actions: Vec<Action>) -> Result<(), TestC
                 models = models
                     .into_iter()
                     .map(|mut m| {
-                        m.apply(sig);
+                        m.apply(sig, attempt);
                         m
                     })
                     .collect();
@@ -273,7 +317,8 @@ async fn check(require_approval: bool, actions: Vec<Action>) -> Result<(), TestC
                     continue;
                 }
                 let (ia, ib) = (format!("m{step}a"), format!("m{step}b"));
-                let (ma, mb) = (message(&run, a), message(&run, b));
+                let attempt = attempt_now().await;
+                let (ma, mb) = (message(&run, a, attempt), message(&run, b, attempt));
                 let (oa, ob) = (orchestrators[0].clone(), orchestrators[1].clone());
                 let ta = tokio::spawn(async move { oa.advance(&ia, &ma).await });
                 let tb = tokio::spawn(async move { ob.advance(&ib, &mb).await });
@@ -283,16 +328,16 @@ async fn check(require_approval: bool, actions: Vec<Action>) -> Result<(), TestC
                     .into_iter()
                     .flat_map(|m| {
                         let mut ab = m.clone();
-                        ab.apply(a);
-                        ab.apply(b);
+                        ab.apply(a, attempt);
+                        ab.apply(b, attempt);
                         let mut ba = m;
-                        ba.apply(b);
-                        ba.apply(a);
+                        ba.apply(b, attempt);
+                        ba.apply(a, attempt);
                         [ab, ba]
                     })
                     .collect();
-                sent.push((format!("m{step}a"), a));
-                sent.push((format!("m{step}b"), b));
+                sent.push((format!("m{step}a"), a, attempt));
+                sent.push((format!("m{step}b"), b, attempt));
             }
         }
     }

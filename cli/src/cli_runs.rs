@@ -146,8 +146,16 @@ pub fn render_detail(d: &RunDetail) -> String {
     out
 }
 
-pub async fn action(url: &str, id: &str, action: &str, reason: Option<&str>) -> Result<()> {
-    let v = Client::new(url).post_action(id, action, reason).await?;
+pub async fn action(
+    url: &str,
+    id: &str,
+    action: &str,
+    reason: Option<&str>,
+    gate: Option<&str>,
+) -> Result<()> {
+    let v = Client::new(url)
+        .post_action(id, action, reason, gate)
+        .await?;
     println!("{action} requested for run {id}: {v}");
     println!("the orchestrator decides; see `vaia runs show {id}` for the outcome");
     Ok(())

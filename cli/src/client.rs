@@ -85,14 +85,16 @@ impl Client {
         self.get_json(&format!("/api/runs/{id}")).await
     }
 
+    /// `POST /api/runs/{id}/{action}` (approve, rollback, retry; `gate` for retry only).
     pub async fn post_action(
         &self,
         id: &str,
         action: &str,
         reason: Option<&str>,
+        gate: Option<&str>,
     ) -> Result<serde_json::Value> {
         let url = format!("{}/api/runs/{id}/{action}", self.base);
-        let body = serde_json::json!({ "actor": whoami(), "reason": reason });
+        let body = serde_json::json!({ "actor": whoami(), "reason": reason, "gate": gate });
         let body = strip_nulls(body);
         let res = self
             .http

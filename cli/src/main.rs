@@ -329,6 +329,18 @@ enum RunsCommand {
         #[arg(long, env = "VAIA_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Run again the gate whose error or inconclusive verdict failed a run (a judge or a
+    /// registry that was down); a failing verdict is a finding and is not retried.
+    Retry {
+        id: String,
+        /// The gate to run again (the one `vaia runs show` names in the failure).
+        #[arg(long)]
+        gate: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, env = "VAIA_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -699,11 +711,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             json,
         }) => vaia::ct_cmd::show(&url, &repo, limit, json).await,
         Command::Runs(RunsCommand::Approve { id, url }) => {
-            cli_runs::action(&url, &id, "approve", None).await
+            cli_runs::action(&url, &id, "approve", None, None).await
         }
         Command::Runs(RunsCommand::Rollback { id, reason, url }) => {
-            cli_runs::action(&url, &id, "rollback", reason.as_deref()).await
+            cli_runs::action(&url, &id, "rollback", reason.as_deref(), None).await
         }
+        Command::Runs(RunsCommand::Retry {
+            id,
+            gate,
+            reason,
+            url,
+        }) => cli_runs::action(&url, &id, "retry", reason.as_deref(), Some(&gate)).await,
         Command::Evidence(EvidenceCommand::Upload {
             dir,
             repo,

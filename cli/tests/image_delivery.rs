@@ -141,7 +141,7 @@ async fn promotions_tag_the_image_and_rollback_moves_prod_back() {
 
     // Rollback of the second: prod back at the first's digest.
     client
-        .post_action(two.run.id.as_str(), "rollback", Some("error rate"))
+        .post_action(two.run.id.as_str(), "rollback", Some("error rate"), None)
         .await
         .unwrap();
     let notes = delivery_note(&client, two.run.id.as_str(), 2).await;

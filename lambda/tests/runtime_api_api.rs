@@ -66,6 +66,112 @@ async fn api_answers_every_api_gateway_fixture() {
     operator_requests_are_validated_before_signalling(&h).await;
     alertmanager_notifications_roll_back_once(&h).await;
     h.stop().await;
+    // After the tests above: the queues are shared by name, and this one signals too.
+    token_layer_guards_the_routes(m).await;
+}
+
+/// The token layer as the function runs it, with `VAIA_API_TOKENS` set (the HTTP API's
+/// IAM authoriser aside): a read without a token or with a wrong one is 401, a token
+/// without the route's role 403, the right role passes; the answers are JSON and never
+/// carry the token.
+async fn token_layer_guards_the_routes(m: &vaia_aws::testing::Moto) {
+    use vaia_api::auth::hash_token;
+    use vaia_core::ports::{Queue, RunStore};
+    const READ: &str = "read-token-for-the-runtime-api-test";
+    const OPERATE: &str = "operate-token-for-the-runtime-api-test";
+    let tokens = format!(
+        "dash:read:{};ops:read+operate:{}",
+        hash_token(READ),
+        hash_token(OPERATE)
+    );
+    let h = LambdaHarness::start(
+        env!("CARGO_BIN_EXE_api").as_ref(),
+        "api-tokens",
+        m,
+        &[("VAIA_API_TOKENS", tokens.as_str())],
+    )
+    .await;
+    let run = sample_run();
+    h.ports.store.create(&run, &[]).await.unwrap();
+    let with_token = |fixture: &str, token: Option<&str>| {
+        let mut e = vaia_aws::testing::fixture(fixture);
+        if let Some(t) = token {
+            e["headers"]["authorization"] = format!("Bearer {t}").into();
+        }
+        e
+    };
+    let approve = |token: Option<&str>| {
+        let mut e = with_token("apigw-v2-api-approve-bad-body.json", token);
+        let path = format!("/api/runs/{}/approve", run.id);
+        let body = r#"{"actor": "ops"}"#;
+        e["rawPath"] = path.clone().into();
+        e["requestContext"]["http"]["path"] = path.into();
+        e["body"] = body.into();
+        e["headers"]["content-length"] = body.len().to_string().into();
+        e
+    };
+    let signalled_before = h.ports.queue.depth("advance").await.unwrap().visible;
+    let cases = [
+        (
+            "list, no token",
+            with_token("apigw-v2-api-list-runs.json", None),
+            401,
+        ),
+        (
+            "list, wrong token",
+            with_token("apigw-v2-api-list-runs.json", Some("not-a-token")),
+            401,
+        ),
+        (
+            "list, read",
+            with_token("apigw-v2-api-list-runs.json", Some(READ)),
+            200,
+        ),
+        (
+            "openapi, no token",
+            with_token("apigw-v2-api-openapi.json", None),
+            200,
+        ),
+        ("approve, no token", approve(None), 401),
+        ("approve, read", approve(Some(READ)), 403),
+        ("approve, operate", approve(Some(OPERATE)), 202),
+    ];
+    for (name, event, expected) in cases {
+        let answer = h.api.invoke(event).await.unwrap();
+        let raw = format!("{answer:?}");
+        let (status, body) = status_and_body(name, answer);
+        assert_eq!(status, expected, "{name}: {body}");
+        if expected >= 400 {
+            assert!(body["error"].is_string(), "{name}: {body}");
+        }
+        assert!(
+            !raw.contains(READ) && !raw.contains(OPERATE),
+            "{name}: the answer carries a token: {raw}"
+        );
+    }
+    assert_eq!(
+        h.ports.queue.depth("advance").await.unwrap().visible,
+        signalled_before + 1,
+        "only the operate token's approval was signalled"
+    );
+    h.stop().await;
+}
+
+fn sample_run() -> vaia_core::run::Run {
+    let now = chrono::Utc::now();
+    vaia_core::run::Run::new(
+        vaia_core::Repository::new("octo-org/agent").unwrap(),
+        vaia_core::CommitSha::new("8f1e2d3c4b5a69788796a5b4c3d2e1f001234567").unwrap(),
+        Some("main".into()),
+        vaia_core::run::Trigger {
+            kind: "push".into(),
+            delivery: None,
+            actor: None,
+            at: now,
+        },
+        vaia_core::policy::Policy::default(),
+        now,
+    )
 }
 
 /// The token the harness gives the function (the `apigw-v2-alertmanager-*` fixtures send it).
@@ -175,20 +281,7 @@ async fn alertmanager_notifications_roll_back_once(h: &LambdaHarness) {
 /// tests in this binary would share the advance queue.)
 async fn operator_requests_are_validated_before_signalling(h: &LambdaHarness) {
     use vaia_core::ports::{Queue, RunStore};
-    let now = chrono::Utc::now();
-    let run = vaia_core::run::Run::new(
-        vaia_core::Repository::new("octo-org/agent").unwrap(),
-        vaia_core::CommitSha::new("8f1e2d3c4b5a69788796a5b4c3d2e1f001234567").unwrap(),
-        Some("main".into()),
-        vaia_core::run::Trigger {
-            kind: "push".into(),
-            delivery: None,
-            actor: None,
-            at: now,
-        },
-        vaia_core::policy::Policy::default(),
-        now,
-    );
+    let run = sample_run();
     h.ports.store.create(&run, &[]).await.unwrap();
     let path = format!("/api/runs/{}/approve", run.id);
     let event = |body: &str| {

@@ -104,12 +104,12 @@ export function listAliases(repo: string): Promise<AliasList> {
   return request<AliasList>("GET", `/api/registry/${repoPath(repo)}/aliases`);
 }
 
-export type Action = "approve" | "rollback";
+export type Action = "approve" | "rollback" | "retry";
 
-export function act(id: string, action: Action, reason?: string) {
-  return request<components["schemas"]["Accepted"]>(
-    "POST",
-    `/api/runs/${encodeURIComponent(id)}/${action}`,
-    reason ? { reason } : {},
-  );
+/// An operator request; `gate` names the gate to run again (retry only).
+export function act(id: string, action: Action, reason?: string, gate?: string) {
+  return request<components["schemas"]["Accepted"]>("POST", `/api/runs/${encodeURIComponent(id)}/${action}`, {
+    ...(reason ? { reason } : {}),
+    ...(gate ? { gate } : {}),
+  });
 }

@@ -307,6 +307,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/runs/{id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Run again the gate whose error or inconclusive verdict failed a FAILED run, with any gate of its stage that never answered (refused and logged otherwise: a failing verdict is a finding about the candidate, not a fault of the gate) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: components["parameters"]["RunId"];
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["Action"];
+                };
+            };
+            responses: {
+                /** @description request queued for the orchestrator */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Accepted"];
+                    };
+                };
+                /** @description the body names no gate, or is not an Action */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description no such run */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/evidence/{owner}/{repo}/{commit}/{file}": {
         parameters: {
             query?: never;
@@ -848,6 +908,8 @@ export interface components {
         Action: {
             actor?: string;
             reason?: string;
+            /** @description the gate to run again: /retry only, where it is required */
+            gate?: string;
         };
         RunSummary: {
             id: components["schemas"]["RunId"];
@@ -924,6 +986,17 @@ export interface components {
                 reason: string;
             };
             rollback?: Record<string, never>;
+            /** @description the latest operator retry of an errored gate; its attempt numbers the gate jobs and verdicts of the run as it now is */
+            retry?: {
+                gate: string;
+                /** @enum {string} */
+                stage: "ci" | "staging";
+                attempt: number;
+                actor: string;
+                reason: string;
+                /** Format: date-time */
+                at: string;
+            };
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */

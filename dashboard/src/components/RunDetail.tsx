@@ -99,13 +99,19 @@ function Actions({ detail }: { detail: Detail }) {
   const { run } = detail;
   const qc = useQueryClient();
   const [reason, setReason] = useState("");
+  // The gate whose error or inconclusive verdict failed the run may run again (a judge or
+  // a Prometheus that was down); a failing verdict is a finding, not retried.
+  const failedGate = run.state === "FAILED" ? run.failure?.gate : undefined;
+  const outcome = failedGate ? detail.verdicts[failedGate]?.outcome : undefined;
+  const retryGate = outcome === "error" || outcome === "inconclusive" ? failedGate : undefined;
   const m = useMutation({
-    mutationFn: (a: Action) => act(run.id, a, a === "rollback" ? reason || undefined : undefined),
+    mutationFn: (a: Action) =>
+      act(run.id, a, a === "approve" ? undefined : reason || undefined, a === "retry" ? retryGate : undefined),
     onSuccess: () => void qc.invalidateQueries({ queryKey: ["run", run.id] }),
   });
   const canApprove = run.state === "CT_QUEUED";
   const canRollback = run.state === "PROMOTED";
-  if (!canApprove && !canRollback) return null;
+  if (!canApprove && !canRollback && !retryGate) return null;
   const err = m.error instanceof ApiError ? m.error : null;
   return (
     <section aria-labelledby="actions-heading" className="actions">
@@ -127,6 +133,21 @@ function Actions({ detail }: { detail: Detail }) {
           </label>{" "}
           <button type="submit" disabled={m.isPending}>
             Roll back
+          </button>
+        </form>
+      ) : null}
+      {retryGate ? (
+        <form
+          onSubmit={(e) => {
+            e.preventDefault();
+            m.mutate("retry");
+          }}
+        >
+          <label>
+            Reason <input value={reason} onChange={(e) => setReason(e.target.value)} placeholder="what was fixed" />
+          </label>{" "}
+          <button type="submit" disabled={m.isPending}>
+            Retry gate {retryGate}
           </button>
         </form>
       ) : null}

@@ -123,4 +123,34 @@ describe("RunView operator actions", () => {
     fireEvent.click(screen.getByRole("button", { name: "Roll back" }));
     await waitFor(() => expect(screen.getByText(/Refused \(HTTP 403\): token "viewer" lacks role operate/)).toBeTruthy());
   });
+
+  it("an errored gate that failed the run can be retried, and only that one", async () => {
+    const calls: { url: string; body: string }[] = [];
+    vi.stubGlobal("WebSocket", SilentSocket);
+    vi.stubGlobal(
+      "fetch",
+      vi.fn(async (url: string, init?: RequestInit) => {
+        calls.push({ url, body: String(init?.body ?? "") });
+        return url.endsWith("/retry") ? json({ status: "accepted", run_id: "r", message_id: "m" }, 202) : json({ runs: [] });
+      }),
+    );
+    const errored = structuredClone(promoted) as unknown as RunDetail;
+    errored.run.state = "FAILED";
+    errored.run.failure = { gate: "eval", reason: "gate eval error: the judge is unreachable" };
+    errored.verdicts.eval.outcome = "error";
+    mount(<RunView detail={errored} />);
+    expect(screen.queryByRole("button", { name: "Roll back" })).toBeNull();
+    fireEvent.change(screen.getByPlaceholderText("what was fixed"), { target: { value: "judge is back" } });
+    fireEvent.click(screen.getByRole("button", { name: "Retry gate eval" }));
+    await waitFor(() => expect(calls.some((c) => c.url.endsWith("/retry"))).toBe(true));
+    const sent = calls.find((c) => c.url.endsWith("/retry"))!;
+    expect(JSON.parse(sent.body)).toEqual({ gate: "eval", reason: "judge is back" });
+    cleanup();
+
+    // A failing verdict is a finding: no retry is offered.
+    const failing = structuredClone(errored);
+    failing.verdicts.eval.outcome = "fail";
+    mount(<RunView detail={failing} />);
+    expect(screen.queryByRole("button", { name: /Retry gate/ })).toBeNull();
+  });
 });

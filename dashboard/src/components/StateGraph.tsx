@@ -22,6 +22,8 @@ export function StateGraph({ path, current }: { path: State[]; current: State })
   edges.push(["PROMOTED", "ROLLBACK"]);
   for (let i = 0; i + 1 < path.length; i++) {
     if (path[i + 1] === "FAILED") edges.push([path[i], "FAILED"]);
+    // An operator's retry of an errored gate goes back to its stage.
+    if (path[i] === "FAILED") edges.push(["FAILED", path[i + 1]]);
   }
   const nodes: State[] = [...HAPPY_PATH, "FAILED", "ROLLBACK"];
   const width = 10 + HAPPY_PATH.length * (W + GAP);

@@ -21,7 +21,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use vaia_core::messages::{send_signal, Signal};
 use vaia_core::ports::{BlobStore, Bounded, PortError, Queue, RunCursor, RunStore};
 use vaia_core::run::{Run, RunEvent};
-use vaia_core::{BlobKey, CommitSha, Repository, RunId, Verdict};
+use vaia_core::{BlobKey, CommitSha, GateName, Repository, RunId, Verdict};
 
 pub mod auth;
 pub mod ct;
@@ -53,6 +53,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/runs/{id}", get(show_run))
         .route("/api/runs/{id}/approve", post(approve))
         .route("/api/runs/{id}/rollback", post(rollback))
+        .route("/api/runs/{id}/retry", post(retry))
         .route(
             "/api/evidence/{owner}/{repo}/{commit}/{file}",
             put(upload_evidence)
@@ -232,6 +233,43 @@ struct ActionBody {
     actor: Option<String>,
     #[serde(default)]
     reason: Option<String>,
+    /// The gate to run again (`/retry` only).
+    #[serde(default)]
+    gate: Option<String>,
+}
+
+/// The operator request a route makes of its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Approve,
+    Rollback,
+    Retry,
+}
+
+impl Action {
+    /// The signal, with the body's reason or a default naming `actor`; `Err` is a 400.
+    fn signal(self, b: &ActionBody, actor: &str) -> Result<Signal, ApiError> {
+        let reason = |what: &str| {
+            b.reason
+                .clone()
+                .unwrap_or_else(|| format!("{what} requested by {actor}"))
+        };
+        match (self, &b.gate) {
+            (Action::Retry, Some(gate)) => Ok(Signal::RetryGate {
+                gate: GateName::new(gate.as_str())
+                    .map_err(|e| bad_request(format!("request body: $.gate: {e}")))?,
+                reason: reason("retry"),
+            }),
+            (Action::Retry, None) => Err(bad_request(
+                "request body: $.gate is required: the gate to run again",
+            )),
+            (_, Some(_)) => Err(bad_request("request body: $.gate applies to /retry only")),
+            (Action::Approve, None) => Ok(Signal::Approve),
+            (Action::Rollback, None) => Ok(Signal::Rollback {
+                reason: reason("rollback"),
+            }),
+        }
+    }
 }
 
 /// Longest `actor` of an operator request, in bytes: a name, not a document.
@@ -264,7 +302,7 @@ async fn operator_signal(
     s: &ApiState,
     id: &str,
     body: &Bytes,
-    signal: Signal,
+    action: Action,
     caller: Option<auth::Caller>,
 ) -> Result<Response, ApiError> {
     let run = load(s, id).await?;
@@ -276,14 +314,7 @@ async fn operator_signal(
         None => b.actor.clone().unwrap_or_else(|| "api".to_string()),
     };
     let actor = format!("operator:{who}");
-    let signal = match signal {
-        Signal::Rollback { .. } => Signal::Rollback {
-            reason: b
-                .reason
-                .unwrap_or_else(|| format!("rollback requested by {actor}")),
-        },
-        other => other,
-    };
+    let signal = action.signal(&b, &actor)?;
     // Each operator request is its own message: two approvals are two requests.
     let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
     let dedupe = format!("{}:{nanos}", signal.name());
@@ -301,7 +332,18 @@ async fn approve(
     caller: Option<Extension<auth::Caller>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    operator_signal(&s, &id, &body, Signal::Approve, caller.map(|c| c.0)).await
+    operator_signal(&s, &id, &body, Action::Approve, caller.map(|c| c.0)).await
+}
+
+/// Runs again the gate whose `error` or `inconclusive` verdict failed the run (the
+/// orchestrator refuses, and logs, any other retry).
+async fn retry(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    caller: Option<Extension<auth::Caller>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    operator_signal(&s, &id, &body, Action::Retry, caller.map(|c| c.0)).await
 }
 
 async fn rollback(
@@ -310,16 +352,7 @@ async fn rollback(
     caller: Option<Extension<auth::Caller>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    operator_signal(
-        &s,
-        &id,
-        &body,
-        Signal::Rollback {
-            reason: String::new(),
-        },
-        caller.map(|c| c.0),
-    )
-    .await
+    operator_signal(&s, &id, &body, Action::Rollback, caller.map(|c| c.0)).await
 }
 
 /// Stores one file of an evidence bundle. A bundle whose manifest is stored is sealed:

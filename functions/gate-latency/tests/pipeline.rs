@@ -92,6 +92,7 @@ impl F {
             commit: self.run.commit.clone(),
             gate: GateName::new("latency").unwrap(),
             stage: Stage::Ci,
+            attempt: 0,
         }
     }
 }
@@ -116,7 +117,7 @@ async fn prometheus_baseline_from_the_policy_query_and_range() {
     assert_eq!(asked[0].query, vaia_core::policy::DEFAULT_LATENCY_QUERY);
     assert!((asked[0].end - asked[0].start - 1800.0).abs() < 1e-6);
     // The verdict is stored and the orchestrator told.
-    let key = verdict_key(&f.run.id, Stage::Ci, &GateName::new("latency").unwrap()).unwrap();
+    let key = verdict_key(&f.run.id, Stage::Ci, &GateName::new("latency").unwrap(), 0).unwrap();
     assert!(f.blobs.get(&key).await.unwrap().is_some());
     assert_eq!(f.queue.depth(queues::ADVANCE).await.unwrap().visible, 1);
 }

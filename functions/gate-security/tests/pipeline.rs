@@ -52,6 +52,7 @@ async fn run(policy: Policy, files: &[(&str, &[u8])]) -> (vaia_core::Verdict, Ar
         commit: r.commit.clone(),
         gate: GateName::new("security").unwrap(),
         stage: Stage::Ci,
+        attempt: 0,
     };
     (gate.run(&job).await.unwrap().unwrap(), queue)
 }

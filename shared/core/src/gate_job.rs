@@ -39,8 +39,9 @@ pub async fn run_for_job(store: &dyn RunStore, job: &GateJob) -> Result<Option<R
         .get(&job.run_id)
         .await?
         .ok_or_else(|| GateError::RunNotFound(job.run_id.clone()))?;
-    if run.state.stage() != Some(job.stage) {
-        tracing::debug!(run_id = %run.id, state = %run.state, gate = %job.gate, "stale gate job");
+    if run.state.stage() != Some(job.stage) || run.attempt() != job.attempt {
+        tracing::debug!(run_id = %run.id, state = %run.state, gate = %job.gate,
+            attempt = job.attempt, "stale gate job");
         return Ok(None);
     }
     Ok(Some(run))
@@ -55,7 +56,7 @@ pub async fn publish_verdict(
     actor: &str,
     verdict: &Verdict,
 ) -> Result<(), GateError> {
-    let key = verdict_key(&run.id, job.stage, &job.gate)?;
+    let key = verdict_key(&run.id, job.stage, &job.gate, job.attempt)?;
     let bytes = serde_json::to_vec_pretty(verdict)
         .map_err(|e| PortError::Invalid(format!("cannot encode verdict: {e}")))?;
     blobs.put(&key, &bytes).await?;
@@ -66,8 +67,12 @@ pub async fn publish_verdict(
         summary: verdict.summary.clone(),
         metrics: verdict.metrics.clone(),
         verdict: key,
+        attempt: job.attempt,
     };
-    let dedupe = format!("verdict:{}:{}", job.gate, job.stage);
+    let dedupe = match job.attempt {
+        0 => format!("verdict:{}:{}", job.gate, job.stage),
+        n => format!("verdict:{}:{}:attempt-{n}", job.gate, job.stage),
+    };
     send_signal(
         queue,
         &run.id,

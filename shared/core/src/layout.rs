@@ -18,8 +18,18 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub fn verdict_key(run: &RunId, stage: Stage, gate: &GateName) -> Result<BlobKey, IdError> {
-    BlobKey::new(format!("verdicts/{run}/{stage}/{gate}.json"))
+/// Where a gate's full verdict is stored; a retried gate's verdict of attempt n is stored
+/// beside the earlier ones (`<gate>.attempt-<n>.json`), which stay for the audit.
+pub fn verdict_key(
+    run: &RunId,
+    stage: Stage,
+    gate: &GateName,
+    attempt: u32,
+) -> Result<BlobKey, IdError> {
+    match attempt {
+        0 => BlobKey::new(format!("verdicts/{run}/{stage}/{gate}.json")),
+        n => BlobKey::new(format!("verdicts/{run}/{stage}/{gate}.attempt-{n}.json")),
+    }
 }
 
 /// `registry/<owner>/<repo>/versions/`: list it for a repository's versions.

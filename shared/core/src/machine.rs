@@ -8,7 +8,8 @@
 use crate::ids::GateName;
 use crate::messages::{AdvanceMessage, Effect, GateJob, RegistryJob, Signal};
 use crate::run::{
-    Approval, CtBaseline, EventKind, Failure, GateRecord, RollbackRequest, Run, RunEvent, Timestamp,
+    Approval, CtBaseline, EventKind, Failure, GateRecord, GateRetry, RollbackRequest, Run,
+    RunEvent, Timestamp,
 };
 use crate::state::{PipelineState, Stage};
 use crate::verdict::Outcome;
@@ -21,7 +22,9 @@ pub type Guard = fn(&Run) -> Result<(), String>;
 pub enum EntryAction {
     /// Ask the registry to verify the evidence if it is already there.
     VerifyEvidence,
-    /// Fan out the stage's gate jobs (or note that the stage has none).
+    /// Fan out the jobs of the stage's gates that have no verdict (or note that the stage
+    /// has none): every gate on entering the stage, the retried gate and any whose verdict
+    /// never arrived on a retry.
     StartGates(Stage),
     /// Ask the registry for a semantic version and to record the image.
     RegisterArtifact,
@@ -63,6 +66,11 @@ const fn row(
 
 const FAILED_DOC: &str =
     "a gate failed, errored past its retries, evidence was rejected, or the run timed out";
+const RETRY_DOC: &str =
+    "an operator retries the gate whose error or inconclusive verdict failed the run";
+
+/// How many times an operator may retry the gates of one run.
+pub const MAX_GATE_RETRIES: u32 = 5;
 
 /// The transition table. Failure rows come first so that a recorded failure wins.
 pub const TABLE: &[Transition] = &[
@@ -157,6 +165,21 @@ pub const TABLE: &[Transition] = &[
         "a firing alert or an operator's rollback",
         EntryAction::RestorePrevious,
     ),
+    // FAILED is final but for this: an operator's retry of a gate that could not judge.
+    row(
+        Failed,
+        CiRunning,
+        guard_retry_ci,
+        RETRY_DOC,
+        EntryAction::StartGates(Stage::Ci),
+    ),
+    row(
+        Failed,
+        StagingEval,
+        guard_retry_staging,
+        RETRY_DOC,
+        EntryAction::StartGates(Stage::Staging),
+    ),
 ];
 
 fn guard_failure(run: &Run) -> Result<(), String> {
@@ -230,6 +253,26 @@ fn guard_rollback(run: &Run) -> Result<(), String> {
         Some(_) => Ok(()),
         None => Err("no rollback requested".into()),
     }
+}
+
+/// A retry was asked (recording it cleared the failure) for a gate of `stage`.
+fn guard_retry(run: &Run, stage: Stage) -> Result<(), String> {
+    if run.failure.is_some() {
+        return Err("no retry asked since the run failed".into());
+    }
+    match &run.retry {
+        Some(r) if r.stage == stage => Ok(()),
+        Some(r) => Err(format!("the retried gate {} is a {} gate", r.gate, r.stage)),
+        None => Err("no retry asked".into()),
+    }
+}
+
+fn guard_retry_ci(run: &Run) -> Result<(), String> {
+    guard_retry(run, Stage::Ci)
+}
+
+fn guard_retry_staging(run: &Run) -> Result<(), String> {
+    guard_retry(run, Stage::Staging)
 }
 
 /// The row for `from → to`, if the table has one.
@@ -327,8 +370,9 @@ pub fn decide(run: &Run, msg: &AdvanceMessage, cause: &str, now: Timestamp) -> D
     let start = next.state;
     let mut effects = Vec::new();
     let mut changes = Vec::new();
-    // Each applied row leaves its `from` state, and the table has no cycles, so this
-    // terminates; the bound is a belt over the braces.
+    // Each applied row leaves its `from` state, and the only cycle (FAILED → a stage →
+    // FAILED) needs a retry, which one signal records once, so this terminates; the bound
+    // is a belt over the braces.
     for _ in 0..TABLE.len() {
         let Some(row) = TABLE
             .iter()
@@ -456,16 +500,17 @@ pub fn entry_effects(run: &Run, entry: EntryAction) -> Vec<Effect> {
     match entry {
         EntryAction::VerifyEvidence => registry(RegistryJob::VerifyEvidence { run_id: id }),
         EntryAction::StartGates(stage) => run
-            .policy
-            .gates(stage)
-            .iter()
-            .map(|gate| {
+            .stage_verdicts(stage)
+            .into_iter()
+            .filter(|(_, record)| record.is_none())
+            .map(|(gate, _)| {
                 Effect::Gate(GateJob {
                     run_id: id.clone(),
                     repository: run.repository.clone(),
                     commit: run.commit.clone(),
                     gate: gate.clone(),
                     stage,
+                    attempt: run.attempt(),
                 })
             })
             .collect(),
@@ -522,9 +567,16 @@ fn record(run: &mut Run, signal: &Signal, actor: &str, now: Timestamp) -> Record
             summary,
             metrics,
             verdict,
+            attempt,
         } => {
             if state.stage() != Some(*stage) {
                 return ignore(&format!("{stage} verdict of {gate}"));
+            }
+            if *attempt != run.attempt() {
+                return Recorded::Ignore(format!(
+                    "verdict of {gate} for attempt {attempt}; the run is at attempt {}",
+                    run.attempt()
+                ));
             }
             if !run.policy.gates(*stage).contains(gate) {
                 return Recorded::Ignore(format!(
@@ -658,6 +710,63 @@ fn record(run: &mut Run, signal: &Signal, actor: &str, now: Timestamp) -> Record
                 requested: Some(Rollback),
             }
         }
+        Signal::RetryGate { gate, reason } => {
+            let refuse = |reason: String| Recorded::Refused { to: None, reason };
+            if state != Failed {
+                return refuse(format!(
+                    "only a FAILED run can retry a gate; run is {state}"
+                ));
+            }
+            let failure = run.failure.clone().unwrap_or_else(|| Failure {
+                gate: None,
+                reason: "no failure recorded".into(),
+                at: now,
+            });
+            if failure.gate.as_ref() != Some(gate) {
+                return refuse(format!(
+                    "gate {gate} did not fail this run: {}",
+                    failure.reason
+                ));
+            }
+            let Some(record) = run.verdicts.get(gate) else {
+                return refuse(format!("gate {gate} has no verdict to retry"));
+            };
+            if !matches!(record.outcome, Outcome::Error | Outcome::Inconclusive) {
+                return refuse(format!(
+                    "gate {gate} {}: a failing verdict is a finding about the candidate, \
+                     not a fault of the gate; push a fix instead of retrying",
+                    record.outcome.as_str()
+                ));
+            }
+            if run.attempt() >= MAX_GATE_RETRIES {
+                return refuse(format!(
+                    "the run's gates were retried {MAX_GATE_RETRIES} times, the most a run allows"
+                ));
+            }
+            let stage = record.stage;
+            let attempt = run.attempt() + 1;
+            run.verdicts.remove(gate);
+            run.failure = None;
+            run.retry = Some(GateRetry {
+                gate: gate.clone(),
+                stage,
+                attempt,
+                actor: actor.to_string(),
+                reason: reason.clone(),
+                at: now,
+            });
+            Recorded::Data {
+                note: Some((
+                    format!(
+                        "retry {attempt} of gate {gate} asked by {actor}: {reason} (it failed \
+                         the run with: {})",
+                        failure.reason
+                    ),
+                    None,
+                )),
+                requested: Some(stage.state()),
+            }
+        }
         Signal::Timeout => {
             if !state.is_in_flight() || now < run.deadline() || run.failure.is_some() {
                 return ignore("timeout");
@@ -740,6 +849,13 @@ fn describe(row: &Transition, run: &Run) -> String {
             .as_ref()
             .map(|r| r.reason.clone())
             .unwrap_or_default(),
+        (Failed, _) => match &run.retry {
+            Some(r) => format!(
+                "retry {} of gate {}, asked by {}: {}",
+                r.attempt, r.gate, r.actor, r.reason
+            ),
+            None => row.guard_doc.into(),
+        },
         _ => row.guard_doc.into(),
     }
 }
@@ -827,6 +943,7 @@ mod tests {
             summary: "3 tools, no changes".into(),
             metrics: Default::default(),
             verdict: BlobKey::new("verdicts/r/schema.json").unwrap(),
+            attempt: 0,
         }
     }
 
@@ -891,6 +1008,43 @@ mod tests {
     #[test]
     fn every_row_guard_holds_when_its_data_is_there_and_not_otherwise() {
         for row in TABLE {
+            if row.from == Failed {
+                let stage = row.to.stage().expect("a retry returns to a stage");
+                let mut run = run_in(CiRunning);
+                run.state = Failed;
+                run.failure = Some(Failure {
+                    gate: None,
+                    reason: "x".into(),
+                    at: t0(),
+                });
+                let retry = |stage: Stage| GateRetry {
+                    gate: GateName::new("schema").unwrap(),
+                    stage,
+                    attempt: 1,
+                    actor: "op".into(),
+                    reason: "judge was down".into(),
+                    at: t0(),
+                };
+                assert!((row.guard)(&run).is_err(), "{row:?} holds with a failure");
+                run.retry = Some(retry(stage));
+                assert!(
+                    (row.guard)(&run).is_err(),
+                    "{row:?}: a failure after the retry"
+                );
+                run.failure = None;
+                assert_eq!((row.guard)(&run), Ok(()), "{row:?}");
+                let other = if stage == Stage::Ci {
+                    Stage::Staging
+                } else {
+                    Stage::Ci
+                };
+                run.retry = Some(retry(other));
+                assert!(
+                    (row.guard)(&run).is_err(),
+                    "{row:?}: a retry of the other stage"
+                );
+                continue;
+            }
             let mut run = match row.from {
                 Idle | Triggered | CiRunning | Build | CtQueued | Promoted => run_in(row.from),
                 StagingEval => {
@@ -990,8 +1144,10 @@ mod tests {
             assert!(find(s, Failed).is_some(), "{s} → FAILED");
         }
         assert!(find(Promoted, Failed).is_none());
-        for t in TABLE {
-            assert!(!t.from.is_terminal());
+        // Nothing leaves a terminal state but an operator's retry of a gate.
+        for t in TABLE.iter().filter(|t| t.from.is_terminal()) {
+            assert_eq!(t.from, Failed, "{} → {}", t.from, t.to);
+            assert!(matches!(t.to, CiRunning | StagingEval) && t.guard_doc == RETRY_DOC);
         }
         assert!(check(&run_in(Idle), Promoted)
             .unwrap_err()
@@ -1203,5 +1359,182 @@ mod tests {
     fn events_carry_the_cause_for_redelivery_detection() {
         let a = apply(&new_run(Policy::schema_only()), Some(Idle), Signal::Trigger);
         assert!(a.events.iter().all(|e| e.cause.as_deref() == Some("m-1")));
+    }
+
+    fn gate_verdict(gate: &str, outcome: Outcome, attempt: u32) -> Signal {
+        Signal::GateVerdict {
+            gate: GateName::new(gate).unwrap(),
+            stage: Stage::Ci,
+            outcome,
+            summary: format!("{gate} said {}", outcome.as_str()),
+            metrics: Default::default(),
+            verdict: BlobKey::new(format!("verdicts/r/ci/{gate}.json")).unwrap(),
+            attempt,
+        }
+    }
+
+    fn retry(gate: &str) -> Signal {
+        Signal::RetryGate {
+            gate: GateName::new(gate).unwrap(),
+            reason: "the judge was down".into(),
+        }
+    }
+
+    /// The default policy's run with its CI gates running: schema, prompt, eval, security,
+    /// latency.
+    fn ci_run() -> Run {
+        let run = new_run(Policy::default());
+        let a = apply(&run, Some(Idle), Signal::Trigger);
+        let a = apply(
+            &a.run,
+            Some(Triggered),
+            Signal::EvidenceVerified {
+                evidence: evidence(),
+            },
+        );
+        assert_eq!(a.run.state, CiRunning);
+        assert_eq!(a.effects.len(), 5);
+        a.run
+    }
+
+    fn gate_jobs(effects: &[Effect]) -> Vec<(String, u32)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Gate(j) => Some((j.gate.to_string(), j.attempt)),
+                Effect::Registry(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_errored_gate_is_retried_with_the_gates_that_never_answered() {
+        let mut run = ci_run();
+        run = apply(
+            &run,
+            Some(CiRunning),
+            gate_verdict("schema", Outcome::Pass, 0),
+        )
+        .run;
+        let failed = apply(
+            &run,
+            Some(CiRunning),
+            gate_verdict("eval", Outcome::Error, 0),
+        )
+        .run;
+        assert_eq!(failed.state, Failed);
+        // A verdict arriving once the run failed is dropped (FAILED is no stage).
+        ignored(
+            &failed,
+            Some(CiRunning),
+            gate_verdict("prompt", Outcome::Pass, 0),
+        );
+
+        let a = apply(&failed, None, retry("eval"));
+        assert_eq!(a.run.state, CiRunning);
+        assert_eq!(a.run.attempt(), 1);
+        assert!(a.run.failure.is_none());
+        assert!(!a.run.verdicts.contains_key(&GateName::new("eval").unwrap()));
+        assert_eq!(
+            a.run.verdicts[&GateName::new("schema").unwrap()].outcome,
+            Outcome::Pass,
+            "a passed gate keeps its verdict"
+        );
+        // The retried gate and every gate without a verdict run again, as attempt 1.
+        assert_eq!(
+            gate_jobs(&a.effects),
+            ["prompt", "eval", "security", "latency"].map(|g| (g.to_string(), 1))
+        );
+        let note = &a.events[0];
+        assert_eq!(note.actor, "test");
+        assert!(note
+            .reason
+            .contains("retry 1 of gate eval asked by test: the judge was down"));
+        assert!(note.reason.contains("eval said error"), "{}", note.reason);
+        assert_eq!(a.events[1].from, Failed);
+        assert_eq!(a.events[1].to, Some(CiRunning));
+        // The deadline counts from the retry: a retry long after creation is not timed out.
+        let mut late = a.run.clone();
+        let later = t0() + chrono::Duration::days(2);
+        if let Some(r) = late.retry.as_mut() {
+            r.at = later;
+        }
+        let timeout = i64::try_from(late.policy.run.timeout_secs).unwrap();
+        assert_eq!(late.deadline(), later + chrono::Duration::seconds(timeout));
+
+        // Verdicts of the first attempt are stale now; the retry's verdicts move it on.
+        let why = ignored(
+            &a.run,
+            Some(CiRunning),
+            gate_verdict("eval", Outcome::Pass, 0),
+        );
+        assert!(why.contains("attempt 0"), "{why}");
+        let mut run = a.run;
+        for gate in ["prompt", "eval", "security", "latency"] {
+            run = apply(&run, Some(CiRunning), gate_verdict(gate, Outcome::Pass, 1)).run;
+        }
+        assert_eq!(run.state, Build);
+        // An error again fails the run again, and it may be retried again.
+        let mut again = failed.clone();
+        again = apply(&again, None, retry("eval")).run;
+        again = apply(
+            &again,
+            Some(CiRunning),
+            gate_verdict("eval", Outcome::Inconclusive, 1),
+        )
+        .run;
+        assert_eq!(again.state, Failed);
+        let a = apply(&again, None, retry("eval"));
+        assert_eq!(a.run.attempt(), 2);
+        assert!(gate_jobs(&a.effects).iter().all(|(_, n)| *n == 2));
+    }
+
+    #[test]
+    fn a_retry_is_refused_unless_the_gate_errored_and_failed_the_run() {
+        let refused = |run: &Run, signal: Signal| -> String {
+            let a = apply(run, None, signal);
+            assert_eq!(a.run.state, run.state, "a refused retry changes no state");
+            assert_eq!(a.run.verdicts, run.verdicts);
+            assert!(a.effects.is_empty());
+            let e = a.events.last().unwrap();
+            assert_eq!(e.kind, EventKind::Refused);
+            e.reason.clone()
+        };
+        let ci = ci_run();
+        assert!(refused(&ci, retry("eval")).contains("only a FAILED run"));
+        assert!(refused(&run_in(Promoted), retry("schema")).contains("only a FAILED run"));
+
+        let failing = apply(&ci, Some(CiRunning), gate_verdict("eval", Outcome::Fail, 0)).run;
+        assert!(refused(&failing, retry("eval")).contains("a failing verdict is a finding"));
+
+        let errored = apply(
+            &ci,
+            Some(CiRunning),
+            gate_verdict("eval", Outcome::Error, 0),
+        )
+        .run;
+        assert!(refused(&errored, retry("schema")).contains("gate schema did not fail this run"));
+
+        let mut timed_out = ci.clone();
+        timed_out.state = Failed;
+        timed_out.failure = Some(Failure {
+            gate: None,
+            reason: "timed out in CI_RUNNING".into(),
+            at: t0(),
+        });
+        assert!(refused(&timed_out, retry("eval")).contains("timed out"));
+
+        let mut run = errored;
+        for attempt in 1..=MAX_GATE_RETRIES {
+            run = apply(&run, None, retry("eval")).run;
+            run = apply(
+                &run,
+                Some(CiRunning),
+                gate_verdict("eval", Outcome::Error, attempt),
+            )
+            .run;
+            assert_eq!(run.state, Failed);
+        }
+        assert!(refused(&run, retry("eval")).contains("the most a run allows"));
     }
 }

@@ -59,6 +59,9 @@ pub enum Signal {
         #[serde(default)]
         metrics: Map<String, Value>,
         verdict: BlobKey,
+        /// The run's attempt the gate judged for (see [`GateJob::attempt`]).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        attempt: u32,
     },
     /// The registry assigned the candidate a version.
     ArtifactRegistered {
@@ -83,6 +86,13 @@ pub enum Signal {
     Rollback { reason: String },
     /// The sweeper found the run past its deadline.
     Timeout,
+    /// An operator asks to run again a gate whose `error` or `inconclusive` verdict failed
+    /// the run (a failing verdict is a finding about the candidate and is never retried).
+    RetryGate { gate: GateName, reason: String },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Signal {
@@ -98,6 +108,7 @@ impl Signal {
             Signal::Approve => "approve",
             Signal::Rollback { .. } => "rollback",
             Signal::Timeout => "timeout",
+            Signal::RetryGate { .. } => "retry_gate",
         }
     }
 }
@@ -110,6 +121,10 @@ pub struct GateJob {
     pub commit: CommitSha,
     pub gate: GateName,
     pub stage: Stage,
+    /// The run's attempt when the job was sent ([`crate::run::Run::attempt`]): 0, or the
+    /// number of the operator's retry. A job of an earlier attempt is stale.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
 }
 
 /// Work for the registry function, other than object-created events.
@@ -188,7 +203,13 @@ impl Effect {
     /// A deduplication key: the same effect of the same run is the same message.
     pub fn dedupe_key(&self) -> String {
         match self {
-            Effect::Gate(job) => format!("{}:gate:{}:{}", job.run_id, job.gate, job.stage),
+            Effect::Gate(job) => {
+                let key = format!("{}:gate:{}:{}", job.run_id, job.gate, job.stage);
+                match job.attempt {
+                    0 => key,
+                    n => format!("{key}:attempt-{n}"),
+                }
+            }
             Effect::Registry(job) => {
                 let kind = serde_json::to_value(job)
                     .ok()

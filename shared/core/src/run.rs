@@ -49,6 +49,10 @@ pub struct Run {
     pub failure: Option<Failure>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackRequest>,
+    /// The latest operator retry of an errored gate; its `attempt` numbers the gate jobs
+    /// and verdicts that belong to the run as it now is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<GateRetry>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub state_entered_at: Timestamp,
@@ -129,6 +133,20 @@ pub struct Failure {
     pub at: Timestamp,
 }
 
+/// An operator's retry of a gate whose verdict was `error` or `inconclusive` (the gate could
+/// not judge: a judge or a registry down, a timeout), which failed the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateRetry {
+    pub gate: GateName,
+    pub stage: Stage,
+    /// 1 for the first retry of the run, then 2, …; jobs and verdicts of earlier attempts
+    /// are stale.
+    pub attempt: u32,
+    pub actor: String,
+    pub reason: String,
+    pub at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RollbackRequest {
     pub actor: String,
@@ -192,6 +210,7 @@ impl Run {
             approval: None,
             failure: None,
             rollback: None,
+            retry: None,
             created_at: now,
             updated_at: now,
             state_entered_at: now,
@@ -200,9 +219,19 @@ impl Run {
     }
 
     /// When an in-flight run times out.
+    /// A retried run has the policy's whole timeout again from its retry.
     pub fn deadline(&self) -> Timestamp {
         let secs = i64::try_from(self.policy.run.timeout_secs).unwrap_or(i64::MAX / 2);
-        self.created_at + chrono::Duration::seconds(secs.min(10 * 365 * 86_400))
+        let since = self
+            .retry
+            .as_ref()
+            .map_or(self.created_at, |r| r.at.max(self.created_at));
+        since + chrono::Duration::seconds(secs.min(10 * 365 * 86_400))
+    }
+
+    /// The attempt gate jobs and verdicts must carry: 0 until an operator retries a gate.
+    pub fn attempt(&self) -> u32 {
+        self.retry.as_ref().map_or(0, |r| r.attempt)
     }
 
     /// Verdicts of `stage`'s configured gates, in policy order; `None` where missing.
