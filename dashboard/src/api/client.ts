@@ -15,6 +15,8 @@ export type Outcome = components["schemas"]["Outcome"];
 export type VersionRecord = components["schemas"]["VersionRecord"];
 export type VersionList = components["schemas"]["VersionList"];
 export type AliasList = components["schemas"]["AliasList"];
+export type CtEvaluation = components["schemas"]["CtEvaluation"];
+export type CtEvaluations = components["schemas"]["CtEvaluations"];
 
 const TOKEN_KEY = "vaia.token";
 
@@ -102,6 +104,11 @@ export function listVersions(repo: string): Promise<VersionList> {
 
 export function listAliases(repo: string): Promise<AliasList> {
   return request<AliasList>("GET", `/api/registry/${repoPath(repo)}/aliases`);
+}
+
+/** The CT budget's recent evaluations of `repo`, newest first. */
+export function listCtEvaluations(repo: string, limit = 30): Promise<CtEvaluations> {
+  return request<CtEvaluations>("GET", `/api/ct/${repoPath(repo)}?limit=${limit}`);
 }
 
 export type Action = "approve" | "rollback" | "retry";

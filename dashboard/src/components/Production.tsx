@@ -6,6 +6,7 @@ import { useQuery } from "@tanstack/react-query";
 import { useLive } from "../live";
 import { onLinkClick } from "../router";
 import { shortSha } from "../runs";
+import { ContinuousTraining } from "./ContinuousTraining";
 import { listAliases, listVersions, type RunSummary, type VersionRecord } from "../api/client";
 
 export function Production() {
@@ -80,6 +81,7 @@ function Repository({ repo, runs }: { repo: string; runs: RunSummary[] }) {
         )}
       </p>
       {versions.data ? <Versions repo={repo} versions={versions.data.versions} prod={prod?.target.version} /> : null}
+      <ContinuousTraining repo={repo} />
       {rolledBack.length > 0 ? (
         <ul className="rollbacks" aria-label={`${repo} rollbacks`}>
           {rolledBack.map((r) => (
