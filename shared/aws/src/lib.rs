@@ -19,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod lambda;
 pub mod meter;
+pub mod realtime;
 #[cfg(feature = "testing")]
 pub mod runtime_api;
 pub mod s3;

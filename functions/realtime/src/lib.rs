@@ -1,0 +1,190 @@
+//! The realtime function's handler, over ports: dashboards' WebSocket connections and the
+//! runs table's changes pushed to them.
+//!
+//! - `connect`: when tokens are configured (`VAIA_API_TOKENS`), the handshake must present
+//!   one with role `read`, checked exactly as the API checks `GET /api/feed`
+//!   ([`vaia_api::auth::authorize`]); the connection is then recorded with a time to live.
+//! - `disconnect`: the connection is forgotten.
+//! - `publish`: each changed run becomes the local feed's message
+//!   ([`vaia_api::feed::FeedMessage::Run`] of the run's [`RunSummary`]) posted to every
+//!   connection; a connection that is gone is forgotten; any other failure fails the
+//!   record, to be retried (posting again to every connection: the message is the run's
+//!   whole summary, so a repeat is harmless). Records are handled in stream order and the
+//!   first failure stops the batch (Lambda retries from it), so a run's changes never
+//!   reach a dashboard out of order. A record that cannot be decoded is refused the same
+//!   way, with its reason, and changes nothing (after the event source mapping's retries it
+//!   goes to its failure destination).
+
+use axum::http::{HeaderMap, Method, StatusCode};
+use std::sync::Arc;
+use std::time::Duration;
+use vaia_api::auth::{self, Role, Tokens};
+use vaia_api::feed::FeedMessage;
+use vaia_api::RunSummary;
+use vaia_core::ports::{Clock, Connections, PortError, Push, PushError, RunChange};
+use vaia_core::run::Run;
+
+/// The path the feed is served at (what a token's role is checked for).
+pub const FEED_PATH: &str = "/api/feed";
+/// The subprotocol the server selects (the dashboard offers it beside `bearer.<token>`,
+/// which is never echoed).
+pub const PROTOCOL: &str = "vaia";
+/// How long a connection is kept without its `$disconnect`: API Gateway closes WebSocket
+/// connections after two hours.
+pub const CONNECTION_TTL: Duration = Duration::from_secs(2 * 3600 + 600);
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum RealtimeError {
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("{failed} of {total} connections could not be sent the change: {first}")]
+    Push {
+        failed: usize,
+        total: usize,
+        first: PushError,
+    },
+    #[error("the feed message did not serialise: {0}")]
+    Encode(String),
+}
+
+/// The answer to a WebSocket handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectAnswer {
+    pub status: u16,
+    /// Why it was refused (never the token).
+    pub error: Option<String>,
+    /// The subprotocol selected, when the client offered it.
+    pub protocol: Option<&'static str>,
+}
+
+/// What publishing one change did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    pub sent: usize,
+    pub gone: usize,
+}
+
+/// The handler.
+pub struct Realtime {
+    connections: Arc<dyn Connections>,
+    push: Arc<dyn Push>,
+    tokens: Arc<Tokens>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Realtime {
+    pub fn new(
+        connections: Arc<dyn Connections>,
+        push: Arc<dyn Push>,
+        tokens: Arc<Tokens>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            connections,
+            push,
+            tokens,
+            clock,
+        }
+    }
+
+    /// `$connect`: checks the token, records the connection.
+    pub async fn connect(&self, connection: &str, headers: &HeaderMap) -> ConnectAnswer {
+        if !self.tokens.is_empty() {
+            if let Err(e) =
+                auth::authorize(&self.tokens, Role::Read, &Method::GET, FEED_PATH, headers)
+            {
+                return ConnectAnswer {
+                    status: e.0.as_u16(),
+                    error: Some(e.1),
+                    protocol: None,
+                };
+            }
+        }
+        if let Err(e) = self
+            .connections
+            .add(connection, self.clock.now(), CONNECTION_TTL)
+            .await
+        {
+            tracing::error!(error = %e, "connection not recorded");
+            return ConnectAnswer {
+                status: StatusCode::INTERNAL_SERVER_ERROR.as_u16(),
+                error: Some("the connection could not be recorded; reconnect".into()),
+                protocol: None,
+            };
+        }
+        ConnectAnswer {
+            status: StatusCode::OK.as_u16(),
+            error: None,
+            protocol: offers(headers, PROTOCOL).then_some(PROTOCOL),
+        }
+    }
+
+    /// `$disconnect`: forgets the connection.
+    pub async fn disconnect(&self, connection: &str) -> Result<(), RealtimeError> {
+        Ok(self.connections.remove(connection).await?)
+    }
+
+    /// Posts `run`'s change (feed position `seq`) to every connection.
+    pub async fn publish(&self, seq: u64, run: &Run) -> Result<Published, RealtimeError> {
+        let summary = RunSummary::from(run);
+        let text = FeedMessage::Run { seq, run: &summary }
+            .to_text()
+            .map_err(|e| RealtimeError::Encode(e.to_string()))?;
+        let connections = self.connections.list().await?;
+        let mut done = Published::default();
+        let mut failed = Vec::new();
+        for c in &connections {
+            match self.push.post(c, text.as_bytes()).await {
+                Ok(()) => done.sent += 1,
+                Err(PushError::Gone(_)) => {
+                    self.connections.remove(c).await?;
+                    done.gone += 1;
+                }
+                Err(e) => failed.push(e),
+            }
+        }
+        match failed.into_iter().next() {
+            None => Ok(done),
+            Some(first) => Err(RealtimeError::Push {
+                failed: connections.len() - done.sent - done.gone,
+                total: connections.len(),
+                first,
+            }),
+        }
+    }
+
+    /// A batch of the runs table's changes, in order; the id of the first record that
+    /// failed (everything from it is delivered again), or `None`.
+    pub async fn changes(&self, changes: &[RunChange]) -> Option<String> {
+        for change in changes {
+            match &change.run {
+                Ok(None) => {}
+                Ok(Some(run)) => match self.publish(change.seq, run).await {
+                    Ok(p) => {
+                        tracing::info!(run_id = %run.id, record = %change.id, sent = p.sent, gone = p.gone, "change pushed");
+                    }
+                    Err(e) => {
+                        tracing::warn!(run_id = %run.id, record = %change.id, error = %e, "change not pushed; will be retried");
+                        return Some(change.id.clone());
+                    }
+                },
+                Err(reason) => {
+                    tracing::error!(record = %change.id, %reason, "bad stream record refused");
+                    return Some(change.id.clone());
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Whether the handshake offered subprotocol `name`.
+fn offers(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == name)
+}
