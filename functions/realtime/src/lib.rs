@@ -188,3 +188,181 @@ fn offers(headers: &HeaderMap, name: &str) -> bool {
         .flat_map(|v| v.split(','))
         .any(|p| p.trim() == name)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use async_trait::async_trait;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Mutex;
+    use vaia_core::contract::{base_time, sample_run};
+    use vaia_core::memory::ManualClock;
+    use vaia_core::ports::PortResult;
+    use vaia_core::run::Timestamp;
+
+    #[derive(Default)]
+    struct Table(Mutex<BTreeSet<String>>);
+
+    #[async_trait]
+    impl Connections for Table {
+        async fn add(&self, id: &str, _: Timestamp, _: Duration) -> PortResult<()> {
+            self.0.lock().unwrap().insert(id.into());
+            Ok(())
+        }
+        async fn remove(&self, id: &str) -> PortResult<()> {
+            self.0.lock().unwrap().remove(id);
+            Ok(())
+        }
+        async fn list(&self) -> PortResult<Vec<String>> {
+            Ok(self.0.lock().unwrap().iter().cloned().collect())
+        }
+    }
+
+    /// Records posts; connections named `gone*` are gone, `busy*` are throttled.
+    #[derive(Default)]
+    struct Posts(Mutex<BTreeMap<String, Vec<String>>>);
+
+    #[async_trait]
+    impl Push for Posts {
+        async fn post(&self, connection: &str, data: &[u8]) -> Result<(), PushError> {
+            if connection.starts_with("gone") {
+                return Err(PushError::Gone(connection.into()));
+            }
+            if connection.starts_with("busy") {
+                return Err(PushError::Failed {
+                    connection: connection.into(),
+                    reason: "TooManyRequestsException".into(),
+                });
+            }
+            self.0
+                .lock()
+                .unwrap()
+                .entry(connection.into())
+                .or_default()
+                .push(String::from_utf8(data.to_vec()).unwrap());
+            Ok(())
+        }
+    }
+
+    fn realtime(tokens: &str) -> (Realtime, Arc<Table>, Arc<Posts>) {
+        let table = Arc::new(Table::default());
+        let posts = Arc::new(Posts::default());
+        let tokens = Arc::new(Tokens::parse_inline("test", tokens).unwrap());
+        let r = Realtime::new(
+            table.clone(),
+            posts.clone(),
+            tokens,
+            Arc::new(ManualClock::new(base_time())),
+        );
+        (r, table, posts)
+    }
+
+    fn headers(protocols: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            axum::http::header::SEC_WEBSOCKET_PROTOCOL,
+            protocols.parse().unwrap(),
+        );
+        h
+    }
+
+    fn change(id: &str, run: Result<Option<Run>, String>) -> RunChange {
+        RunChange {
+            id: id.into(),
+            seq: 5,
+            run,
+        }
+    }
+
+    #[tokio::test]
+    async fn connect_checks_the_read_role_as_the_api_does() {
+        let spec = format!(
+            "reader:read:{};ci:upload:{}",
+            auth::hash_token("r-secret"),
+            auth::hash_token("u-secret")
+        );
+        let (r, table, _) = realtime(&spec);
+        let refused = |status| move |a: ConnectAnswer| a.status == status && a.error.is_some();
+        assert!(refused(401)(r.connect("a", &HeaderMap::new()).await));
+        assert!(refused(401)(
+            r.connect("b", &headers("vaia, bearer.nope")).await
+        ));
+        let a = r.connect("c", &headers("vaia, bearer.u-secret")).await;
+        assert!(refused(403)(a.clone()), "{a:?}");
+        assert!(!a.error.unwrap().contains("u-secret"));
+        assert!(table.0.lock().unwrap().is_empty());
+        let a = r.connect("d", &headers("vaia, bearer.r-secret")).await;
+        assert_eq!(
+            a,
+            ConnectAnswer {
+                status: 200,
+                error: None,
+                protocol: Some("vaia")
+            }
+        );
+        assert_eq!(*table.0.lock().unwrap(), BTreeSet::from(["d".to_string()]));
+        // No tokens configured: open, as the API is.
+        let (r, table, _) = realtime("");
+        assert_eq!(r.connect("e", &HeaderMap::new()).await.status, 200);
+        assert_eq!(r.connect("e", &HeaderMap::new()).await.protocol, None);
+        assert_eq!(table.0.lock().unwrap().len(), 1);
+        r.disconnect("e").await.unwrap();
+        assert!(table.0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn changes_reach_every_connection_and_gone_ones_are_forgotten() {
+        let (r, table, posts) = realtime("");
+        for c in ["a", "b", "gone-1"] {
+            table.0.lock().unwrap().insert(c.into());
+        }
+        let run = sample_run(1, base_time());
+        let failed = r
+            .changes(&[change("1", Ok(None)), change("2", Ok(Some(run.clone())))])
+            .await;
+        assert_eq!(failed, None);
+        let want = FeedMessage::Run {
+            seq: 5,
+            run: &RunSummary::from(&run),
+        }
+        .to_text()
+        .unwrap();
+        let posts = posts.0.lock().unwrap();
+        assert_eq!(posts["a"], vec![want.clone()]);
+        assert_eq!(posts["b"], vec![want]);
+        assert_eq!(
+            *table.0.lock().unwrap(),
+            BTreeSet::from(["a".to_string(), "b".to_string()])
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_failed_record_stops_the_batch() {
+        let (r, table, posts) = realtime("");
+        table.0.lock().unwrap().insert("busy-1".into());
+        table.0.lock().unwrap().insert("a".into());
+        let run = sample_run(1, base_time());
+        let failed = r
+            .changes(&[
+                change("1", Ok(Some(run.clone()))),
+                change("2", Ok(Some(run.clone()))),
+            ])
+            .await;
+        assert_eq!(failed.as_deref(), Some("1"));
+        assert_eq!(posts.0.lock().unwrap()["a"].len(), 1, "record 2 not sent");
+        assert_eq!(table.0.lock().unwrap().len(), 2, "a busy connection stays");
+
+        // A bad record is refused and sends nothing; those after it wait for the retry.
+        let (r, table, posts) = realtime("");
+        table.0.lock().unwrap().insert("a".into());
+        let failed = r
+            .changes(&[
+                change("7", Err("bad body".into())),
+                change("8", Ok(Some(run))),
+            ])
+            .await;
+        assert_eq!(failed.as_deref(), Some("7"));
+        assert!(posts.0.lock().unwrap().is_empty());
+    }
+}
