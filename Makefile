@@ -42,6 +42,7 @@ bench:
 PYTHON ?= python3
 VENV := .venv
 LAMBDA_FUNCTIONS := webhook api orchestrator sweeper registry gate-schema gate-prompt gate-eval gate-security gate-latency
+LAMBDA_FUNCTIONS += realtime
 
 .PHONY: venvs moto-venv lambda-venv sam-venv checkov-venv infra-check lambda-build sam-build lambda-build-x86 bench-lambda
 
