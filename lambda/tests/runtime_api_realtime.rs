@@ -155,3 +155,50 @@ async fn realtime_connects_and_pushes_stream_changes_to_connections() {
     );
     h.stop().await;
 }
+
+/// The lines of resource `name` in `infra/template.yaml`.
+fn template_resource(name: &str) -> String {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/template.yaml"
+    ))
+    .unwrap();
+    let head = format!("  {name}:");
+    let mut lines = text.lines().skip_while(|l| *l != head);
+    assert!(lines.next().is_some(), "no resource {name} in the template");
+    lines
+        .take_while(|l| l.is_empty() || l.starts_with("   ") || l.starts_with("  #"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_template_deploys_what_the_function_reads() {
+    use vaia_aws::realtime::{CONNECTION_KEY, TTL_ATTRIBUTE};
+    let table = template_resource("ConnectionsTable");
+    assert!(
+        table.contains(&format!(
+            "{{AttributeName: {CONNECTION_KEY}, KeyType: HASH}}"
+        )),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!(
+            "AttributeName: {TTL_ATTRIBUTE}\n        Enabled: true"
+        )),
+        "{table}"
+    );
+    // The function decodes new images; only run items need to reach it.
+    let runs = template_resource("RunsTable");
+    assert!(runs.contains("StreamViewType: NEW_IMAGE"), "{runs}");
+    let function = template_resource("RealtimeFunction");
+    for needed in [
+        "Binary: realtime",
+        "VAIA_CONNECTIONS_TABLE: !Ref ConnectionsTable",
+        "VAIA_WS_ENDPOINT:",
+        "Stream: !GetAtt RunsTable.StreamArn",
+        "FunctionResponseTypes: [ReportBatchItemFailures]",
+    ] {
+        assert!(function.contains(needed), "{needed} not in {function}");
+    }
+}
