@@ -145,6 +145,21 @@ async fn realtime_connects_and_pushes_stream_changes_to_connections() {
     assert_eq!(posted_to_connection(m, "live-2").await, before);
     assert_eq!(connections(&conns).await.len(), 2);
 
+    // The dashboard's hello after a reconnect (it had a cursor): answered with the feed's
+    // hello and a resync, on that connection only.
+    let before_live = posted_to_connection(m, "live-2").await;
+    let before = posted_to_connection(m, FIXTURE_CONNECTION).await;
+    let name = "apigw-ws-message-hello.json";
+    let r = response(name, h.invoke_fixture(name).await);
+    assert_eq!(r, json!({"statusCode": 200}), "{name}");
+    let after = posted_to_connection(m, FIXTURE_CONNECTION).await;
+    let answer = messages(&after[before.len()..]);
+    assert_eq!(answer.len(), 2, "{answer:?}");
+    assert_eq!(answer[0]["type"], "hello");
+    assert_eq!(answer[0]["epoch"], "aws");
+    assert_eq!(answer[1]["type"], "resync");
+    assert_eq!(posted_to_connection(m, "live-2").await, before_live);
+
     // $disconnect forgets the fixture's connection.
     let name = "apigw-ws-disconnect.json";
     let r = response(name, h.invoke_fixture(name).await);

@@ -5,6 +5,12 @@
 //!   one with role `read`, checked exactly as the API checks `GET /api/feed`
 //!   ([`vaia_api::auth::authorize`]); the connection is then recorded with a time to live.
 //! - `disconnect`: the connection is forgotten.
+//! - `message`: the dashboard's `{"action":"hello","since":N,"epoch":E}`, sent when its
+//!   socket opens, is answered with the feed's `hello` ([`EPOCH`], the time as sequence)
+//!   and, when the client had a cursor (a reconnect), `resync`: this feed keeps no backlog,
+//!   so a client that may have missed changes re-reads the runs list. (The local feed
+//!   answers the same from its URL's query at the handshake; API Gateway cannot send
+//!   during `$connect`.)
 //! - `publish`: each changed run becomes the local feed's message
 //!   ([`vaia_api::feed::FeedMessage::Run`] of the run's [`RunSummary`]) posted to every
 //!   connection; a connection that is gone is forgotten; any other failure fails the
@@ -32,6 +38,16 @@ pub const PROTOCOL: &str = "vaia";
 /// How long a connection is kept without its `$disconnect`: API Gateway closes WebSocket
 /// connections after two hours.
 pub const CONNECTION_TTL: Duration = Duration::from_secs(2 * 3600 + 600);
+
+/// The feed epoch the AWS feed announces: one for ever (it has no sequence to restart).
+pub const EPOCH: &str = "aws";
+
+/// The client's request on `$default`.
+#[derive(Debug, serde::Deserialize)]
+struct ClientHello {
+    action: String,
+    since: Option<u64>,
+}
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +139,45 @@ impl Realtime {
     /// `$disconnect`: forgets the connection.
     pub async fn disconnect(&self, connection: &str) -> Result<(), RealtimeError> {
         Ok(self.connections.remove(connection).await?)
+    }
+
+    /// `$default`: answers a client's `hello` (anything else is ignored).
+    pub async fn message(&self, connection: &str, body: Option<&str>) -> Result<(), RealtimeError> {
+        let Some(hello) = body
+            .and_then(|b| serde_json::from_str::<ClientHello>(b).ok())
+            .filter(|h| h.action == "hello")
+        else {
+            return Ok(());
+        };
+        let seq = u64::try_from(self.clock.now().timestamp_millis()).unwrap_or_default();
+        let mut out = vec![FeedMessage::Hello { epoch: EPOCH, seq }];
+        if let Some(since) = hello.since {
+            out.push(FeedMessage::Resync {
+                reason: format!(
+                    "the feed keeps no backlog: changes after {since} may have been missed"
+                ),
+            });
+        }
+        for m in out {
+            let text = m
+                .to_text()
+                .map_err(|e| RealtimeError::Encode(e.to_string()))?;
+            match self.push.post(connection, text.as_bytes()).await {
+                Ok(()) => {}
+                Err(PushError::Gone(_)) => {
+                    self.connections.remove(connection).await?;
+                    return Ok(());
+                }
+                Err(first) => {
+                    return Err(RealtimeError::Push {
+                        failed: 1,
+                        total: 1,
+                        first,
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Posts `run`'s change (feed position `seq`) to every connection.
@@ -335,6 +390,25 @@ mod tests {
             *table.0.lock().unwrap(),
             BTreeSet::from(["a".to_string(), "b".to_string()])
         );
+    }
+
+    #[tokio::test]
+    async fn a_hello_is_answered_and_a_reconnect_told_to_resync() {
+        let (r, _, posts) = realtime("");
+        r.message("a", Some(r#"{"action":"hello"}"#)).await.unwrap();
+        r.message("b", Some(r#"{"action":"hello","since":12,"epoch":"aws"}"#))
+            .await
+            .unwrap();
+        r.message("c", Some("not json")).await.unwrap();
+        r.message("c", None).await.unwrap();
+        let posts = posts.0.lock().unwrap();
+        let seq = base_time().timestamp_millis();
+        let hello = format!(r#"{{"type":"hello","epoch":"aws","seq":{seq}}}"#);
+        assert_eq!(posts["a"], vec![hello.clone()]);
+        assert_eq!(posts["b"].len(), 2);
+        assert_eq!(posts["b"][0], hello);
+        assert!(posts["b"][1].starts_with(r#"{"type":"resync","reason":"#));
+        assert!(!posts.contains_key("c"));
     }
 
     #[tokio::test]

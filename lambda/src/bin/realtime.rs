@@ -52,8 +52,15 @@ async fn handle(realtime: &Realtime, event: &Value) -> Result<Value, lambda_runt
                 ws_answer(500, Some("the connection could not be forgotten"), None)
             }
         },
-        // Clients send nothing the feed needs; their messages are acknowledged.
-        RealtimeEvent::Message { .. } => ws_answer(200, None, None),
+        RealtimeEvent::Message { connection, body } => {
+            match realtime.message(&connection, body.as_deref()).await {
+                Ok(()) => ws_answer(200, None, None),
+                Err(e) => {
+                    tracing::warn!(error = %e, "hello not answered");
+                    ws_answer(500, Some("the hello could not be answered"), None)
+                }
+            }
+        }
         RealtimeEvent::Stream(changes) => {
             stream_answer(realtime.changes(&changes).await.as_deref())
         }
