@@ -187,13 +187,36 @@ impl Realtime {
             .to_text()
             .map_err(|e| RealtimeError::Encode(e.to_string()))?;
         let connections = self.connections.list().await?;
+        // Posted to every connection at once (each post is a round trip to API Gateway);
+        // the next change is posted after all of these, so each connection sees them in
+        // order.
+        let text: Arc<str> = text.into();
+        let mut posts = tokio::task::JoinSet::new();
+        for c in connections.iter().cloned() {
+            let (push, text) = (self.push.clone(), text.clone());
+            posts.spawn(async move {
+                let r = push.post(&c, text.as_bytes()).await;
+                (c, r)
+            });
+        }
         let mut done = Published::default();
         let mut failed = Vec::new();
-        for c in &connections {
-            match self.push.post(c, text.as_bytes()).await {
+        while let Some(joined) = posts.join_next().await {
+            let (c, result) = match joined {
+                Ok(posted) => posted,
+                // A post that panicked (a bug) counts as failed: the record is retried.
+                Err(e) => {
+                    failed.push(PushError::Failed {
+                        connection: "(unknown)".into(),
+                        reason: format!("the post did not complete: {e}"),
+                    });
+                    continue;
+                }
+            };
+            match result {
                 Ok(()) => done.sent += 1,
                 Err(PushError::Gone(_)) => {
-                    self.connections.remove(c).await?;
+                    self.connections.remove(&c).await?;
                     done.gone += 1;
                 }
                 Err(e) => failed.push(e),
