@@ -22,13 +22,23 @@ demo-ci:
 test:
 	$(CARGO) test --workspace --no-fail-fast
 
-lint: check-tree
+lint: check-tree check-cli-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## No tracked symbolic link and no absolute path of this checkout (CI runs it in lint).
 check-tree:
 	.ci/check-tree
+
+## The `vaia` CLI (the local stack) links no AWS SDK: AWS adapters reach only the Lambda
+## entry points (vaia-lambda). In lint, and in .ci/run.
+CLI_TREE_FORBIDDEN = ^(aws-sdk-[a-z0-9-]+|aws-config|lambda_runtime|lambda_http) v
+check-cli-deps:
+	@tree=$$($(CARGO) tree -p vaia -e normal --prefix none) || exit 1; \
+	if bad=$$(printf '%s\n' "$$tree" | grep -E '$(CLI_TREE_FORBIDDEN)'); then \
+	  printf '%s\n' "$$bad" | sort -u; \
+	  echo "check-cli-deps: the vaia CLI depends on the crates above"; exit 1; \
+	else echo "check-cli-deps: no AWS SDK or Lambda runtime in the vaia CLI's tree"; fi
 
 fmt:
 	$(CARGO) fmt --all
@@ -44,7 +54,7 @@ VENV := .venv
 LAMBDA_FUNCTIONS := webhook api orchestrator sweeper registry gate-schema gate-prompt gate-eval gate-security gate-latency
 LAMBDA_FUNCTIONS += realtime
 
-.PHONY: venvs moto-venv lambda-venv sam-venv checkov-venv infra-check lambda-build sam-build lambda-build-x86 bench-lambda
+.PHONY: check-cli-deps venvs moto-venv lambda-venv sam-venv checkov-venv infra-check lambda-build sam-build lambda-build-x86 bench-lambda
 
 # The moto release the AWS tests are written against (the tests check it; one home).
 MOTO_VERSION := $(shell cat shared/aws/MOTO_VERSION)

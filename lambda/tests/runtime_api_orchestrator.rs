@@ -67,3 +67,58 @@ async fn sweeper_answers_the_scheduled_event() {
     }
     h.stop().await;
 }
+
+/// With `VAIA_EVENT_BUS` set, the orchestrator function puts `vaia.run.promoted` on the bus
+/// when an advance message moves a run to PROMOTED: a rule on the bus delivers it to SQS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orchestrator_puts_the_promotion_event_on_the_bus() {
+    use vaia_aws::testing::{event_bus_to_queue, received_events, sdk, unique};
+    let Some(m) = moto() else { return };
+    let conf = sdk(&m.endpoint).await;
+    let bus = unique("vaia-events");
+    let url = event_bus_to_queue(&conf, &bus, &json!({"source": ["vaia"]})).await;
+    let h = LambdaHarness::start(
+        env!("CARGO_BIN_EXE_orchestrator").as_ref(),
+        "orchestrator-events",
+        m,
+        &[("VAIA_EVENT_BUS", bus.as_str())],
+    )
+    .await;
+
+    // A run in CT_QUEUED with its artifact registered; the CT baseline completes it.
+    let mut run = sample_run(11, base_time());
+    run.state = PipelineState::CtQueued;
+    run.candidate.version = Some("0.3.0".parse().unwrap());
+    run.candidate.image_digest =
+        Some(vaia_core::ImageDigest::new(format!("sha256:{}", "c".repeat(64))).unwrap());
+    h.ports.store.create(&run, &[]).await.unwrap();
+    let body = json!({
+        "run_id": run.id.as_str(),
+        "expect": "CT_QUEUED",
+        "actor": "registry",
+        "signal": {"type": "ct_baseline_recorded", "version": "0.3.0",
+                   "record": "ct/octo/agent/baseline.json"},
+    });
+    let mut event = vaia_aws::testing::fixture("sqs-advance-trigger.json");
+    event["Records"][0]["body"] = json!(body.to_string());
+    event["Records"][0]["attributes"]["MessageGroupId"] = json!(run.id.as_str());
+    match h.api.invoke(event).await.expect("an answer") {
+        Answer::Response(r) => assert_eq!(r, json!({"batchItemFailures": []})),
+        Answer::Error(e) => panic!("function error {e}"),
+    }
+    let stored = h.ports.store.get(&run.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, PipelineState::Promoted);
+
+    let events = received_events(&conf, &url).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["source"], "vaia");
+    assert_eq!(events[0]["detail-type"], "vaia.run.promoted");
+    assert_eq!(events[0]["detail"]["run_id"], run.id.as_str());
+    assert_eq!(events[0]["detail"]["state"], "PROMOTED");
+    assert_eq!(events[0]["detail"]["version"], "0.3.0");
+    assert_eq!(
+        events[0]["detail"]["image_digest"],
+        format!("sha256:{}", "c".repeat(64))
+    );
+    h.stop().await;
+}

@@ -59,10 +59,49 @@ impl DeliveryConfig {
     }
 }
 
-/// The configuration and the OCI adapter from the environment; `None` when `VAIA_IMAGE` is
-/// unset (no image is tagged); an error names the variable that is wrong.
-pub fn from_env() -> Result<Option<Configured>, String> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+/// A lookup of configuration variables (the environment, or the environment with secrets
+/// read from elsewhere, as on AWS); empty values count as unset.
+pub type Vars<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment as [`Vars`].
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// What the variables say about the registry: where images live, and how to reach it.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    pub config: DeliveryConfig,
+    /// From `VAIA_REGISTRY_USERNAME`/`_PASSWORD` or `VAIA_REGISTRY_TOKEN`; anonymous when
+    /// none is given (on AWS, an ECR image then logs in through ECR's token API).
+    pub credentials: Credentials,
+    pub plain_http: Option<String>,
+}
+
+impl RegistrySettings {
+    /// True when no credentials were given.
+    pub fn anonymous(&self) -> bool {
+        matches!(self.credentials, Credentials::Anonymous)
+    }
+
+    /// The OCI adapter with these credentials.
+    pub fn oci(&self) -> Result<OciRegistry, String> {
+        let mut registry = OciRegistry::new(self.credentials.clone(), REGISTRY_TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        if let Some(host) = &self.plain_http {
+            registry = registry.plain_http(host.clone());
+        }
+        Ok(registry)
+    }
+}
+
+/// How long one registry request may take.
+pub const REGISTRY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The registry settings `var` gives; `None` when `VAIA_IMAGE` is unset (no image is
+/// tagged); an error names the variable that is wrong.
+pub fn registry_settings(var: Vars<'_>) -> Result<Option<RegistrySettings>, String> {
+    let var = |k: &str| var(k).filter(|v| !v.trim().is_empty());
     let Some(image_template) = var(IMAGE_ENV) else {
         return Ok(None);
     };
@@ -89,11 +128,6 @@ pub fn from_env() -> Result<Option<Configured>, String> {
                 .into(),
         ),
     };
-    let mut registry =
-        OciRegistry::new(credentials, Duration::from_secs(30)).map_err(|e| e.to_string())?;
-    if let Some(host) = var("VAIA_REGISTRY_PLAIN_HTTP") {
-        registry = registry.plain_http(host);
-    }
     let config = DeliveryConfig {
         image_template,
         prod_tag,
@@ -103,7 +137,21 @@ pub fn from_env() -> Result<Option<Configured>, String> {
         },
     };
     config.image(&Repository::new("owner/name").map_err(|e| e.to_string())?)?;
-    Ok(Some((config, Arc::new(registry))))
+    Ok(Some(RegistrySettings {
+        config,
+        credentials,
+        plain_http: var("VAIA_REGISTRY_PLAIN_HTTP"),
+    }))
+}
+
+/// The configuration and the OCI adapter from the environment; `None` when `VAIA_IMAGE` is
+/// unset (no image is tagged); an error names the variable that is wrong.
+pub fn from_env() -> Result<Option<Configured>, String> {
+    let Some(settings) = registry_settings(&env_var)? else {
+        return Ok(None);
+    };
+    let registry = settings.oci()?;
+    Ok(Some((settings.config, Arc::new(registry))))
 }
 
 /// Tags images after the registry's promotions and rollbacks.
@@ -247,27 +295,41 @@ pub fn wrap_registry_from_env(
     let Some((config, registry)) = from_env()? else {
         return Ok(consumers);
     };
-    let delivery = Arc::new(Delivery {
-        store,
-        blobs,
-        clock,
-        registry,
-        config,
-    });
-    Ok(consumers
+    Ok(wrap_registry(
+        consumers,
+        Arc::new(Delivery {
+            store,
+            blobs,
+            clock,
+            registry,
+            config,
+        }),
+    ))
+}
+
+/// The consumers with the registry's wrapped in [`AfterRegistry`] running `delivery`.
+pub fn wrap_registry(consumers: Consumers, delivery: Arc<Delivery>) -> Consumers {
+    consumers
         .into_iter()
         .map(|(queue, handler)| {
             if queue == queues::REGISTRY {
-                let wrapped: Arc<dyn MessageHandler> = Arc::new(AfterRegistry {
-                    registry_jobs: handler,
-                    delivery: delivery.clone(),
-                });
-                (queue, wrapped)
+                (queue, after_registry(handler, delivery.clone()))
             } else {
                 (queue, handler)
             }
         })
-        .collect())
+        .collect()
+}
+
+/// The registry's job consumer `handler` followed by `delivery`.
+pub fn after_registry(
+    handler: Arc<dyn MessageHandler>,
+    delivery: Arc<Delivery>,
+) -> Arc<dyn MessageHandler> {
+    Arc::new(AfterRegistry {
+        registry_jobs: handler,
+        delivery,
+    })
 }
 
 /// Posts the commit statuses a run's state change implies, never failing the pipeline.
@@ -313,7 +375,8 @@ pub struct AfterAdvance {
     pub orchestrator: Arc<dyn MessageHandler>,
     pub store: Arc<dyn RunStore>,
     pub statuses: Option<Arc<Statuses>>,
-    pub events: Option<Arc<dyn EventSink>>,
+    /// Every sink a promotion event goes to (each retried on its own).
+    pub events: Vec<Arc<dyn EventSink>>,
     pub retry: Retry,
 }
 
@@ -364,7 +427,7 @@ impl MessageHandler for AfterAdvance {
             if let Some(statuses) = &self.statuses {
                 statuses.after(before.as_ref(), &id).await;
             }
-            if let Some(events) = &self.events {
+            for events in &self.events {
                 self.publish(&**events, before.as_ref(), &id).await;
             }
         }
@@ -372,15 +435,19 @@ impl MessageHandler for AfterAdvance {
     }
 }
 
-/// The consumers with the orchestrator's wrapped in [`AfterAdvance`] when the environment
-/// asks for commit statuses (`VAIA_GITHUB_TOKEN`; `VAIA_GITHUB_API_URL`, default
-/// `https://api.github.com`; `VAIA_PUBLIC_URL` links each status to its run) or promotion
-/// events (`VAIA_EVENTS_WEBHOOK_URL` with `VAIA_EVENTS_WEBHOOK_SECRET`).
-pub fn wrap_advance_from_env(
-    consumers: Consumers,
-    store: Arc<dyn RunStore>,
-) -> Result<Consumers, String> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+/// What follows the orchestrator: commit statuses and promotion event sinks.
+#[derive(Default)]
+pub struct AdvanceSinks {
+    pub statuses: Option<Arc<Statuses>>,
+    pub events: Vec<Arc<dyn EventSink>>,
+}
+
+/// The sinks `var` configures: commit statuses with `VAIA_GITHUB_TOKEN`
+/// (`VAIA_GITHUB_API_URL`, default `https://api.github.com`; `VAIA_PUBLIC_URL` links each
+/// status to its run), promotion events as signed webhooks with `VAIA_EVENTS_WEBHOOK_URL`
+/// and `VAIA_EVENTS_WEBHOOK_SECRET`. An error names the variable that is wrong.
+pub fn advance_sinks(var: Vars<'_>, store: Arc<dyn RunStore>) -> Result<AdvanceSinks, String> {
+    let var = |k: &str| var(k).filter(|v| !v.trim().is_empty());
     let statuses = match var("VAIA_GITHUB_TOKEN") {
         None => None,
         Some(token) => {
@@ -392,19 +459,20 @@ pub fn wrap_advance_from_env(
             }
             let sink = github::GitHubStatuses::new(&api, token, Duration::from_secs(15))?;
             Some(Arc::new(Statuses {
-                store: store.clone(),
+                store,
                 sink: Arc::new(sink),
                 public_url: var("VAIA_PUBLIC_URL"),
                 retry: Retry::default(),
             }))
         }
     };
-    let events: Option<Arc<dyn EventSink>> = match (
+    let mut events: Vec<Arc<dyn EventSink>> = Vec::new();
+    match (
         var("VAIA_EVENTS_WEBHOOK_URL"),
         var("VAIA_EVENTS_WEBHOOK_SECRET"),
     ) {
-        (None, None) => None,
-        (Some(url), Some(secret)) => Some(Arc::new(webhook::WebhookEvents::new(
+        (None, None) => {}
+        (Some(url), Some(secret)) => events.push(Arc::new(webhook::WebhookEvents::new(
             url,
             secret,
             Duration::from_secs(15),
@@ -413,24 +481,53 @@ pub fn wrap_advance_from_env(
             return Err("VAIA_EVENTS_WEBHOOK_URL and VAIA_EVENTS_WEBHOOK_SECRET go together".into())
         }
     };
-    if statuses.is_none() && events.is_none() {
-        return Ok(consumers);
-    }
-    Ok(consumers
+    Ok(AdvanceSinks { statuses, events })
+}
+
+/// The consumers with the orchestrator's wrapped in [`AfterAdvance`] when the environment
+/// asks for commit statuses or promotion events ([`advance_sinks`]).
+pub fn wrap_advance_from_env(
+    consumers: Consumers,
+    store: Arc<dyn RunStore>,
+) -> Result<Consumers, String> {
+    let sinks = advance_sinks(&env_var, store.clone())?;
+    Ok(wrap_advance(consumers, store, sinks))
+}
+
+/// The consumers with the orchestrator's wrapped in [`AfterAdvance`] feeding `sinks`;
+/// unchanged when there is nothing to feed.
+pub fn wrap_advance(
+    consumers: Consumers,
+    store: Arc<dyn RunStore>,
+    sinks: AdvanceSinks,
+) -> Consumers {
+    consumers
         .into_iter()
         .map(|(queue, handler)| {
             if queue == queues::ADVANCE {
-                let wrapped: Arc<dyn MessageHandler> = Arc::new(AfterAdvance {
-                    orchestrator: handler,
-                    store: store.clone(),
-                    statuses: statuses.clone(),
-                    events: events.clone(),
-                    retry: Retry::default(),
-                });
-                (queue, wrapped)
+                (queue, after_advance(handler, store.clone(), &sinks))
             } else {
                 (queue, handler)
             }
         })
-        .collect())
+        .collect()
+}
+
+/// The orchestrator's consumer `handler` followed by `sinks`; `handler` itself when there
+/// is nothing to feed.
+pub fn after_advance(
+    handler: Arc<dyn MessageHandler>,
+    store: Arc<dyn RunStore>,
+    sinks: &AdvanceSinks,
+) -> Arc<dyn MessageHandler> {
+    if sinks.statuses.is_none() && sinks.events.is_empty() {
+        return handler;
+    }
+    Arc::new(AfterAdvance {
+        orchestrator: handler,
+        store,
+        statuses: sinks.statuses.clone(),
+        events: sinks.events.clone(),
+        retry: Retry::default(),
+    })
 }

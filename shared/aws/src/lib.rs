@@ -8,6 +8,8 @@
 //! - [`s3event`]: S3 bucket notifications parsed with `aws_lambda_events`;
 //! - [`lambda`]: SQS batches to message handlers with partial batch failures;
 //! - [`config`]: settings from the environment and the ports built once per container;
+//! - [`events`]: promotion events on EventBridge (the AWS [`EventSink`](vaia_core::delivery::EventSink));
+//! - [`ecr`]: registry logins from ECR's token API;
 //! - [`error`]: SDK errors mapped to [`PortError`](vaia_core::ports::PortError);
 //! - [`meter`]: AWS requests and DynamoDB capacity counted by an SDK interceptor.
 //!
@@ -15,7 +17,9 @@
 
 pub mod config;
 pub mod dynamo;
+pub mod ecr;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod lambda;
 pub mod meter;

@@ -612,3 +612,90 @@ pub async fn assert_gate_function_answers_fixtures(binary: &std::path::Path, gat
     }
     h.stop().await;
 }
+
+/// An EventBridge bus named `bus` with one rule matching `pattern` whose target is a fresh
+/// SQS queue (moto delivers matching events to it, as EventBridge does); returns the queue's
+/// URL for [`received_events`].
+pub async fn event_bus_to_queue(
+    conf: &aws_config::SdkConfig,
+    bus: &str,
+    pattern: &serde_json::Value,
+) -> String {
+    let events = aws_sdk_eventbridge::Client::new(conf);
+    let sqs = aws_sdk_sqs::Client::new(conf);
+    events
+        .create_event_bus()
+        .name(bus)
+        .send()
+        .await
+        .expect("create event bus");
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("{bus}-target"))
+        .send()
+        .await
+        .expect("create target queue")
+        .queue_url
+        .expect("queue url");
+    let arn_name = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(arn_name.clone())
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|mut a| a.remove(&arn_name))
+        .expect("queue arn");
+    let rule = format!("{bus}-rule");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .expect("put rule");
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(arn)
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("put targets");
+    url
+}
+
+/// The events waiting on queue `url` (bodies as JSON), received and deleted.
+pub async fn received_events(conf: &aws_config::SdkConfig, url: &str) -> Vec<serde_json::Value> {
+    let sqs = aws_sdk_sqs::Client::new(conf);
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive events");
+    let mut events = Vec::new();
+    for m in out.messages() {
+        events.push(serde_json::from_str(m.body().unwrap_or_default()).expect("event JSON"));
+        if let Some(h) = m.receipt_handle() {
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(h)
+                .send()
+                .await
+                .expect("delete event");
+        }
+    }
+    events
+}

@@ -267,6 +267,15 @@ pub async fn post_status(
     }
 }
 
+/// The `source` of every promotion event.
+pub const EVENT_SOURCE: &str = "vaia";
+/// The detail type of a run that became PROMOTED.
+pub const DETAIL_TYPE_PROMOTED: &str = "vaia.run.promoted";
+/// The detail type of a run that became FAILED.
+pub const DETAIL_TYPE_FAILED: &str = "vaia.run.failed";
+/// The detail type of a run that was rolled back (ROLLBACK).
+pub const DETAIL_TYPE_ROLLED_BACK: &str = "vaia.run.rolled_back";
+
 /// What continuous delivery acts on: a run that ended PROMOTED or FAILED, or was rolled
 /// back. On AWS an EventBridge event (`source` "vaia", `detail-type` [`Self::detail_type`],
 /// `detail` this struct); locally the body of a signed webhook.
@@ -304,18 +313,21 @@ pub fn promotion_event(
     if before.is_some_and(|b| b.state == after.state) {
         return None;
     }
-    let (kind, reason) = match after.state {
-        S::Promoted => ("promoted", None),
-        S::Failed => ("failed", after.failure.as_ref().map(|f| f.reason.clone())),
+    let (detail_type, reason) = match after.state {
+        S::Promoted => (DETAIL_TYPE_PROMOTED, None),
+        S::Failed => (
+            DETAIL_TYPE_FAILED,
+            after.failure.as_ref().map(|f| f.reason.clone()),
+        ),
         S::Rollback => (
-            "rolled_back",
+            DETAIL_TYPE_ROLLED_BACK,
             after.rollback.as_ref().map(|r| r.reason.clone()),
         ),
         _ => return None,
     };
     Some(PromotionEvent {
-        detail_type: format!("vaia.run.{kind}"),
-        source: "vaia",
+        detail_type: detail_type.to_string(),
+        source: EVENT_SOURCE,
         detail: PromotionDetail {
             run_id: after.id.clone(),
             repository: after.repository.clone(),
@@ -329,10 +341,45 @@ pub fn promotion_event(
     })
 }
 
+impl PromotionEvent {
+    /// The detail as the JSON document both transports carry: EventBridge's `Detail`, and the
+    /// `detail` member of the webhook's body (which is the whole event, serialised).
+    pub fn detail_json(&self) -> Result<String, StatusError> {
+        serde_json::to_string(&self.detail)
+            .map_err(|e| StatusError::Refused(format!("promotion event detail: {e}")))
+    }
+}
+
 /// Where promotion events go (a signed webhook locally, EventBridge on AWS).
 #[async_trait::async_trait]
 pub trait EventSink: Send + Sync {
     async fn publish(&self, event: &PromotionEvent) -> Result<(), StatusError>;
+}
+
+/// A registry login that expires: the user name and password to present (ECR's token API
+/// answers `AWS` and a token valid for 12 hours), and until when they hold.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryLogin {
+    pub username: String,
+    pub password: String,
+    pub expires_at: crate::run::Timestamp,
+}
+
+impl std::fmt::Debug for RegistryLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RegistryLogin({}, ***, expires {})",
+            self.username, self.expires_at
+        )
+    }
+}
+
+/// Where fresh registry credentials come from (ECR's `GetAuthorizationToken` on AWS).
+#[async_trait::async_trait]
+pub trait RegistryLogins: Send + Sync {
+    /// A login for the registry at `host`.
+    async fn login(&self, host: &str) -> Result<RegistryLogin, TagError>;
 }
 
 #[cfg(test)]

@@ -5,13 +5,16 @@
 //! and its `Content-Type`. Credentials: none, basic (ECR's token from its token API is basic
 //! `AWS:<token>`), or a bearer token; a `WWW-Authenticate: Bearer` challenge (GHCR, Docker
 //! Hub) is answered by fetching a token from its realm with the basic credentials. Secrets
-//! never appear in errors or logs.
+//! never appear in errors or logs. Credentials that expire (ECR's) come through
+//! [`LoginRegistry`], which logs in again before they do.
 
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
-use vaia_core::delivery::{ImageRegistry, TagError};
+use vaia_core::delivery::{ImageRegistry, RegistryLogins, TagError};
+use vaia_core::ports::Clock;
+use vaia_core::run::Timestamp;
 use vaia_core::{ImageDigest, ImageName, ImageTag};
 
 /// Every manifest media type vaia re-tags, most specific first.
@@ -236,6 +239,94 @@ impl ImageRegistry for OciRegistry {
     }
 }
 
+/// A registry whose credentials expire: a login per host from
+/// [`RegistryLogins`](vaia_core::delivery::RegistryLogins) (ECR's token API on AWS), kept
+/// until [`LoginRegistry::REFRESH_MARGIN`] before it expires, then renewed. A refusal drops
+/// the login, so the next tagging logs in afresh (a token revoked early).
+pub struct LoginRegistry {
+    logins: std::sync::Arc<dyn RegistryLogins>,
+    clock: std::sync::Arc<dyn Clock>,
+    timeout: Duration,
+    plain_http: Vec<String>,
+    current: tokio::sync::Mutex<std::collections::HashMap<String, (OciRegistry, Timestamp)>>,
+}
+
+impl std::fmt::Debug for LoginRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoginRegistry")
+    }
+}
+
+impl LoginRegistry {
+    /// How long before its expiry a login is renewed (ECR's last 12 hours; a tagging takes
+    /// seconds, so a login used now is valid for the whole of it).
+    pub const REFRESH_MARGIN: Duration = Duration::from_secs(15 * 60);
+
+    pub fn new(
+        logins: std::sync::Arc<dyn RegistryLogins>,
+        clock: std::sync::Arc<dyn Clock>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            logins,
+            clock,
+            timeout,
+            plain_http: Vec::new(),
+            current: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Speak plain HTTP to `host` (see [`OciRegistry::plain_http`]).
+    pub fn plain_http(mut self, host: impl Into<String>) -> Self {
+        self.plain_http.push(host.into());
+        self
+    }
+
+    /// The registry for `host` with a login valid beyond the margin, logging in if needed.
+    async fn registry(&self, host: &str) -> Result<OciRegistry, TagError> {
+        let mut current = self.current.lock().await;
+        let now = self.clock.now();
+        let margin = chrono::Duration::from_std(Self::REFRESH_MARGIN)
+            .unwrap_or_else(|_| chrono::Duration::zero());
+        if let Some((registry, expires_at)) = current.get(host) {
+            if *expires_at - margin > now {
+                return Ok(registry.clone());
+            }
+        }
+        let login = self.logins.login(host).await?;
+        tracing::info!(%host, expires_at = %login.expires_at, "registry login renewed");
+        let mut registry = OciRegistry::new(
+            Credentials::Basic {
+                username: login.username,
+                password: login.password,
+            },
+            self.timeout,
+        )?;
+        for h in &self.plain_http {
+            registry = registry.plain_http(h.clone());
+        }
+        current.insert(host.to_string(), (registry.clone(), login.expires_at));
+        Ok(registry)
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageRegistry for LoginRegistry {
+    async fn tag(
+        &self,
+        image: &ImageName,
+        digest: &ImageDigest,
+        tag: &ImageTag,
+    ) -> Result<(), TagError> {
+        let registry = self.registry(image.host()).await?;
+        let result = registry.tag(image, digest, tag).await;
+        if matches!(result, Err(TagError::Refused(_))) {
+            self.current.lock().await.remove(image.host());
+        }
+        result
+    }
+}
+
 fn header(headers: &HeaderMap, name: impl reqwest::header::AsHeaderName) -> String {
     headers
         .get(name)
@@ -303,7 +394,121 @@ fn parse_challenge(challenge: &str) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use vaia_core::delivery::RegistryLogin;
+    use vaia_core::memory::ManualClock;
+
+    struct CountingLogins {
+        clock: Arc<ManualClock>,
+        calls: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl RegistryLogins for CountingLogins {
+        async fn login(&self, host: &str) -> Result<RegistryLogin, TagError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            assert!(host.starts_with("127.0.0.1:"), "{host}");
+            Ok(RegistryLogin {
+                username: "AWS".into(),
+                password: "pw".into(),
+                expires_at: self.clock.now() + chrono::Duration::hours(12),
+            })
+        }
+    }
+
+    /// A registry on 127.0.0.1 that answers every request 401 with no bearer challenge.
+    async fn refusing_registry() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        host
+    }
+
+    #[tokio::test]
+    async fn a_refused_login_is_dropped_and_renewed_next_time() {
+        let host = refusing_registry().await;
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let logins = Arc::new(CountingLogins {
+            clock: clock.clone(),
+            calls: AtomicU32::new(0),
+        });
+        let registry = LoginRegistry::new(logins.clone(), clock, Duration::from_secs(2))
+            .plain_http(host.clone());
+        let image = ImageName::new(format!("{host}/acme/agent")).unwrap();
+        let digest = ImageDigest::new(format!("sha256:{}", "b".repeat(64))).unwrap();
+        let tag = ImageTag::new("prod").unwrap();
+        for expected in 1..=2 {
+            match registry.tag(&image, &digest, &tag).await {
+                Err(TagError::Refused(m)) => assert!(m.contains("401"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(logins.calls.load(Ordering::SeqCst), expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn logins_are_kept_until_shortly_before_they_expire() {
+        // Nothing listens on the port: every tagging is Unavailable, after its login.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let host = format!("127.0.0.1:{port}");
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let logins = Arc::new(CountingLogins {
+            clock: clock.clone(),
+            calls: AtomicU32::new(0),
+        });
+        let registry = LoginRegistry::new(logins.clone(), clock.clone(), Duration::from_secs(2))
+            .plain_http(host.clone());
+        let image = ImageName::new(format!("{host}/acme/agent")).unwrap();
+        let digest = ImageDigest::new(format!("sha256:{}", "b".repeat(64))).unwrap();
+        let tag = ImageTag::new("prod").unwrap();
+        let tag_once = || registry.tag(&image, &digest, &tag);
+        assert!(matches!(tag_once().await, Err(TagError::Unavailable(_))));
+        assert!(matches!(tag_once().await, Err(TagError::Unavailable(_))));
+        assert_eq!(
+            logins.calls.load(Ordering::SeqCst),
+            1,
+            "the login is reused"
+        );
+        // 11 h 50 min later the 12-hour login is within the margin: renewed.
+        clock.advance(Duration::from_secs(11 * 3600 + 50 * 60));
+        assert!(matches!(tag_once().await, Err(TagError::Unavailable(_))));
+        assert_eq!(
+            logins.calls.load(Ordering::SeqCst),
+            2,
+            "renewed before expiry"
+        );
+        clock.advance(Duration::from_secs(3600));
+        assert!(matches!(tag_once().await, Err(TagError::Unavailable(_))));
+        assert_eq!(
+            logins.calls.load(Ordering::SeqCst),
+            2,
+            "the new one still holds"
+        );
+    }
 
     #[test]
     fn bearer_challenges_are_parsed() {
