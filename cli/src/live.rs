@@ -5,20 +5,19 @@
 //! Changes carry a feed sequence (1, 2, … per process) and the process's epoch. A client
 //! that reconnects asks for `?since=<seq>&epoch=<epoch>` and is sent the changes it missed
 //! from a bounded backlog; when it cannot be (another process, or older than the backlog)
-//! it is told to `resync`, i.e. to re-read `GET /api/runs`. Messages, as JSON text:
-//!
-//! - `{"type":"hello","epoch":E,"seq":N}` first: N is the latest sequence;
-//! - `{"type":"run","seq":N,"run":RunSummary}` per change (backlog first, then live);
-//! - `{"type":"resync","reason":…}` when the client must re-read the list.
+//! it is told to `resync`, i.e. to re-read `GET /api/runs`. The messages are
+//! [`vaia_api::feed::FeedMessage`]s: `hello` first, then `run` per change (backlog first,
+//! then live), `resync` when the client must re-read the list.
 
 use async_trait::async_trait;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
+use vaia_api::feed::FeedMessage as Out;
 use vaia_api::RunSummary;
 use vaia_core::ports::{Created, PortResult, RunCursor, RunPage, RunStore};
 use vaia_core::run::{Run, RunEvent, Timestamp};
@@ -193,14 +192,6 @@ pub struct FeedQuery {
     epoch: Option<String>,
 }
 
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum Out<'a> {
-    Hello { epoch: &'a str, seq: u64 },
-    Run { seq: u64, run: &'a RunSummary },
-    Resync { reason: String },
-}
-
 /// `GET /api/feed`: the WebSocket upgrade.
 pub async fn feed_ws(
     State(feed): State<Arc<Feed>>,
@@ -214,7 +205,7 @@ pub async fn feed_ws(
 }
 
 async fn send(socket: &mut WebSocket, msg: &Out<'_>) -> bool {
-    match serde_json::to_string(msg) {
+    match msg.to_text() {
         Ok(text) => socket.send(Message::Text(text.into())).await.is_ok(),
         Err(e) => {
             tracing::error!(error = %e, "feed message did not serialise");

@@ -4,6 +4,7 @@
 import { createContext, useContext, useEffect, useMemo, useRef, useState } from "react";
 import { useInfiniteQuery, useQueryClient } from "@tanstack/react-query";
 import { getToken, listRuns, type RunSummary } from "./api/client";
+import { loadConfig } from "./api/config";
 import { Feed, type FeedStatus } from "./api/feed";
 import { mergeRuns } from "./runs";
 
@@ -49,30 +50,39 @@ export function LiveProvider({ children, token }: { children: React.ReactNode; t
   }, [hasNextPage, isFetchingNextPage, isError, fetchNextPage, pages]);
 
   useEffect(() => {
-    const f = new Feed(
-      {
-        onRun: (run) => {
-          setOverlay((m) => new Map(m).set(run.id, run));
-          void qc.invalidateQueries({ queryKey: ["run", run.id] });
+    let cancelled = false;
+    let f: Feed | null = null;
+    // The feed's URL is the deployment's (config.json), /api/feed by default.
+    void loadConfig().then((config) => {
+      if (cancelled) return;
+      f = new Feed(
+        {
+          onRun: (run) => {
+            setOverlay((m) => new Map(m).set(run.id, run));
+            void qc.invalidateQueries({ queryKey: ["run", run.id] });
+          },
+          onResync: () => {
+            void qc.invalidateQueries({ queryKey: ["runs"] });
+            void qc.invalidateQueries({ queryKey: ["run"] });
+          },
+          onStatus: (status, detail) => setFeed({ status, detail }),
+          onFirstOpen: () => {
+            // Whatever was read before the feed was subscribed may have changed since.
+            void qc.invalidateQueries({ queryKey: ["run"] });
+            if ((qc.getQueryState(["runs", token])?.dataUpdatedAt ?? 0) > 0) {
+              void qc.invalidateQueries({ queryKey: ["runs", token] });
+            }
+          },
         },
-        onResync: () => {
-          void qc.invalidateQueries({ queryKey: ["runs"] });
-          void qc.invalidateQueries({ queryKey: ["run"] });
-        },
-        onStatus: (status, detail) => setFeed({ status, detail }),
-        onFirstOpen: () => {
-          // Whatever was read before the feed was subscribed may have changed since.
-          void qc.invalidateQueries({ queryKey: ["run"] });
-          if ((qc.getQueryState(["runs", token])?.dataUpdatedAt ?? 0) > 0) {
-            void qc.invalidateQueries({ queryKey: ["runs", token] });
-          }
-        },
-      },
-      { token: getToken() || undefined },
-    );
-    feedRef.current = f;
-    f.start();
-    return () => f.stop();
+        { token: getToken() || undefined, url: config.feedUrl },
+      );
+      feedRef.current = f;
+      f.start();
+    });
+    return () => {
+      cancelled = true;
+      f?.stop();
+    };
   }, [qc, token]);
 
   const listed = useMemo(() => query.data?.pages.flatMap((p) => p.runs) ?? [], [query.data]);

@@ -7,6 +7,7 @@ class FakeSocket {
   onmessage: ((ev: { data: unknown }) => void) | null = null;
   onclose: (() => void) | null = null;
   onerror: (() => void) | null = null;
+  onopen: (() => void) | null = null;
   constructor(
     public url: string,
     public protocols?: string[],
@@ -67,6 +68,46 @@ describe("Feed", () => {
     f.stop();
     vi.advanceTimersByTime(60_000);
     expect(FakeSocket.all).toHaveLength(3);
+  });
+
+  it("uses the deployment's feed URL and says hello once open, with its cursor after a reconnect", () => {
+    vi.useFakeTimers();
+    const resyncs: string[] = [];
+    const runs: string[] = [];
+    const f = new Feed(
+      { onRun: (r) => runs.push(r.id), onResync: (r) => resyncs.push(r) },
+      {
+        base: "https://d111.cloudfront.net/",
+        url: "wss://a1b2.execute-api.us-east-1.amazonaws.com/feed",
+        token: "t0k",
+        WebSocketImpl: FakeSocket as unknown as typeof WebSocket,
+      },
+    );
+    f.start();
+    const first = FakeSocket.all[0];
+    expect(first.url).toBe("wss://a1b2.execute-api.us-east-1.amazonaws.com/feed");
+    expect(first.protocols).toEqual(["vaia", "bearer.t0k"]);
+    const said: unknown[] = [];
+    first.send = (msg: unknown) => said.push(JSON.parse(msg as string));
+    first.onopen?.();
+    expect(said).toEqual([{ action: "hello" }]);
+    // What the AWS feed answers: hello, then changes.
+    first.onmessage?.({ data: JSON.stringify({ type: "hello", epoch: "aws", seq: 1000 }) });
+    first.onmessage?.({ data: JSON.stringify({ type: "run", seq: 1500, run: summary("r1") }) });
+    first.close();
+    vi.advanceTimersByTime(backoff(0));
+    const second = FakeSocket.all[1];
+    expect(second.url).toBe("wss://a1b2.execute-api.us-east-1.amazonaws.com/feed?since=1500&epoch=aws");
+    const said2: unknown[] = [];
+    second.send = (msg: unknown) => said2.push(JSON.parse(msg as string));
+    second.onopen?.();
+    expect(said2).toEqual([{ action: "hello", since: 1500, epoch: "aws" }]);
+    second.onmessage?.({ data: JSON.stringify({ type: "hello", epoch: "aws", seq: 2000 }) });
+    second.onmessage?.({ data: JSON.stringify({ type: "resync", reason: "no backlog" }) });
+    expect(resyncs).toEqual(["no backlog"]);
+    expect(runs).toEqual(["r1"]);
+    expect(f.cursor).toEqual({ seq: 2000, epoch: "aws" });
+    f.stop();
   });
 
   it("backs off exponentially up to a ceiling", () => {

@@ -1,7 +1,11 @@
-// The realtime feed client: a WebSocket to `/api/feed` that reconnects with exponential
-// backoff (and jitter) and, on reconnecting, asks for the changes it missed since the last
-// sequence it saw (`?since=&epoch=`). The server answers `resync` when it cannot backfill
-// (it restarted, or the gap is older than its backlog): the caller then re-reads the list.
+// The realtime feed client: a WebSocket to `/api/feed` (or the deployment's `feedUrl`, see
+// config.ts) that reconnects with exponential backoff (and jitter) and, on reconnecting,
+// asks for the changes it missed since the last sequence it saw (`?since=&epoch=`). The
+// server answers `resync` when it cannot backfill (it restarted, or the gap is older than
+// its backlog): the caller then re-reads the list. Once open, the client also says
+// `{"action":"hello","since":…,"epoch":…}`: the AWS feed (API Gateway, which cannot send
+// during the handshake) answers hello and, after a reconnect, resync; `vaia up` has
+// answered from the URL already and ignores it.
 import type { RunSummary } from "./client";
 
 export type FeedStatus = "connecting" | "open" | "closed";
@@ -26,6 +30,8 @@ export interface FeedHandlers {
 export interface FeedOptions {
   /** Page URL the feed's URL is resolved against (default: location.href). */
   base?: string;
+  /** The feed's URL, absolute or relative to `base` (default: /api/feed). */
+  url?: string;
   token?: string;
   minDelayMs?: number;
   maxDelayMs?: number;
@@ -58,8 +64,9 @@ export class Feed {
   }
 
   url(): string {
-    const u = new URL("/api/feed", this.opts.base ?? window.location.href);
-    u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+    const u = new URL(this.opts.url ?? "/api/feed", this.opts.base ?? window.location.href);
+    if (u.protocol === "https:") u.protocol = "wss:";
+    else if (u.protocol === "http:") u.protocol = "ws:";
     if (this.seq !== null && this.epoch !== null) {
       u.searchParams.set("since", String(this.seq));
       u.searchParams.set("epoch", this.epoch);
@@ -97,6 +104,18 @@ export class Feed {
       return;
     }
     this.ws = ws;
+    ws.onopen = () => {
+      const hello: { action: "hello"; since?: number; epoch?: string } = { action: "hello" };
+      if (this.seq !== null && this.epoch !== null) {
+        hello.since = this.seq;
+        hello.epoch = this.epoch;
+      }
+      try {
+        ws.send(JSON.stringify(hello));
+      } catch {
+        // Closing already: onclose reconnects.
+      }
+    };
     ws.onmessage = (ev) => this.receive(ev.data);
     ws.onclose = () => {
       if (this.ws === ws) this.ws = null;

@@ -39,6 +39,8 @@ function serve(answer: (url: string) => Response) {
   vi.stubGlobal(
     "fetch",
     vi.fn(async (url: string, init?: RequestInit) => {
+      // The deployment's config.json: none, as under `vaia up`.
+      if (url.endsWith("/config.json")) return new Response("not found", { status: 404 });
       calls.push({ url, auth: new Headers(init?.headers).get("authorization") });
       return answer(url);
     }),

@@ -321,35 +321,56 @@ pub async fn require_token(
     let Some(role) = required_role(&method, &path) else {
         return next.run(req).await;
     };
-    let Some(token) = presented_token(req.headers()) else {
+    match authorize(&tokens, role, &method, &path, req.headers()) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Checks that `headers` present a configured token with `role` for `method path` (the
+/// check of [`require_token`], also used by the AWS `realtime` function's `$connect`):
+/// no token or an unknown one → 401, a token lacking the role → 403, logged with the
+/// token's name when known, never the token. `tokens` must not be empty (no tokens: no
+/// authentication, the caller decides).
+pub fn authorize(
+    tokens: &Tokens,
+    role: Role,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
+    let Some(token) = presented_token(headers) else {
         tracing::warn!(%method, %path, "refused: no token");
-        return ApiError(
+        return Err(ApiError(
             StatusCode::UNAUTHORIZED,
             format!(
                 "{method} {path} needs a token with role {role} (Authorization: Bearer <token>)"
             ),
-        )
-        .into_response();
+        ));
     };
     let Some(entry) = tokens.find(&token) else {
         tracing::warn!(%method, %path, "refused: unknown token");
-        return ApiError(StatusCode::UNAUTHORIZED, "the token is not valid".into()).into_response();
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "the token is not valid".into(),
+        ));
     };
     if !entry.roles.contains(&role) {
         tracing::warn!(%method, %path, token = %entry.name, needed = %role, "refused: missing role");
-        return ApiError(
+        return Err(ApiError(
             StatusCode::FORBIDDEN,
             format!(
                 "token {:?} lacks role {role} needed for {method} {path}",
                 entry.name
             ),
-        )
-        .into_response();
+        ));
     }
-    req.extensions_mut().insert(Caller {
+    Ok(Caller {
         name: Some(entry.name.clone()),
-    });
-    next.run(req).await
+    })
 }
 
 /// Wraps `router` in [`require_token`].

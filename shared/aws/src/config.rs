@@ -65,7 +65,7 @@ pub struct AwsSettings {
     pub endpoint: Option<String>,
 }
 
-fn required(name: &'static str) -> Result<String, ConfigError> {
+pub(crate) fn required(name: &'static str) -> Result<String, ConfigError> {
     std::env::var(name)
         .ok()
         .filter(|v| !v.is_empty())

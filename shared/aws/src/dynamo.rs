@@ -78,7 +78,8 @@ const MAX_TRANSACTION_ITEMS: usize = 100;
 /// Keys per `BatchGetItem`, by DynamoDB's limit.
 const MAX_BATCH_GET: usize = 100;
 
-type Item = HashMap<String, AttributeValue>;
+/// A DynamoDB item.
+pub type Item = HashMap<String, AttributeValue>;
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -122,6 +123,26 @@ fn decode<T: serde::de::DeserializeOwned>(item: &Item, what: &str) -> PortResult
     let body = get_s(item, "body")
         .ok_or_else(|| PortError::Invalid(format!("{what}: item without a body")))?;
     serde_json::from_str(body).map_err(|e| PortError::Invalid(format!("{what}: bad body: {e}")))
+}
+
+/// The run an item holds, decoded as [`DynamoRunStore`] reads it; `Ok(None)` for the
+/// table's other items (events, idempotency records). For the runs table's stream (the
+/// `realtime` function), whose images are items of this table.
+pub fn run_from_item(item: &Item) -> PortResult<Option<Run>> {
+    let is_run = get_s(item, "sk") == Some(RUN_SK)
+        && get_s(item, "pk").is_some_and(|pk| pk.starts_with("RUN#"));
+    if !is_run {
+        return Ok(None);
+    }
+    let run: Run = decode(item, "run")?;
+    if get_s(item, "pk") != Some(run_pk(&run.id).as_str()) {
+        return Err(PortError::Invalid(format!(
+            "run: item {:?} holds run {}",
+            get_s(item, "pk").unwrap_or_default(),
+            run.id
+        )));
+    }
+    Ok(Some(run))
 }
 
 fn encode<T: serde::Serialize>(v: &T, what: &str) -> PortResult<String> {

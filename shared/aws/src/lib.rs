@@ -23,6 +23,7 @@ pub mod events;
 pub mod http;
 pub mod lambda;
 pub mod meter;
+pub mod realtime;
 #[cfg(feature = "testing")]
 pub mod runtime_api;
 pub mod s3;

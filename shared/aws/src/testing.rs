@@ -20,10 +20,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-/// Starts moto, with two corrections so it behaves as AWS does: request handling is
+/// Starts moto, with three corrections so it behaves as AWS does: request handling is
 /// serialised (moto checks a DynamoDB condition and writes in separate Python steps, so
-/// racing requests could both pass a condition DynamoDB evaluates atomically), and FIFO
-/// deduplication ids are remembered for five minutes even after their message is deleted.
+/// racing requests could both pass a condition DynamoDB evaluates atomically), FIFO
+/// deduplication ids are remembered for five minutes even after their message is deleted,
+/// and a WebSocket connection closed with `DeleteConnection` is gone (410 `GoneException`
+/// to a post). moto keeps what is posted to a connection but `GetConnection` does not
+/// return it; the launcher adds it as `postedData` ([`posted_to_connection`] reads it).
 const LAUNCHER: &str = r#"
 import os, sys, threading
 from moto.server import ThreadedMotoServer
@@ -49,12 +52,104 @@ def _add_dedupe(self, message):
         seen[message.deduplication_id] = now
     return _add(self, message)
 _sqs.Queue.add_message = _add_dedupe
+# API Gateway answers 410 GoneException to a post to (or a read of) a connection that has
+# closed; moto's connections never close. A connection deleted with DeleteConnection is
+# gone here, as on AWS. moto keeps the data posted to each connection but GetConnection
+# does not return it: the launcher adds it, base64, as `postedData`, for tests to read.
+import base64
+from moto.apigatewaymanagementapi import models as _agm
+from moto.core.exceptions import JsonRESTError
+class _Gone(JsonRESTError):
+    code = 410
+    def __init__(self, connection_id):
+        super().__init__("GoneException", f"connection {connection_id} is gone")
+_Backend = _agm.ApiGatewayManagementApiBackend
+def _gone(self):
+    return self.__dict__.setdefault("_vaia_gone", set())
+_delete, _get, _post = _Backend.delete_connection, _Backend.get_connection, _Backend.post_to_connection
+def _delete_gone(self, connection_id):
+    _gone(self).add(connection_id)
+    return _delete(self, connection_id)
+def _get_live(self, connection_id):
+    if connection_id in _gone(self):
+        raise _Gone(connection_id)
+    return _get(self, connection_id)
+def _post_live(self, data, connection_id):
+    if connection_id in _gone(self):
+        raise _Gone(connection_id)
+    return _post(self, data, connection_id)
+_Backend.delete_connection, _Backend.get_connection, _Backend.post_to_connection = _delete_gone, _get_live, _post_live
+_to_dict = _agm.Connection.to_dict
+def _to_dict_data(self):
+    d = _to_dict(self)
+    d["postedData"] = base64.b64encode(self.data).decode()
+    return d
+_agm.Connection.to_dict = _to_dict_data
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
 server.start()
 print("ready", flush=True)
 sys.stdin.read()
 os._exit(0)
 "#;
+
+/// Everything posted to WebSocket connection `id` through moto's API Gateway Management
+/// API (`PostToConnection` at endpoint `moto.endpoint`), concatenated.
+pub async fn posted_to_connection(moto: &Moto, id: &str) -> Vec<u8> {
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = moto.endpoint.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host)
+        .await
+        .expect("connect to moto");
+    // moto keys connections by the path as the SDK sends it (percent-encoded), and picks
+    // the service from the signature's credential scope.
+    let path: String = id
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let request = format!(
+        "GET /@connections/{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: AWS4-HMAC-SHA256 \
+         Credential=testing/20260101/us-east-1/execute-api/aws4_request, SignedHeaders=host, \
+         Signature=0\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write to moto");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .await
+        .expect("read from moto");
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "GetConnection {id}: {head}"
+    );
+    let v: serde_json::Value = serde_json::from_str(body).expect("GetConnection JSON");
+    base64::engine::general_purpose::STANDARD
+        .decode(v["postedData"].as_str().expect("postedData"))
+        .expect("postedData base64")
+}
+
+/// Closes WebSocket connection `id` in moto, as a browser leaving would: posts to it are
+/// then refused with 410 `GoneException`.
+pub async fn close_connection(moto: &Moto, id: &str) {
+    let sdk = sdk(&moto.endpoint).await;
+    let client = aws_sdk_apigatewaymanagement::Client::new(&sdk);
+    client
+        .delete_connection()
+        .connection_id(id)
+        .send()
+        .await
+        .expect("DeleteConnection");
+}
 
 /// A running moto server.
 #[derive(Debug)]

@@ -338,6 +338,49 @@ pub trait MessageHandler: Send + Sync {
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError>;
 }
 
+// --- Realtime feed: the connections of live dashboards and pushing to them (the AWS
+// `realtime` function; the local stack serves its own WebSocket). ---
+
+/// The open feed connections (on AWS, API Gateway WebSocket connection ids).
+#[async_trait]
+pub trait Connections: Send + Sync {
+    /// Records connection `id`, opened at `now`, forgotten after `ttl` at the latest.
+    async fn add(&self, id: &str, now: Timestamp, ttl: Duration) -> PortResult<()>;
+    /// Forgets connection `id` (absent is fine).
+    async fn remove(&self, id: &str) -> PortResult<()>;
+    /// Every recorded connection.
+    async fn list(&self) -> PortResult<Vec<String>>;
+}
+
+/// Why a push to a connection failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// The connection is closed for good (API Gateway's 410 `GoneException`).
+    #[error("connection {0} is gone")]
+    Gone(String),
+    /// Anything else (throttling, a network error): worth retrying.
+    #[error("push to connection {connection} failed: {reason}")]
+    Failed { connection: String, reason: String },
+}
+
+/// One record of the runs table's change stream, decoded by the adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunChange {
+    /// The record's identifier in its stream (what a partial batch failure names).
+    pub id: String,
+    /// The change's position for the feed (increasing with time).
+    pub seq: u64,
+    /// The run as written; `Ok(None)` for a record that is not a run write (another item
+    /// of the table, a removal); `Err` names what is wrong with the record.
+    pub run: Result<Option<Run>, String>,
+}
+
+/// Sends a text message to one feed connection.
+#[async_trait]
+pub trait Push: Send + Sync {
+    async fn post(&self, connection: &str, data: &[u8]) -> Result<(), PushError>;
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
