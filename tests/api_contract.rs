@@ -37,7 +37,6 @@ fn assert_valid(spec: &Value, component: &str, instance: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_match_the_openapi_document() {
     let spec: Value = serde_json::from_str(OPENAPI).unwrap();
-    let dir = tempfile::tempdir().unwrap();
     // The tools and release gates, with a fixed latency baseline: their verdicts are
     // checked against the document too (the agent gates need the example agent's evidence).
     let mut policy = Policy::schema_only();
@@ -49,55 +48,25 @@ async fn responses_match_the_openapi_document() {
     }
     policy.latency.baseline_p95_ms = Some(150.0);
     policy.ct.drift_source = vaia_core::ct::DriftSource::Report;
-    let config = StackConfig {
-        data_dir: dir.path().to_path_buf(),
-        bind: "127.0.0.1".into(),
-        port: 0,
-        policy,
-        secret: WebhookSecret::new("contract-secret").unwrap(),
-        alertmanager_token: None,
-    };
-    let stack = Stack::start(config).await.unwrap();
-    let client = Client::new(&stack.url());
-    let repo = Repository::new("octo/agent").unwrap();
     let sha = CommitSha::new("1".repeat(40)).unwrap();
-    let (status, answer) = client
-        .send_webhook(
-            "contract-secret",
-            "push",
-            "c-1",
-            &push_payload(&repo, &sha).unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 201);
-    assert_valid(&spec, "WebhookAnswer", &answer);
-    let tools = include_str!("../examples/demo/tools-v1.json");
-    let image = ImageDigest::new(format!("sha256:{}", "c".repeat(64))).unwrap();
-    client
-        .upload_evidence(
-            &repo,
-            &sha,
-            &image,
-            None,
-            &[
-                ("tools.json".into(), tools.as_bytes().to_vec()),
-                (
-                    "trivy.json".into(),
-                    include_bytes!("../examples/demo/trivy-vulnerable.json").to_vec(),
-                ),
-                (
-                    "locust_stats.csv".into(),
-                    include_bytes!("../shared/gates/tests/fixtures/locust/good_stats.csv").to_vec(),
-                ),
-            ],
-        )
-        .await
-        .unwrap();
-    let run_id = answer["run_id"].as_str().unwrap();
-    wait_settled(&client, run_id, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let started = start_run(
+        policy,
+        &sha,
+        vec![
+            (
+                "trivy.json".into(),
+                include_bytes!("../examples/demo/trivy-vulnerable.json").to_vec(),
+            ),
+            (
+                "locust_stats.csv".into(),
+                include_bytes!("../shared/gates/tests/fixtures/locust/good_stats.csv").to_vec(),
+            ),
+        ],
+    )
+    .await;
+    let (stack, answer) = (&started.stack, &started.answer);
+    assert_valid(&spec, "WebhookAnswer", answer);
+    let run_id = started.run_id.as_str();
 
     let http = reqwest::Client::new();
     let get = |path: String| {
@@ -219,7 +188,7 @@ async fn responses_match_the_openapi_document() {
             assert_ne!(status, 405, "{method} {path}");
         }
     }
-    stack.stop().await;
+    started.stack.stop().await;
 }
 
 /// `POST /api/runs/{id}/retry` through a real stack: the latency gate errors (no Prometheus
@@ -232,59 +201,21 @@ async fn an_errored_gate_is_retried_through_the_api() {
     use vaia_core::run::EventKind;
     use vaia_core::PipelineState;
     let spec: Value = serde_json::from_str(OPENAPI).unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let mut policy = Policy::schema_only();
     policy
         .stages
         .ci
         .push(vaia_core::GateName::new("latency").unwrap());
-    let stack = Stack::start(StackConfig {
-        data_dir: dir.path().to_path_buf(),
-        bind: "127.0.0.1".into(),
-        port: 0,
-        policy,
-        secret: WebhookSecret::new("retry-secret").unwrap(),
-        alertmanager_token: None,
-    })
-    .await
-    .unwrap();
-    let client = Client::new(&stack.url());
-    let repo = Repository::new("octo/agent").unwrap();
     let sha = CommitSha::new("2".repeat(40)).unwrap();
-    let (status, answer) = client
-        .send_webhook(
-            "retry-secret",
-            "push",
-            "r-1",
-            &push_payload(&repo, &sha).unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 201);
-    let image = ImageDigest::new(format!("sha256:{}", "c".repeat(64))).unwrap();
-    client
-        .upload_evidence(
-            &repo,
-            &sha,
-            &image,
-            None,
-            &[
-                (
-                    "tools.json".into(),
-                    include_bytes!("../examples/demo/tools-v1.json").to_vec(),
-                ),
-                (
-                    "locust_stats.csv".into(),
-                    include_bytes!("../shared/gates/tests/fixtures/locust/good_stats.csv").to_vec(),
-                ),
-            ],
-        )
-        .await
-        .unwrap();
-    let run_id = answer["run_id"].as_str().unwrap().to_string();
-    let failed = wait_settled(&client, &run_id, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let good_load = include_bytes!("../shared/gates/tests/fixtures/locust/good_stats.csv");
+    let started = start_run(
+        policy,
+        &sha,
+        vec![("locust_stats.csv".into(), good_load.to_vec())],
+    )
+    .await;
+    let (stack, client, run_id) = (&started.stack, &started.client, started.run_id.clone());
+    let failed = client.run(&run_id).await.unwrap();
     assert_eq!(failed.run.state, PipelineState::Failed);
     let latency = vaia_core::GateName::new("latency").unwrap();
     let schema = vaia_core::GateName::new("schema").unwrap();
@@ -328,7 +259,7 @@ async fn an_errored_gate_is_retried_through_the_api() {
     let (status, answer) = retry(json!({"gate": "schema", "actor": "ana"})).await;
     assert_eq!(status, 202);
     assert_valid(&spec, "Accepted", &answer);
-    let refused = poll_run(&client, &run_id, |d| {
+    let refused = poll_run(client, &run_id, |d| {
         d.events.iter().any(|e| e.kind == EventKind::Refused)
     })
     .await;
@@ -350,7 +281,7 @@ async fn an_errored_gate_is_retried_through_the_api() {
     let (status, _) =
         retry(json!({"gate": "latency", "actor": "ana", "reason": "prometheus is back"})).await;
     assert_eq!(status, 202);
-    let again = poll_run(&client, &run_id, |d| {
+    let again = poll_run(client, &run_id, |d| {
         d.run.state == PipelineState::Failed && d.run.retry.is_some()
     })
     .await;
@@ -394,7 +325,60 @@ async fn an_errored_gate_is_retried_through_the_api() {
     assert_eq!(status, 200);
     assert_valid(&spec, "RunDetail", &detail);
     assert_eq!(detail["run"]["retry"]["attempt"], 1);
-    stack.stop().await;
+    started.stack.stop().await;
+}
+
+/// A stack with `policy`, a signed push of `commit` and its evidence (the demo's tools
+/// and `files`), the run settled.
+struct Started {
+    stack: Stack,
+    client: Client,
+    answer: Value,
+    run_id: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_run(policy: Policy, commit: &CommitSha, files: Vec<(String, Vec<u8>)>) -> Started {
+    const SECRET: &str = "contract-secret";
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Stack::start(StackConfig {
+        data_dir: dir.path().to_path_buf(),
+        bind: "127.0.0.1".into(),
+        port: 0,
+        policy,
+        secret: WebhookSecret::new(SECRET).unwrap(),
+        alertmanager_token: None,
+    })
+    .await
+    .unwrap();
+    let client = Client::new(&stack.url());
+    let repo = Repository::new("octo/agent").unwrap();
+    let (status, answer) = client
+        .send_webhook(SECRET, "push", "c-1", &push_payload(&repo, commit).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{answer}");
+    let image = ImageDigest::new(format!("sha256:{}", "c".repeat(64))).unwrap();
+    let mut bundle = vec![(
+        "tools.json".to_string(),
+        include_bytes!("../examples/demo/tools-v1.json").to_vec(),
+    )];
+    bundle.extend(files);
+    client
+        .upload_evidence(&repo, commit, &image, None, &bundle)
+        .await
+        .unwrap();
+    let run_id = answer["run_id"].as_str().unwrap().to_string();
+    wait_settled(&client, &run_id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    Started {
+        stack,
+        client,
+        answer,
+        run_id,
+        _dir: dir,
+    }
 }
 
 /// Polls the run until `done` holds (30 s at most).

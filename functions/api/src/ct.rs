@@ -14,8 +14,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vaia_core::layout::MAX_RECORD_BYTES;
-use vaia_core::ports::Bounded;
 use vaia_core::{BlobKey, Repository};
 use vaia_ct_budget::{evaluations_prefix, latest_evaluation_key, Evaluation};
 
@@ -49,22 +47,7 @@ fn limit(q: &ShowQuery) -> Result<usize, ApiError> {
 }
 
 async fn read(s: &ApiState, key: &BlobKey) -> Result<Option<Evaluation>, ApiError> {
-    let bytes = match s.blobs.get_at_most(key, MAX_RECORD_BYTES).await? {
-        None => return Ok(None),
-        Some(Bounded::Bytes(b)) => b,
-        Some(Bounded::TooLarge { .. }) => {
-            return Err(ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("CT evaluation {key} is over {MAX_RECORD_BYTES} bytes"),
-            ))
-        }
-    };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("CT evaluation {key} is unreadable: {e}"),
-        )
-    })
+    crate::registry::read_record(&*s.blobs, key, "CT evaluation").await
 }
 
 async fn show(

@@ -43,11 +43,14 @@ fn repository(owner: &str, repo: &str) -> Result<Repository, ApiError> {
     Repository::new(format!("{owner}/{repo}")).map_err(|e| bad_request(format!("path: {e}")))
 }
 
-/// A record the registry wrote; one that is over the size limit or does not parse is a
-/// server fault naming the key (keys are not secrets).
-async fn read<T: DeserializeOwned>(
+/// A record vaia wrote (`what`: "registry record", "CT evaluation"); one that is over the
+/// size limit or does not parse is a server fault naming the key (keys are not secrets).
+const RECORD: &str = "registry record";
+
+pub(crate) async fn read_record<T: DeserializeOwned>(
     blobs: &dyn BlobStore,
     key: &BlobKey,
+    what: &str,
 ) -> Result<Option<T>, ApiError> {
     let bytes = match blobs.get_at_most(key, MAX_RECORD_BYTES).await? {
         None => return Ok(None),
@@ -55,14 +58,14 @@ async fn read<T: DeserializeOwned>(
         Some(Bounded::TooLarge { .. }) => {
             return Err(ApiError(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("registry record {key} is over {MAX_RECORD_BYTES} bytes"),
+                format!("{what} {key} is over {MAX_RECORD_BYTES} bytes"),
             ))
         }
     };
     serde_json::from_slice(&bytes).map(Some).map_err(|e| {
         ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("registry record {key} is unreadable: {e}"),
+            format!("{what} {key} is unreadable: {e}"),
         )
     })
 }
@@ -78,7 +81,7 @@ async fn read_all<T: DeserializeOwned>(
             continue;
         }
         // Listed then gone: removed meanwhile, not an error.
-        if let Some(record) = read(blobs, &meta.key).await? {
+        if let Some(record) = read_record(blobs, &meta.key, RECORD).await? {
             out.push(record);
         }
     }
@@ -113,12 +116,15 @@ async fn version(
     let parsed = semver::Version::parse(&version)
         .map_err(|e| bad_request(format!("path: version {version:?} is not semver: {e}")))?;
     let key = version_key(&repo, &parsed).map_err(|e| bad_request(format!("path: {e}")))?;
-    read(&*s.blobs, &key).await?.map(Json).ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            format!("{repo} has no version {parsed}"),
-        )
-    })
+    read_record(&*s.blobs, &key, RECORD)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("{repo} has no version {parsed}"),
+            )
+        })
 }
 
 async fn aliases(
