@@ -203,6 +203,29 @@ dashboard-test: dashboard
 bench-dashboard: dashboard
 	$(CARGO) test --quiet --workspace --no-run
 	cd dashboard && VAIA_BIN=$(abspath $(TARGET_DIR))/debug/vaia node e2e/bench.mjs
+
+## Publish the built dashboard to the stack's bucket (README, "Deploying the dashboard"):
+## make dashboard-publish BUCKET=<DashboardBucketName output> FEED_URL=<FeedUrl output>
+## Writes dist/config.json, uploads the hashed assets/ (cached for a year), then the rest
+## (index.html, config.json: revalidated), then prunes what the build no longer has.
+AWS ?= aws
+.PHONY: dashboard-publish dashboard-config
+dashboard-publish dashboard-config: export BUCKET := $(BUCKET)
+dashboard-publish dashboard-config: export FEED_URL := $(FEED_URL)
+dashboard-publish: dashboard
+	@$(MAKE) --no-print-directory dashboard-config
+	$(AWS) s3 sync dashboard/dist/assets "s3://$$BUCKET/assets" --cache-control "public, max-age=31536000, immutable"
+	$(AWS) s3 sync dashboard/dist "s3://$$BUCKET" --exclude "assets/*" --cache-control "no-cache"
+	$(AWS) s3 sync dashboard/dist "s3://$$BUCKET" --delete
+
+## dashboard/dist/config.json from FEED_URL, after checking BUCKET and FEED_URL (a wss://
+## URL of URL characters: nothing to quote in JSON).
+dashboard-config:
+	@case "$$BUCKET" in ''|*[!a-z0-9.-]*) echo "dashboard-publish: BUCKET= must be the stack's DashboardBucketName output" >&2; exit 2;; esac
+	@case "$$FEED_URL" in wss://*) ;; *) echo "dashboard-publish: FEED_URL= must be the stack's FeedUrl output (wss://...)" >&2; exit 2;; esac
+	@case "$$FEED_URL" in *[!A-Za-z0-9.:/_~-]*) echo "dashboard-publish: FEED_URL= has a character a feed URL does not" >&2; exit 2;; esac
+	@test -f dashboard/dist/index.html || { echo "dashboard-publish: no dashboard/dist (make dashboard)" >&2; exit 2; }
+	printf '{"feedUrl": "%s"}\n' "$$FEED_URL" > dashboard/dist/config.json
 # ---------------------------------------------------------------- fuzzing (issue 14)
 # cargo-fuzz (libFuzzer) on the stable toolchain: its -Z flags are accepted with
 # RUSTC_BOOTSTRAP=1. See fuzz/README.md for the targets, the long runs and their results.
