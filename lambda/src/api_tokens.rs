@@ -83,12 +83,19 @@ mod tests {
             ("VAIA_API_TOKENS", "a:read:00"),
         ]);
         let e = tokens_source(&both).unwrap_err().to_string();
-        assert!(e.contains("VAIA_API_TOKENS and VAIA_API_TOKENS_PARAM"), "{e}");
+        assert!(
+            e.contains("VAIA_API_TOKENS and VAIA_API_TOKENS_PARAM"),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_bad_entry_names_the_parameter_and_not_the_text() {
-        let text = format!("ui:read:{};ops:admin:{}", hash_token("t1"), hash_token("t2"));
+        let text = format!(
+            "ui:read:{};ops:admin:{}",
+            hash_token("t1"),
+            hash_token("t2")
+        );
         let e = parse("SSM parameter /vaia/api-tokens", &text)
             .unwrap_err()
             .to_string();
@@ -115,7 +122,21 @@ mod tests {
             "          - PathPattern: /api/*\n            TargetOriginId: api".into(),
             "              - !Sub \"${DashboardApi}.execute-api.".into(),
         ] {
-            assert!(template.contains(&line), "infra/template.yaml lacks {line:?}");
+            assert!(
+                template.contains(&line),
+                "infra/template.yaml lacks {line:?}"
+            );
         }
+        // The routes have no gateway authorizer: the function is what guards them, and it
+        // leaves open exactly what the local stack does.
+        use lambda_http::http::Method;
+        use vaia_api::auth::{required_role, Role};
+        assert_eq!(required_role(&Method::GET, "/healthz"), None);
+        assert_eq!(required_role(&Method::GET, "/api/openapi.json"), None);
+        assert_eq!(required_role(&Method::GET, "/api/runs"), Some(Role::Read));
+        assert_eq!(
+            required_role(&Method::POST, "/api/runs/r/rollback"),
+            Some(Role::Operate)
+        );
     }
 }

@@ -12,8 +12,8 @@ use vaia_api::alertmanager::{self, AlertmanagerToken, HookState};
 use vaia_api::auth::{self, Tokens};
 use vaia_api::{router, served, ApiState};
 use vaia_aws::lambda;
-use vaia_lambda::api_tokens::{self, TokensSource};
 use vaia_core::monitoring::RollbackPolicy;
+use vaia_lambda::api_tokens::{self, TokensSource};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
