@@ -67,14 +67,18 @@ async fn api_answers_every_api_gateway_fixture() {
     alertmanager_notifications_roll_back_once(&h).await;
     h.stop().await;
     // After the tests above: the queues are shared by name, and this one signals too.
-    token_layer_guards_the_routes(m).await;
+    token_layer_guards_the_routes(m, false).await;
+    // As the template configures it under ApiAuthorization=tokens: the entries in an SSM
+    // SecureString named by VAIA_API_TOKENS_PARAM.
+    token_layer_guards_the_routes(m, true).await;
 }
 
-/// The token layer as the function runs it, with `VAIA_API_TOKENS` set (the HTTP API's
-/// IAM authoriser aside): a read without a token or with a wrong one is 401, a token
-/// without the route's role 403, the right role passes; the answers are JSON and never
-/// carry the token.
-async fn token_layer_guards_the_routes(m: &vaia_aws::testing::Moto) {
+/// The token layer as the function runs it, with `VAIA_API_TOKENS` set, or read at init
+/// from the SSM parameter `VAIA_API_TOKENS_PARAM` names (`from_ssm`; the HTTP API's IAM
+/// authoriser aside): a read without a token or with a wrong one is 401, a token without
+/// the route's role 403, the right role passes; the answers are JSON and never carry the
+/// token.
+async fn token_layer_guards_the_routes(m: &vaia_aws::testing::Moto, from_ssm: bool) {
     use vaia_api::auth::hash_token;
     use vaia_core::ports::{Queue, RunStore};
     const READ: &str = "read-token-for-the-runtime-api-test";
@@ -84,11 +88,25 @@ async fn token_layer_guards_the_routes(m: &vaia_aws::testing::Moto) {
         hash_token(READ),
         hash_token(OPERATE)
     );
+    let (name, var, value) = if from_ssm {
+        let param = format!("/{}/api-tokens", vaia_aws::testing::unique("vaia"));
+        aws_sdk_ssm::Client::new(&vaia_aws::testing::sdk(&m.endpoint).await)
+            .put_parameter()
+            .name(&param)
+            .value(&tokens)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+            .await
+            .unwrap();
+        ("api-tokens-ssm", "VAIA_API_TOKENS_PARAM", param)
+    } else {
+        ("api-tokens", "VAIA_API_TOKENS", tokens)
+    };
     let h = LambdaHarness::start(
         env!("CARGO_BIN_EXE_api").as_ref(),
-        "api-tokens",
+        name,
         m,
-        &[("VAIA_API_TOKENS", tokens.as_str())],
+        &[(var, value.as_str())],
     )
     .await;
     let run = sample_run();
