@@ -4,11 +4,13 @@
 // `npm run build` (`make dashboard-test` does all of it).
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import { buffer } from "node:stream/consumers";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openBrowser } from "./browser.mjs";
-import { commit, missingTools, need, push, runDemo, up } from "./stack.mjs";
+import { ROOT, commit, missingTools, need, push, runDemo, up } from "./stack.mjs";
 
 const TOKENS = {
   viewer: { token: "viewer-" + Math.random().toString(36).slice(2), roles: ["read"] },
@@ -109,6 +111,60 @@ describe("dashboard against vaia up", { skip: !ready && "SKIPPED: tools missing"
       await p.close();
     });
   }
+
+  it("the Content-Security-Policy CloudFront adds (infra/template.yaml) blocks nothing the dashboard does", async () => {
+    // As hosted on AWS: the page and /api from one origin (here a proxy in front of the
+    // stack, adding the template's policy to every answer), config.json pointing the feed
+    // at another origin (here the stack itself), allowed by the policy's connect-src.
+    const template = readFileSync(join(ROOT, "infra/template.yaml"), "utf8");
+    const line = template.split("\n").find((l) => l.trim().startsWith("ContentSecurityPolicy: !Sub"));
+    assert.ok(line, "no ContentSecurityPolicy in infra/template.yaml");
+    const feedOrigin = stack.url.replace(/^http/, "ws");
+    // The feed's host is this stack's; wss:// is ws:// here (no TLS on loopback).
+    const csp = /!Sub "(.*)"\s*$/.exec(line)[1].replace(
+      /([a-z]+):\/\/\$\{FeedApi\}\S+?(?=[; ]|$)/,
+      (_, scheme) => `${scheme === "wss" ? "ws" : scheme}://${feedOrigin.slice("ws://".length)}`,
+    );
+    const proxy = createServer(async (req, res) => {
+      if (req.url === "/config.json") {
+        res.writeHead(200, { "content-type": "application/json", "content-security-policy": csp });
+        return res.end(JSON.stringify({ feedUrl: `${feedOrigin}/api/feed` }));
+      }
+      const body = req.method === "GET" || req.method === "HEAD" ? undefined : await buffer(req);
+      const headers = { ...req.headers };
+      for (const hop of ["host", "connection", "keep-alive", "upgrade", "transfer-encoding"]) delete headers[hop];
+      const answer = await fetch(stack.url + req.url, { method: req.method, headers, body });
+      const out = Object.fromEntries([...answer.headers].filter(([k]) => !["content-encoding", "content-length", "transfer-encoding"].includes(k)));
+      res.writeHead(answer.status, { ...out, "content-security-policy": csp });
+      res.end(Buffer.from(await answer.arrayBuffer()));
+    });
+    await new Promise((ok) => proxy.listen(0, "127.0.0.1", ok));
+    const site = `http://127.0.0.1:${proxy.address().port}`;
+    const p = await page();
+    await p.addInitScript(() => {
+      window.__violations = [];
+      document.addEventListener("securitypolicyviolation", (e) =>
+        window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`),
+      );
+    });
+    try {
+      const failed = (await runs()).find((r) => r.state === "FAILED" && r.gates.prompt === "fail");
+      await p.goto(site + "/");
+      await p.locator("[data-run-id]").first().waitFor();
+      await p.locator('[data-feed="open"]').waitFor();
+      assert.deepEqual(await p.evaluate(() => window.__violations), []);
+      await p.goto(`${site}/runs/${failed.id}`);
+      await p.getByRole("article", { name: "prompt" }).waitFor();
+      await p.getByRole("img", { name: /State machine/ }).waitFor();
+      assert.deepEqual(await p.evaluate(() => window.__violations), []);
+      await p.goto(`${site}/production`);
+      await p.getByRole("heading", { name: /production/i }).first().waitFor();
+      assert.deepEqual(await p.evaluate(() => window.__violations), []);
+    } finally {
+      await p.close();
+      proxy.close();
+    }
+  });
 
   it("the production view shows what prod points at and each version's lineage, from the registry", async () => {
     const promoted = (await runs()).filter((r) => r.state === "PROMOTED");
