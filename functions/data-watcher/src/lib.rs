@@ -262,40 +262,14 @@ impl DataWatcher {
         }
     }
 
-    async fn records_of(
-        &self,
-        repo: &Repository,
-    ) -> Result<Vec<(BlobKey, DataObjectRecord)>, WatchError> {
-        let mut out = Vec::new();
-        for meta in self.records.list(&data_objects_prefix(repo)).await? {
-            let corrupt = |message: String| WatchError::Corrupt {
-                key: meta.key.to_string(),
-                message,
-            };
-            let bytes = match self
-                .records
-                .get_at_most(&meta.key, MAX_RECORD_BYTES)
-                .await?
-            {
-                None => continue,
-                Some(Bounded::TooLarge { .. }) => return Err(corrupt("too large".into())),
-                Some(Bounded::Bytes(b)) => b,
-            };
-            let record = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-            out.push((meta.key, record));
-        }
-        Ok(out)
-    }
-
     /// The repository's pending data volume: what no retrain has consumed yet.
     pub async fn pending(&self, repo: &Repository) -> Result<Volume, WatchError> {
-        let mut v = Volume::default();
-        for (_, r) in self.records_of(repo).await? {
-            if r.consumed_by.is_none() {
-                v.add(r.size);
-            }
-        }
-        Ok(v)
+        pending(self.records.as_ref(), repo).await
+    }
+
+    /// [`consume`] in this watcher's records.
+    pub async fn consume(&self, repo: &Repository, job: &str) -> Result<Volume, WatchError> {
+        consume(self.records.as_ref(), repo, job).await
     }
 
     /// Lists `raw/<owner>/<repo>/` and counts the objects no notification counted;
@@ -353,45 +327,80 @@ impl DataWatcher {
         }
         Ok(out)
     }
+}
 
-    /// Consumes the repository's pending volume for training job `job`: marks every
-    /// unconsumed record with the job by compare-and-swap and returns the volume the job
-    /// holds (records it consumed earlier included, so a retried consumption returns the
-    /// same volume and more only if more data arrived).
-    pub async fn consume(&self, repo: &Repository, job: &str) -> Result<Volume, WatchError> {
-        let mut v = Volume::default();
-        for meta in self.records.list(&data_objects_prefix(repo)).await? {
-            loop {
-                let Some(tagged) = self.records.get_tagged(&meta.key).await? else {
-                    break;
-                };
-                let mut record: DataObjectRecord =
-                    serde_json::from_slice(&tagged.bytes).map_err(|e| WatchError::Corrupt {
-                        key: meta.key.to_string(),
-                        message: e.to_string(),
-                    })?;
-                match record.consumed_by.as_deref() {
-                    Some(j) if j == job => {
-                        v.add(record.size);
-                        break;
-                    }
-                    Some(_) => break,
-                    None => {}
-                }
-                record.consumed_by = Some(job.to_string());
-                let bytes = Self::encode(&meta.key, &record)?;
-                if self
-                    .records
-                    .put_if_match(&meta.key, &bytes, &tagged.etag)
-                    .await?
-                    .is_some()
-                {
+async fn records_of(
+    records: &dyn BlobStore,
+    repo: &Repository,
+) -> Result<Vec<(BlobKey, DataObjectRecord)>, WatchError> {
+    let mut out = Vec::new();
+    for meta in records.list(&data_objects_prefix(repo)).await? {
+        let corrupt = |message: String| WatchError::Corrupt {
+            key: meta.key.to_string(),
+            message,
+        };
+        let bytes = match records.get_at_most(&meta.key, MAX_RECORD_BYTES).await? {
+            None => continue,
+            Some(Bounded::TooLarge { .. }) => return Err(corrupt("too large".into())),
+            Some(Bounded::Bytes(b)) => b,
+        };
+        let record = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        out.push((meta.key, record));
+    }
+    Ok(out)
+}
+
+/// The repository's pending data volume: what no retrain has consumed yet.
+pub async fn pending(records: &dyn BlobStore, repo: &Repository) -> Result<Volume, WatchError> {
+    let mut v = Volume::default();
+    for (_, r) in records_of(records, repo).await? {
+        if r.consumed_by.is_none() {
+            v.add(r.size);
+        }
+    }
+    Ok(v)
+}
+
+/// Consumes the repository's pending volume for training job `job`: marks every
+/// unconsumed record with the job by compare-and-swap and returns the volume the job
+/// holds (records it consumed earlier included, so a retried consumption returns the
+/// same volume and more only if more data arrived).
+pub async fn consume(
+    records: &dyn BlobStore,
+    repo: &Repository,
+    job: &str,
+) -> Result<Volume, WatchError> {
+    let mut v = Volume::default();
+    for meta in records.list(&data_objects_prefix(repo)).await? {
+        loop {
+            let Some(tagged) = records.get_tagged(&meta.key).await? else {
+                break;
+            };
+            let mut record: DataObjectRecord =
+                serde_json::from_slice(&tagged.bytes).map_err(|e| WatchError::Corrupt {
+                    key: meta.key.to_string(),
+                    message: e.to_string(),
+                })?;
+            match record.consumed_by.as_deref() {
+                Some(j) if j == job => {
                     v.add(record.size);
                     break;
                 }
-                // Changed since read (another job consumed it): read again.
+                Some(_) => break,
+                None => {}
             }
+            record.consumed_by = Some(job.to_string());
+            let bytes = DataWatcher::encode(&meta.key, &record)?;
+            if records
+                .put_if_match(&meta.key, &bytes, &tagged.etag)
+                .await?
+                .is_some()
+            {
+                v.add(record.size);
+                break;
+            }
+            // Changed since read (another job consumed it): read again.
         }
-        Ok(v)
     }
+    Ok(v)
 }

@@ -121,7 +121,10 @@ async fn bad_keys_and_unknown_repositories_change_nothing() {
         ] {
             let err = w.observe(&created(key, 1, "01")).await.unwrap_err();
             assert!(matches!(err, WatchError::Key { .. }), "{name} {key}: {err}");
-            assert!(err.to_string().contains(&format!("{key:?}")), "{name}: {err}");
+            assert!(
+                err.to_string().contains(&format!("{key:?}")),
+                "{name}: {err}"
+            );
             assert!(!err.is_retryable());
         }
         let err = w
