@@ -69,6 +69,9 @@ enum Command {
     /// Continuous training; `budget` exits 0 hold, 1 retrain due, 2 bad input, 3 inconclusive or error.
     #[command(subcommand)]
     Ct(CtCommand),
+    /// Raw data landed under raw/OWNER/REPO/ and counted by the data watcher.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Generate the monitoring bundle (Prometheus rules, Grafana dashboard) from `[monitoring]`.
     #[command(subcommand)]
     Monitoring(MonitoringCommand),
@@ -98,6 +101,18 @@ enum MonitoringCommand {
 enum DatasetCommand {
     /// Read a `.dvc` file or a `dvc.lock` as vaia does; prints JSON (path, md5, size, nfiles, is_dir, rows; each stage's deps and outs).
     Inspect { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// OWNER/REPO's pending data volume (objects, bytes no retrain has consumed) from a running stack.
+    Pending {
+        repo: String,
+        #[arg(long, env = "VAIA_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -704,6 +719,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             url,
             json,
         }) => cli_registry::show(&url, &repo, &version, json).await,
+        Command::Data(DataCommand::Pending { repo, url, json }) => {
+            vaia::ct_cmd::pending(&url, &repo, json).await
+        }
         Command::Ct(CtCommand::Show {
             repo,
             url,

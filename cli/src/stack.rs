@@ -178,6 +178,8 @@ pub struct Stack {
     pub ports: Ports,
     /// The CT budget the stack's CT loop runs (for a one-off evaluation).
     pub ct: Arc<vaia_ct_budget::CtBudget>,
+    /// The data watcher counting raw data put under `raw/`.
+    pub data: Arc<vaia_data_watcher::DataWatcher>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Held for the stack's life: one process owns a data directory.
@@ -293,6 +295,12 @@ impl Stack {
                 ports.clock.clone(),
             ),
         ));
+        // The data watcher: raw data lands in the same blob store locally.
+        let data = Arc::new(vaia_data_watcher::DataWatcher::new(
+            ports.blobs.clone(),
+            Arc::new(vaia_data_watcher::BlobRawData(ports.blobs.clone())),
+            ports.clock.clone(),
+        ));
         let (snapshots_tx, snapshots_rx) = tokio::sync::mpsc::unbounded_channel();
         let consumers: Vec<(String, Arc<dyn MessageHandler>)> = consumers
             .into_iter()
@@ -302,7 +310,12 @@ impl Stack {
                         inner: handler,
                         snapshots: snapshots_tx.clone(),
                     };
-                    (queue, Arc::new(trigger) as Arc<dyn MessageHandler>)
+                    let counter = crate::ct_loop::RawDataCounter {
+                        inner: Arc::new(trigger),
+                        watcher: data.clone(),
+                        metrics: prom.clone(),
+                    };
+                    (queue, Arc::new(counter) as Arc<dyn MessageHandler>)
                 } else {
                     (queue, handler)
                 }
@@ -321,6 +334,7 @@ impl Stack {
         ));
         tasks.push(crate::ct_loop::spawn(
             ct.clone(),
+            data.clone(),
             ct_every,
             snapshots_rx,
             prom.clone(),
@@ -381,6 +395,7 @@ impl Stack {
             addr,
             ports,
             ct,
+            data,
             shutdown,
             tasks,
             _lock: lock,
