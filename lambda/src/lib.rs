@@ -1,5 +1,8 @@
 //! Configuration logic of the Lambda entry points that is more than wiring, kept here so it
 //! has unit tests: [`delivery`] decides which secrets come from SSM and which delivery
-//! adapters (EventBridge, ECR logins) the orchestrator and registry functions use.
+//! adapters (EventBridge, ECR logins) the orchestrator and registry functions use;
+//! [`data_watcher`] adapts S3 notifications and listings of the data bucket to the data
+//! watcher.
 
+pub mod data_watcher;
 pub mod delivery;

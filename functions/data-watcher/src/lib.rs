@@ -36,6 +36,10 @@ use vaia_core::messages::ObjectCreated;
 use vaia_core::ports::{BlobStore, Bounded, Clock, PortError, PortResult};
 use vaia_core::{BlobKey, Repository};
 
+/// The queue the data bucket's object-created notifications under `raw/` go to (SQS on
+/// AWS; locally the blob events carry them).
+pub const RAW_DATA_QUEUE: &str = "raw-data";
+
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
     #[error("raw-data key {key:?}: {reason}")]
