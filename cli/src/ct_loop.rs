@@ -6,8 +6,7 @@
 //!
 //! The data watcher runs here too: objects put under `raw/` in the local blob store are
 //! counted from their blob events ([`RawDataCounter`]), and each scheduled evaluation is
-//! preceded by a reconciliation of `raw/` (as on AWS), so the pending data volume on
-//! `/metrics` equals the truth after one schedule.
+//! preceded by a reconciliation of `raw/` ([`CtBudget::with_data_watcher`], as on AWS).
 
 use crate::metrics::PromMetrics;
 use async_trait::async_trait;
@@ -130,23 +129,10 @@ pub fn spawn(
                 Some(repo) = snapshots.recv() => Some(repo),
             };
             match one {
-                None => {
-                    match watcher.reconcile_all().await {
-                        Ok(found) => {
-                            for (repo, v) in &found {
-                                if v.objects > 0 {
-                                    tracing::info!(repository = %repo, objects = v.objects, bytes = v.bytes, "reconciliation found raw data");
-                                }
-                                show_pending(&watcher, &metrics, repo).await;
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "raw-data reconciliation failed"),
-                    }
-                    match ct.evaluate_all().await {
-                        Ok(all) => observed(&metrics, &watcher, &all).await,
-                        Err(e) => tracing::warn!(error = %e, "scheduled CT evaluation failed"),
-                    }
-                }
+                None => match ct.evaluate_all().await {
+                    Ok(all) => observed(&metrics, &watcher, &all).await,
+                    Err(e) => tracing::warn!(error = %e, "scheduled CT evaluation failed"),
+                },
                 Some(repo) => match ct.evaluate(&repo).await {
                     Ok(Some(e)) => observed(&metrics, &watcher, std::slice::from_ref(&e)).await,
                     Ok(None) => {

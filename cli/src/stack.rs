@@ -280,27 +280,30 @@ impl Stack {
         // Commit statuses on GitHub, when VAIA_GITHUB_TOKEN is set.
         let consumers = vaia_delivery::wrap_advance_from_env(consumers, ports.store.clone())
             .map_err(anyhow::Error::msg)?;
-        // Continuous training: after each new dataset snapshot, and on the schedule.
-        let ct = Arc::new(vaia_ct_budget::CtBudget::new(
-            ports.blobs.clone(),
-            ports.queue.clone(),
-            ports.clock.clone(),
-            config.policy.ct.clone(),
-            vaia_ct_budget::drift::from_policy(
-                &config.policy.ct,
-                ports.blobs.clone(),
-                vaia_gate_latency::prometheus_client(
-                    GateSettings::from_env().prometheus_url.as_deref(),
-                ),
-                ports.clock.clone(),
-            ),
-        ));
         // The data watcher: raw data lands in the same blob store locally.
         let data = Arc::new(vaia_data_watcher::DataWatcher::new(
             ports.blobs.clone(),
             Arc::new(vaia_data_watcher::BlobRawData(ports.blobs.clone())),
             ports.clock.clone(),
         ));
+        // Continuous training: after each new dataset snapshot, and on the schedule.
+        let ct = Arc::new(
+            vaia_ct_budget::CtBudget::new(
+                ports.blobs.clone(),
+                ports.queue.clone(),
+                ports.clock.clone(),
+                config.policy.ct.clone(),
+                vaia_ct_budget::drift::from_policy(
+                    &config.policy.ct,
+                    ports.blobs.clone(),
+                    vaia_gate_latency::prometheus_client(
+                        GateSettings::from_env().prometheus_url.as_deref(),
+                    ),
+                    ports.clock.clone(),
+                ),
+            )
+            .with_data_watcher(data.clone()),
+        );
         let (snapshots_tx, snapshots_rx) = tokio::sync::mpsc::unbounded_channel();
         let consumers: Vec<(String, Arc<dyn MessageHandler>)> = consumers
             .into_iter()

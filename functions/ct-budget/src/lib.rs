@@ -148,6 +148,8 @@ pub struct CtBudget {
     clock: Arc<dyn Clock>,
     policy: CtPolicy,
     drift: Arc<dyn DriftSource>,
+    /// Reconciles the raw data before each scheduled evaluation, when set.
+    data: Option<Arc<vaia_data_watcher::DataWatcher>>,
 }
 
 impl CtBudget {
@@ -164,7 +166,16 @@ impl CtBudget {
             clock,
             policy,
             drift,
+            data: None,
         }
+    }
+
+    /// Runs `watcher`'s reconciliation (a listing of `raw/`, counting the objects whose
+    /// notification never came) before each scheduled evaluation of every repository, so
+    /// the pending data volume is the truth after one schedule.
+    pub fn with_data_watcher(mut self, watcher: Arc<vaia_data_watcher::DataWatcher>) -> Self {
+        self.data = Some(watcher);
+        self
     }
 
     /// Repositories with a `prod` alias.
@@ -183,9 +194,21 @@ impl CtBudget {
             .collect())
     }
 
-    /// One scheduled evaluation: every repository with a `prod` version. A repository
-    /// whose records cannot be read is logged and skipped; the others are evaluated.
+    /// One scheduled evaluation: every repository with a `prod` version, after the raw
+    /// data's reconciliation ([`Self::with_data_watcher`]). A repository whose records
+    /// cannot be read is logged and skipped; the others are evaluated.
     pub async fn evaluate_all(&self) -> Result<Vec<Evaluation>, CtError> {
+        if let Some(watcher) = &self.data {
+            match watcher.reconcile_all().await {
+                Ok(found) => {
+                    for (repo, v) in found.iter().filter(|(_, v)| v.objects > 0) {
+                        tracing::info!(repository = %repo, objects = v.objects, bytes = v.bytes, "reconciliation found raw data");
+                    }
+                }
+                Err(e) if e.is_retryable() => return Err(e.into()),
+                Err(e) => tracing::error!(error = %e, "raw-data reconciliation failed"),
+            }
+        }
         let mut out = Vec::new();
         for repo in self.repositories().await? {
             match self.evaluate(&repo).await {
