@@ -2,7 +2,8 @@
 //! blob store are counted once from their blob events (duplicates too), an object whose
 //! event never came is found by the reconciliation that precedes each scheduled
 //! evaluation, raw data of an unknown repository changes nothing, and the pending volume
-//! is the same on `GET /api/data/.../pending` and on `/metrics`.
+//! is the same on `GET /api/data/.../pending` and on `/metrics`; a file dropped in the
+//! `--watch-data` directory is counted once too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -48,8 +49,10 @@ async fn raw_data_is_counted_once_and_reconciled() {
         alertmanager_token: None,
     };
     // The schedule (and its reconciliation) every second.
+    let watched = tempfile::tempdir().unwrap();
     let options = StackOptions {
         ct_every: Some(Duration::from_secs(1)),
+        watch_data: Some(watched.path().to_path_buf()),
         ..StackOptions::default()
     };
     let stack = Stack::start_with(config, options).await.unwrap();
@@ -110,6 +113,17 @@ async fn raw_data_is_counted_once_and_reconciled() {
         .await
         .unwrap();
 
+    // `--watch-data DIR`: a file dropped in the watched directory is counted once.
+    std::fs::create_dir_all(watched.path().join("octo/agent/drop")).unwrap();
+    std::fs::write(
+        watched.path().join("octo/agent/drop/new file é.csv"),
+        [b'n'; 25],
+    )
+    .unwrap();
+    wait_bytes(&client, "octo/agent", 1075).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(pending(&client, "octo/agent").await["bytes"], 1075);
+
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -123,13 +137,13 @@ async fn raw_data_is_counted_once_and_reconciled() {
             .unwrap();
         if metrics
             .lines()
-            .any(|l| l == "pending_data_volume_bytes{repository=\"octo/agent\"} 1050")
+            .any(|l| l == "pending_data_volume_bytes{repository=\"octo/agent\"} 1075")
         {
             break;
         }
         assert!(Instant::now() < deadline, "no pending gauge in\n{metrics}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(pending(&client, "octo/agent").await["bytes"], 1050);
+    assert_eq!(pending(&client, "octo/agent").await["bytes"], 1075);
     stack.stop().await;
 }

@@ -22,6 +22,41 @@ use vaia_core::Repository;
 use vaia_ct_budget::{CtBudget, Evaluation};
 use vaia_data_watcher::{DataWatcher, RawObject};
 
+/// How often `vaia up --watch-data DIR` polls its directory.
+pub const WATCH_DATA_EVERY: Duration = Duration::from_secs(2);
+
+/// Polls a directory of raw data (`vaia up --watch-data DIR`) until `stop`: each poll is a
+/// reconciliation (each file counted once, by key and size), and the pending volume of
+/// the repositories found is set on `/metrics`.
+pub fn spawn_dir_watch(
+    watcher: Arc<DataWatcher>,
+    every: Duration,
+    metrics: Arc<PromMetrics>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tick.tick() => {}
+            }
+            match watcher.reconcile_all().await {
+                Ok(found) => {
+                    for (repo, v) in &found {
+                        if v.objects > 0 {
+                            tracing::info!(repository = %repo, objects = v.objects, bytes = v.bytes, "watched directory: new raw data");
+                        }
+                        show_pending(&watcher, &metrics, repo).await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "watched directory unreadable"),
+            }
+        }
+    })
+}
+
 /// The variable `vaia up --ct-every-secs` reads.
 pub const CT_EVERY_ENV: &str = "VAIA_CT_EVERY_SECS";
 

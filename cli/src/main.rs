@@ -39,6 +39,9 @@ enum Command {
         /// Seconds between scheduled CT budget evaluations (default: the policy's `[ct] schedule_minutes`, 15 minutes).
         #[arg(long, env = vaia::ct_loop::CT_EVERY_ENV, value_parser = clap::value_parser!(u64).range(1..))]
         ct_every_secs: Option<u64>,
+        /// Poll DIR for raw data (DIR/OWNER/REPO/FILE), counted once per file as pending data volume.
+        #[arg(long)]
+        watch_data: Option<PathBuf>,
     },
     /// Start a local stack, push the demo's commits through it (releases that pass every gate, and a commit failing each gate: prompt, eval, schema, security, latency) and show what happened.
     Demo {
@@ -671,6 +674,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tokens,
             dashboard_dir,
             ct_every_secs,
+            watch_data,
         } => {
             let policy = gate_cmd::load_policy(policy.as_deref())?;
             let secret = stack::webhook_secret_from_env()?;
@@ -687,6 +691,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 tokens: std::sync::Arc::new(stack::load_tokens(tokens.as_deref())?),
                 dashboard_dir,
                 ct_every: ct_every_secs.map(std::time::Duration::from_secs),
+                watch_data,
             };
             stack::serve_with_options(config, options).await
         }

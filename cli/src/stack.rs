@@ -217,6 +217,9 @@ pub struct StackOptions {
     pub dashboard_dir: Option<PathBuf>,
     /// Time between scheduled CT evaluations; `None`: the policy's `[ct] schedule_minutes`.
     pub ct_every: Option<Duration>,
+    /// `--watch-data DIR`: a directory of raw data (`DIR/<owner>/<repo>/<file>`) polled
+    /// every [`crate::ct_loop::WATCH_DATA_EVERY`].
+    pub watch_data: Option<PathBuf>,
 }
 
 /// Refuses to serve an open API beyond loopback.
@@ -335,6 +338,19 @@ impl Stack {
         let ct_every = options.ct_every.unwrap_or(Duration::from_secs(
             u64::from(config.policy.ct.schedule_minutes) * 60,
         ));
+        if let Some(dir) = &options.watch_data {
+            let polled = Arc::new(vaia_data_watcher::DataWatcher::new(
+                ports.blobs.clone(),
+                Arc::new(vaia_data_watcher::DirRawData { root: dir.clone() }),
+                ports.clock.clone(),
+            ));
+            tasks.push(crate::ct_loop::spawn_dir_watch(
+                polled,
+                crate::ct_loop::WATCH_DATA_EVERY,
+                prom.clone(),
+                watch_rx.clone(),
+            ));
+        }
         tasks.push(crate::ct_loop::spawn(
             ct.clone(),
             data.clone(),

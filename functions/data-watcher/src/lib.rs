@@ -141,6 +141,59 @@ impl RawData for BlobRawData {
     }
 }
 
+/// Raw data in a local directory (`vaia up --watch-data DIR`, the original design's
+/// polling watcher): `DIR/<owner>/<repo>/<file>` is listed as `raw/<owner>/<repo>/<file>`,
+/// so a poll is a reconciliation with the same once-per-object rule. Regular files only
+/// (symbolic links are not followed); names that are not UTF-8 are skipped.
+pub struct DirRawData {
+    pub root: std::path::PathBuf,
+}
+
+impl DirRawData {
+    fn walk(
+        &self,
+        dir: &std::path::Path,
+        rel: &str,
+        out: &mut Vec<(String, u64)>,
+    ) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                tracing::warn!(path = %entry.path().display(), "raw data skipped: name is not UTF-8");
+                continue;
+            };
+            let path = format!("{rel}{name}");
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                self.walk(&entry.path(), &format!("{path}/"), out)?;
+            } else if kind.is_file() {
+                out.push((format!("{RAW_DATA_PREFIX}{path}"), entry.metadata()?.len()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl RawData for DirRawData {
+    async fn list(&self, prefix: &str) -> PortResult<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        match self.walk(&self.root, "", &mut out) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(PortError::Unavailable(format!(
+                    "listing {}: {e}",
+                    self.root.display()
+                )))
+            }
+        }
+        out.retain(|(k, _)| k.starts_with(prefix));
+        out.sort();
+        Ok(out)
+    }
+}
+
 /// What one notification did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counted {

@@ -241,3 +241,48 @@ async fn consumption_by_racing_jobs_neither_loses_nor_doubles() {
         assert_eq!(w.consume(&repo(), "job-2").await.unwrap(), v2, "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_watched_directory_is_counted_once_per_file() {
+    for (name, store, _dir) in stores().await {
+        let data = tempfile::tempdir().unwrap();
+        let w = DataWatcher::new(
+            store.clone(),
+            Arc::new(DirRawData {
+                root: data.path().to_path_buf(),
+            }),
+            clock(),
+        );
+        std::fs::create_dir_all(data.path().join("octo/agent/2026")).unwrap();
+        std::fs::write(data.path().join("octo/agent/2026/a b ü.csv"), [1u8; 40]).unwrap();
+        std::fs::write(data.path().join("octo/agent/top.csv"), [1u8; 2]).unwrap();
+        std::fs::create_dir_all(data.path().join("other/repo")).unwrap();
+        std::fs::write(data.path().join("other/repo/x.csv"), [1u8; 9]).unwrap();
+        let polled = w.reconcile_all().await.unwrap();
+        assert_eq!(
+            polled[&repo()],
+            Volume {
+                objects: 2,
+                bytes: 42
+            },
+            "{name}"
+        );
+        assert_eq!(polled.len(), 1, "{name}: unknown repositories are skipped");
+        // A second poll finds nothing new; a new file is counted.
+        assert_eq!(
+            w.reconcile_all().await.unwrap()[&repo()],
+            Volume::default(),
+            "{name}"
+        );
+        std::fs::write(data.path().join("octo/agent/new.csv"), [1u8; 8]).unwrap();
+        assert_eq!(w.reconcile_all().await.unwrap()[&repo()].bytes, 8, "{name}");
+        assert_eq!(
+            w.pending(&repo()).await.unwrap(),
+            Volume {
+                objects: 3,
+                bytes: 50
+            },
+            "{name}"
+        );
+    }
+}
