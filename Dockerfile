@@ -24,6 +24,7 @@ COPY functions/orchestrator/Cargo.toml functions/orchestrator/
 COPY functions/registry/Cargo.toml functions/registry/
 COPY functions/delivery/Cargo.toml functions/delivery/
 COPY functions/ct-budget/Cargo.toml functions/ct-budget/
+COPY functions/data-watcher/Cargo.toml functions/data-watcher/
 COPY functions/realtime/Cargo.toml functions/realtime/
 COPY functions/gate-schema/Cargo.toml functions/gate-schema/
 COPY functions/gate-security/Cargo.toml functions/gate-security/

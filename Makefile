@@ -51,7 +51,7 @@ bench:
 # Python tools live in virtualenvs under .venv/ (gitignored); each target creates its own.
 PYTHON ?= python3
 VENV := .venv
-LAMBDA_FUNCTIONS := webhook api orchestrator sweeper registry ct-budget realtime gate-schema gate-prompt gate-eval gate-security gate-latency
+LAMBDA_FUNCTIONS := webhook api orchestrator sweeper registry ct-budget data-watcher realtime gate-schema gate-prompt gate-eval gate-security gate-latency
 
 .PHONY: check-cli-deps venvs moto-venv lambda-venv sam-venv checkov-venv infra-check lambda-build sam-build lambda-build-x86 bench-lambda
 

@@ -1,4 +1,5 @@
-//! `vaia dataset inspect` and `vaia ct budget`: DVC's files and the training budget from
+//! `vaia dataset inspect`, `vaia ct budget` and `vaia data pending`: DVC files, the training
+//! budget and the pending data volume from
 //! the command line, with JSON on stdout and the gates' exit codes (0 pass / hold, 1 fail
 //! / retrain due, 2 bad input or usage, 3 inconclusive or error).
 
@@ -122,6 +123,32 @@ pub async fn show(url: &str, repo: &str, limit: usize, json: bool) -> anyhow::Re
         serde_json::from_value(body["evaluations"].clone()).context("evaluations")?;
     print!("{}", render_evaluations(&repo, &evaluations));
     Ok(())
+}
+
+/// `vaia data pending`: the repository's pending data volume, from a running stack.
+pub async fn pending(url: &str, repo: &str, json: bool) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let repo = vaia_core::Repository::new(repo)
+        .with_context(|| format!("repository {repo:?} (expected OWNER/NAME)"))?;
+    let body: serde_json::Value = crate::client::Client::new(url)
+        .get_json(&format!("/api/data/{repo}/pending"))
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    let v: vaia_data_watcher::Volume = serde_json::from_value(body).context("pending data")?;
+    println!("{}", render_pending(&repo, v));
+    Ok(())
+}
+
+pub fn render_pending(repo: &vaia_core::Repository, v: vaia_data_watcher::Volume) -> String {
+    format!(
+        "{repo}: {} bytes pending in {} object{}",
+        v.bytes,
+        v.objects,
+        if v.objects == 1 { "" } else { "s" }
+    )
 }
 
 fn number(v: Option<f64>) -> String {

@@ -3,6 +3,10 @@
 //! EventBridge schedule runs it on AWS, and once for a repository after each new dataset
 //! snapshot the registry records. Training jobs go to the local `training` queue; every
 //! evaluation is counted on `/metrics`.
+//!
+//! The data watcher runs here too: objects put under `raw/` in the local blob store are
+//! counted from their blob events ([`RawDataCounter`]), and each scheduled evaluation is
+//! preceded by a reconciliation of `raw/` ([`CtBudget::with_data_watcher`], as on AWS).
 
 use crate::metrics::PromMetrics;
 use async_trait::async_trait;
@@ -11,10 +15,47 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use vaia_core::dataset::parse_snapshot_key;
+use vaia_core::layout::RAW_DATA_PREFIX;
 use vaia_core::messages::ObjectCreated;
 use vaia_core::ports::{HandlerError, MessageHandler, ReceivedMessage};
 use vaia_core::Repository;
 use vaia_ct_budget::{CtBudget, Evaluation};
+use vaia_data_watcher::{DataWatcher, RawObject};
+
+/// How often `vaia up --watch-data DIR` polls its directory.
+pub const WATCH_DATA_EVERY: Duration = Duration::from_secs(2);
+
+/// Polls a directory of raw data (`vaia up --watch-data DIR`) until `stop`: each poll is a
+/// reconciliation (each file counted once, by key and size), and the pending volume of
+/// the repositories found is set on `/metrics`.
+pub fn spawn_dir_watch(
+    watcher: Arc<DataWatcher>,
+    every: Duration,
+    metrics: Arc<PromMetrics>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tick.tick() => {}
+            }
+            match watcher.reconcile_all().await {
+                Ok(found) => {
+                    for (repo, v) in &found {
+                        if v.objects > 0 {
+                            tracing::info!(repository = %repo, objects = v.objects, bytes = v.bytes, "watched directory: new raw data");
+                        }
+                        show_pending(&watcher, &metrics, repo).await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "watched directory unreadable"),
+            }
+        }
+    })
+}
 
 /// The variable `vaia up --ct-every-secs` reads.
 pub const CT_EVERY_ENV: &str = "VAIA_CT_EVERY_SECS";
@@ -41,10 +82,56 @@ impl MessageHandler for SnapshotTrigger {
     }
 }
 
+/// The blob-events consumer, preceded by the data watcher: an object under `raw/` is
+/// counted (once) and its repository's pending volume set on `/metrics`; other objects go
+/// to the inner handler (the registry). A raw-data key that is malformed or of an unknown
+/// repository is a permanent error (the message goes to the dead-letter queue), changing
+/// nothing.
+pub struct RawDataCounter {
+    pub inner: Arc<dyn MessageHandler>,
+    pub watcher: Arc<DataWatcher>,
+    pub metrics: Arc<PromMetrics>,
+}
+
+#[async_trait]
+impl MessageHandler for RawDataCounter {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        let event = match serde_json::from_str::<ObjectCreated>(&message.body) {
+            Ok(e) if e.key.as_str().starts_with(RAW_DATA_PREFIX) => e,
+            _ => return self.inner.handle(message).await,
+        };
+        let error = |e: vaia_data_watcher::WatchError| {
+            if e.is_retryable() {
+                HandlerError::retryable(e.to_string())
+            } else {
+                HandlerError::permanent(e.to_string())
+            }
+        };
+        let repo = vaia_data_watcher::repository_of(event.key.as_str()).map_err(error)?;
+        self.watcher
+            .observe(&RawObject::from(&event))
+            .await
+            .map_err(error)?;
+        let pending = self.watcher.pending(&repo).await.map_err(error)?;
+        self.metrics.pending_data(&repo, pending);
+        Ok(())
+    }
+}
+
+/// Sets the pending data volume of `repo` on `/metrics`.
+async fn show_pending(watcher: &DataWatcher, metrics: &PromMetrics, repo: &Repository) {
+    match watcher.pending(repo).await {
+        Ok(v) => metrics.pending_data(repo, v),
+        Err(e) => tracing::warn!(repository = %repo, error = %e, "pending data unreadable"),
+    }
+}
+
 /// Counts evaluations on `/metrics` and logs them.
-fn observed(metrics: &PromMetrics, evaluations: &[Evaluation]) {
+async fn observed(metrics: &PromMetrics, watcher: &DataWatcher, evaluations: &[Evaluation]) {
     for e in evaluations {
         metrics.ct_evaluation(e);
+        // After the evaluation: a job it queued consumed the volume.
+        show_pending(watcher, metrics, &e.repository).await;
         tracing::info!(
             repository = %e.repository,
             outcome = e.budget.outcome.as_str(),
@@ -59,6 +146,7 @@ fn observed(metrics: &PromMetrics, evaluations: &[Evaluation]) {
 /// received from `snapshots`, that one.
 pub fn spawn(
     ct: Arc<CtBudget>,
+    watcher: Arc<DataWatcher>,
     every: Duration,
     mut snapshots: mpsc::UnboundedReceiver<Repository>,
     metrics: Arc<PromMetrics>,
@@ -77,11 +165,11 @@ pub fn spawn(
             };
             match one {
                 None => match ct.evaluate_all().await {
-                    Ok(all) => observed(&metrics, &all),
+                    Ok(all) => observed(&metrics, &watcher, &all).await,
                     Err(e) => tracing::warn!(error = %e, "scheduled CT evaluation failed"),
                 },
                 Some(repo) => match ct.evaluate(&repo).await {
-                    Ok(Some(e)) => observed(&metrics, std::slice::from_ref(&e)),
+                    Ok(Some(e)) => observed(&metrics, &watcher, std::slice::from_ref(&e)).await,
                     Ok(None) => {
                         tracing::debug!(repository = %repo, "new snapshot, nothing in production")
                     }

@@ -39,6 +39,9 @@ enum Command {
         /// Seconds between scheduled CT budget evaluations (default: the policy's `[ct] schedule_minutes`, 15 minutes).
         #[arg(long, env = vaia::ct_loop::CT_EVERY_ENV, value_parser = clap::value_parser!(u64).range(1..))]
         ct_every_secs: Option<u64>,
+        /// Poll DIR for raw data (DIR/OWNER/REPO/FILE), counted once per file as pending data volume.
+        #[arg(long)]
+        watch_data: Option<PathBuf>,
     },
     /// Start a local stack, push the demo's commits through it (releases that pass every gate, and a commit failing each gate: prompt, eval, schema, security, latency) and show what happened.
     Demo {
@@ -69,6 +72,9 @@ enum Command {
     /// Continuous training; `budget` exits 0 hold, 1 retrain due, 2 bad input, 3 inconclusive or error.
     #[command(subcommand)]
     Ct(CtCommand),
+    /// Raw data landed under raw/OWNER/REPO/ and counted by the data watcher.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Generate the monitoring bundle (Prometheus rules, Grafana dashboard) from `[monitoring]`.
     #[command(subcommand)]
     Monitoring(MonitoringCommand),
@@ -98,6 +104,18 @@ enum MonitoringCommand {
 enum DatasetCommand {
     /// Read a `.dvc` file or a `dvc.lock` as vaia does; prints JSON (path, md5, size, nfiles, is_dir, rows; each stage's deps and outs).
     Inspect { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// OWNER/REPO's pending data volume (objects, bytes no retrain has consumed) from a running stack.
+    Pending {
+        repo: String,
+        #[arg(long, env = "VAIA_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -656,6 +674,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tokens,
             dashboard_dir,
             ct_every_secs,
+            watch_data,
         } => {
             let policy = gate_cmd::load_policy(policy.as_deref())?;
             let secret = stack::webhook_secret_from_env()?;
@@ -672,6 +691,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 tokens: std::sync::Arc::new(stack::load_tokens(tokens.as_deref())?),
                 dashboard_dir,
                 ct_every: ct_every_secs.map(std::time::Duration::from_secs),
+                watch_data,
             };
             stack::serve_with_options(config, options).await
         }
@@ -704,6 +724,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             url,
             json,
         }) => cli_registry::show(&url, &repo, &version, json).await,
+        Command::Data(DataCommand::Pending { repo, url, json }) => {
+            vaia::ct_cmd::pending(&url, &repo, json).await
+        }
         Command::Ct(CtCommand::Show {
             repo,
             url,

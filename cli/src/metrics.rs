@@ -35,6 +35,8 @@ pub struct PromMetrics {
     ct_drift: Family<Labels, Gauge<f64, AtomicU64>>,
     ct_delta_rows: Family<Labels, Gauge>,
     ct_evaluations: Family<Labels, Counter>,
+    /// Raw-data bytes counted by the data watcher and not yet consumed, per repository.
+    pending_data: Family<Labels, Gauge>,
     ct_retrains_queued: Counter,
 }
 
@@ -92,6 +94,12 @@ impl PromMetrics {
         let ct_delta_rows = Family::<Labels, Gauge>::default();
         let ct_evaluations = Family::<Labels, Counter>::default();
         let ct_retrains_queued = Counter::default();
+        let pending_data = Family::<Labels, Gauge>::default();
+        registry.register(
+            crate::monitoring::rules::PENDING_DATA_METRIC,
+            "Raw-data bytes landed under raw/<owner>/<repo>/ that no retrain has consumed (the data watcher's pending volume)",
+            pending_data.clone(),
+        );
         registry.register(
             "ct_training_budget",
             "The latest CT training budget of a repository (absent while its evaluation is error or inconclusive)",
@@ -124,6 +132,7 @@ impl PromMetrics {
             ct_delta_rows,
             ct_evaluations,
             ct_retrains_queued,
+            pending_data,
             transitions,
             time_in_state,
             verdicts,
@@ -173,6 +182,13 @@ impl PromMetrics {
         if e.job_status.as_deref() == Some(vaia_ct_budget::JOB_QUEUED) {
             self.ct_retrains_queued.inc();
         }
+    }
+
+    /// The repository's pending data volume, as the data watcher last read it.
+    pub fn pending_data(&self, repo: &vaia_core::Repository, v: vaia_data_watcher::Volume) {
+        self.pending_data
+            .get_or_create(&labels(&[("repository", repo.as_str())]))
+            .set(i64::try_from(v.bytes).unwrap_or(i64::MAX));
     }
 
     /// Reads the gauges from the stores and renders the text exposition format.

@@ -178,6 +178,8 @@ pub struct Stack {
     pub ports: Ports,
     /// The CT budget the stack's CT loop runs (for a one-off evaluation).
     pub ct: Arc<vaia_ct_budget::CtBudget>,
+    /// The data watcher counting raw data put under `raw/`.
+    pub data: Arc<vaia_data_watcher::DataWatcher>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Held for the stack's life: one process owns a data directory.
@@ -215,6 +217,9 @@ pub struct StackOptions {
     pub dashboard_dir: Option<PathBuf>,
     /// Time between scheduled CT evaluations; `None`: the policy's `[ct] schedule_minutes`.
     pub ct_every: Option<Duration>,
+    /// `--watch-data DIR`: a directory of raw data (`DIR/<owner>/<repo>/<file>`) polled
+    /// every [`crate::ct_loop::WATCH_DATA_EVERY`].
+    pub watch_data: Option<PathBuf>,
 }
 
 /// Refuses to serve an open API beyond loopback.
@@ -278,21 +283,30 @@ impl Stack {
         // Commit statuses on GitHub, when VAIA_GITHUB_TOKEN is set.
         let consumers = vaia_delivery::wrap_advance_from_env(consumers, ports.store.clone())
             .map_err(anyhow::Error::msg)?;
-        // Continuous training: after each new dataset snapshot, and on the schedule.
-        let ct = Arc::new(vaia_ct_budget::CtBudget::new(
+        // The data watcher: raw data lands in the same blob store locally.
+        let data = Arc::new(vaia_data_watcher::DataWatcher::new(
             ports.blobs.clone(),
-            ports.queue.clone(),
+            Arc::new(vaia_data_watcher::BlobRawData(ports.blobs.clone())),
             ports.clock.clone(),
-            config.policy.ct.clone(),
-            vaia_ct_budget::drift::from_policy(
-                &config.policy.ct,
-                ports.blobs.clone(),
-                vaia_gate_latency::prometheus_client(
-                    GateSettings::from_env().prometheus_url.as_deref(),
-                ),
-                ports.clock.clone(),
-            ),
         ));
+        // Continuous training: after each new dataset snapshot, and on the schedule.
+        let ct = Arc::new(
+            vaia_ct_budget::CtBudget::new(
+                ports.blobs.clone(),
+                ports.queue.clone(),
+                ports.clock.clone(),
+                config.policy.ct.clone(),
+                vaia_ct_budget::drift::from_policy(
+                    &config.policy.ct,
+                    ports.blobs.clone(),
+                    vaia_gate_latency::prometheus_client(
+                        GateSettings::from_env().prometheus_url.as_deref(),
+                    ),
+                    ports.clock.clone(),
+                ),
+            )
+            .with_data_watcher(data.clone()),
+        );
         let (snapshots_tx, snapshots_rx) = tokio::sync::mpsc::unbounded_channel();
         let consumers: Vec<(String, Arc<dyn MessageHandler>)> = consumers
             .into_iter()
@@ -302,7 +316,12 @@ impl Stack {
                         inner: handler,
                         snapshots: snapshots_tx.clone(),
                     };
-                    (queue, Arc::new(trigger) as Arc<dyn MessageHandler>)
+                    let counter = crate::ct_loop::RawDataCounter {
+                        inner: Arc::new(trigger),
+                        watcher: data.clone(),
+                        metrics: prom.clone(),
+                    };
+                    (queue, Arc::new(counter) as Arc<dyn MessageHandler>)
                 } else {
                     (queue, handler)
                 }
@@ -319,8 +338,22 @@ impl Stack {
         let ct_every = options.ct_every.unwrap_or(Duration::from_secs(
             u64::from(config.policy.ct.schedule_minutes) * 60,
         ));
+        if let Some(dir) = &options.watch_data {
+            let polled = Arc::new(vaia_data_watcher::DataWatcher::new(
+                ports.blobs.clone(),
+                Arc::new(vaia_data_watcher::DirRawData { root: dir.clone() }),
+                ports.clock.clone(),
+            ));
+            tasks.push(crate::ct_loop::spawn_dir_watch(
+                polled,
+                crate::ct_loop::WATCH_DATA_EVERY,
+                prom.clone(),
+                watch_rx.clone(),
+            ));
+        }
         tasks.push(crate::ct_loop::spawn(
             ct.clone(),
+            data.clone(),
             ct_every,
             snapshots_rx,
             prom.clone(),
@@ -381,6 +414,7 @@ impl Stack {
             addr,
             ports,
             ct,
+            data,
             shutdown,
             tasks,
             _lock: lock,

@@ -2,7 +2,9 @@
 //! `events/aws/eventbridge-ct-budget-*` fixtures, against S3 and the SQS FIFO training
 //! queue on moto: a promoted repository whose newest snapshot is over the threshold gets
 //! exactly one training job however many scheduled evaluations run; an event that is not
-//! a scheduled one is an error that evaluates, records and queues nothing.
+//! a scheduled one is an error that evaluates, records and queues nothing. Raw data whose
+//! notifications never came is found by the reconciliation before the evaluation and
+//! consumed by the job.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -69,6 +71,31 @@ async fn scheduled_evaluations_queue_one_training_job_and_other_events_nothing()
     .await
     .unwrap();
 
+    // Raw data landed whose notifications never came, named as people name files: the
+    // scheduled reconciliation lists it (ListObjectsV2) and the job consumes it.
+    blobs
+        .put(
+            &vaia_core::BlobKey::new("registry/octo/agent/versions/1.2.0.json").unwrap(),
+            b"{}",
+        )
+        .await
+        .unwrap();
+    for (key, size) in [
+        ("raw/octo/agent/tickets export (EU).csv", 300usize),
+        ("raw/octo/agent/résumés 日本.jsonl", 700),
+    ] {
+        h.ports
+            .blobs
+            .client()
+            .put_object()
+            .bucket(&h.ports.settings.bucket)
+            .key(key)
+            .body(vec![b'x'; size].into())
+            .send()
+            .await
+            .unwrap();
+    }
+
     // Not a scheduled event: an error naming the field; nothing evaluated or queued.
     match h
         .invoke_fixture("eventbridge-ct-budget-bad-shape.json")
@@ -123,6 +150,11 @@ async fn scheduled_evaluations_queue_one_training_job_and_other_events_nothing()
     assert_eq!(job["prod_version"], "1.2.0");
     assert_eq!(job["snapshot"]["md5"], "b".repeat(32));
     assert_eq!(job["delta_rows"], 12_000);
+    assert_eq!(job["pending_data_volume_bytes"], 1000, "{job:#}");
+    assert_eq!(
+        vaia_data_watcher::pending(blobs, &repo).await.unwrap(),
+        vaia_data_watcher::Volume::default()
+    );
     // Both evaluations recorded, the latest readable.
     let recorded = blobs
         .list(&vaia_ct_budget::evaluations_prefix(&repo))

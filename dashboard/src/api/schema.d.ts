@@ -1107,6 +1107,12 @@ export interface components {
             job?: string;
             /** @description queued, already queued, or why none was queued */
             job_status?: string;
+            pending_data?: components["schemas"]["PendingData"];
+        };
+        /** @description raw data the data watcher counted under raw/<owner>/<repo>/ that no retrain has consumed, as of the evaluation */
+        PendingData: {
+            objects: number;
+            bytes: number;
         };
         CtEvaluations: {
             repository: string;

@@ -6,6 +6,9 @@
 //! `GET /api/ct/{owner}/{repo}[?limit=N]`: `{"repository", "latest", "evaluations"}` with
 //! the newest `limit` evaluations first ([`DEFAULT_LIMIT`], at most [`MAX_LIMIT`]). A
 //! repository never evaluated is 404; a bad `limit` or repository is 400 naming it.
+//!
+//! `GET /api/data/{owner}/{repo}/pending`: `{"repository", "objects", "bytes"}`, the raw
+//! data the data watcher counted that no retrain has consumed ([`vaia_data_watcher`]).
 
 use crate::{bad_request, ApiError, ApiState};
 use axum::extract::{Path, Query, State};
@@ -25,6 +28,7 @@ pub const MAX_LIMIT: usize = 100;
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/ct/{owner}/{repo}", get(show))
+        .route("/api/data/{owner}/{repo}/pending", get(pending))
         .with_state(state)
 }
 
@@ -89,6 +93,25 @@ async fn show(
         "latest": latest,
         "evaluations": evaluations,
         "total": keys.len(),
+    })))
+}
+
+async fn pending(
+    State(s): State<ApiState>,
+    Path((owner, repo)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let repo = Repository::new(format!("{owner}/{repo}"))
+        .map_err(|e| bad_request(format!("path: {e}")))?;
+    let v = vaia_data_watcher::pending(&*s.blobs, &repo)
+        .await
+        .map_err(|e| match e {
+            vaia_data_watcher::WatchError::Port(p) => ApiError::from(p),
+            other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        })?;
+    Ok(Json(json!({
+        "repository": repo,
+        "objects": v.objects,
+        "bytes": v.bytes,
     })))
 }
 

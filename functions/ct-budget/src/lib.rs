@@ -43,11 +43,17 @@ pub enum CtError {
     Key(#[from] vaia_core::IdError),
     #[error(transparent)]
     Port(#[from] PortError),
+    #[error("pending data: {0}")]
+    Data(#[from] vaia_data_watcher::WatchError),
 }
 
 impl CtError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, CtError::Port(p) if p.is_retryable())
+        match self {
+            CtError::Port(p) => p.is_retryable(),
+            CtError::Data(d) => d.is_retryable(),
+            _ => false,
+        }
     }
 }
 
@@ -98,6 +104,10 @@ pub struct Evaluation {
     /// `queued`, `already queued`, or why none was queued although the budget crossed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job_status: Option<String>,
+    /// The raw data the data watcher counted that no retrain has consumed, as of this
+    /// evaluation (before a job it queued consumed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_data: Option<vaia_data_watcher::Volume>,
 }
 
 /// A claimed training job.
@@ -138,6 +148,8 @@ pub struct CtBudget {
     clock: Arc<dyn Clock>,
     policy: CtPolicy,
     drift: Arc<dyn DriftSource>,
+    /// Reconciles the raw data before each scheduled evaluation, when set.
+    data: Option<Arc<vaia_data_watcher::DataWatcher>>,
 }
 
 impl CtBudget {
@@ -154,7 +166,16 @@ impl CtBudget {
             clock,
             policy,
             drift,
+            data: None,
         }
+    }
+
+    /// Runs `watcher`'s reconciliation (a listing of `raw/`, counting the objects whose
+    /// notification never came) before each scheduled evaluation of every repository, so
+    /// the pending data volume is the truth after one schedule.
+    pub fn with_data_watcher(mut self, watcher: Arc<vaia_data_watcher::DataWatcher>) -> Self {
+        self.data = Some(watcher);
+        self
     }
 
     /// Repositories with a `prod` alias.
@@ -173,9 +194,21 @@ impl CtBudget {
             .collect())
     }
 
-    /// One scheduled evaluation: every repository with a `prod` version. A repository
-    /// whose records cannot be read is logged and skipped; the others are evaluated.
+    /// One scheduled evaluation: every repository with a `prod` version, after the raw
+    /// data's reconciliation ([`Self::with_data_watcher`]). A repository whose records
+    /// cannot be read is logged and skipped; the others are evaluated.
     pub async fn evaluate_all(&self) -> Result<Vec<Evaluation>, CtError> {
+        if let Some(watcher) = &self.data {
+            match watcher.reconcile_all().await {
+                Ok(found) => {
+                    for (repo, v) in found.iter().filter(|(_, v)| v.objects > 0) {
+                        tracing::info!(repository = %repo, objects = v.objects, bytes = v.bytes, "reconciliation found raw data");
+                    }
+                }
+                Err(e) if e.is_retryable() => return Err(e.into()),
+                Err(e) => tracing::error!(error = %e, "raw-data reconciliation failed"),
+            }
+        }
         let mut out = Vec::new();
         for repo in self.repositories().await? {
             match self.evaluate(&repo).await {
@@ -299,6 +332,7 @@ impl CtBudget {
                 .reasons
                 .push("data: the CT baseline records no dataset snapshot".into());
         }
+        let pending_data = vaia_data_watcher::pending(self.blobs.as_ref(), repo).await?;
         let mut evaluation = Evaluation {
             repository: repo.clone(),
             at: now,
@@ -309,6 +343,7 @@ impl CtBudget {
             budget,
             job: None,
             job_status: None,
+            pending_data: Some(pending_data),
         };
         if evaluation.budget.outcome == CtOutcome::Retrain {
             match &newest_snapshot {
@@ -385,6 +420,46 @@ impl CtBudget {
                 return Ok((id, JOB_ALREADY_QUEUED.into()));
             }
             (stored, Some((t.etag, t.bytes)))
+        };
+        // The job consumes its repository's pending data before it is sent, and records
+        // the volume in its claim: a retried send carries the same volume.
+        let (claim, etag) = match (claim, etag) {
+            (claim, Some((tag, _))) if claim.job.pending_data_volume_bytes.is_none() => {
+                let volume = vaia_data_watcher::consume(self.blobs.as_ref(), repo, &id).await?;
+                let mut updated = claim;
+                updated.job.pending_data_volume_bytes = Some(volume.bytes);
+                if self
+                    .blobs
+                    .put_if_match(&key, &encode(&updated)?, &tag)
+                    .await?
+                    .is_some()
+                {
+                    let tag = self
+                        .blobs
+                        .get_tagged(&key)
+                        .await?
+                        .map(|t| (t.etag, t.bytes));
+                    (updated, tag)
+                } else {
+                    // Another evaluator recorded the volume (or queued) first: use its.
+                    let Some(t) = self.blobs.get_tagged(&key).await? else {
+                        return Ok((
+                            id,
+                            "not queued: the job claim vanished; next evaluation".into(),
+                        ));
+                    };
+                    let stored: JobClaim =
+                        serde_json::from_slice(&t.bytes).map_err(|e| CtError::Corrupt {
+                            key: key.to_string(),
+                            message: e.to_string(),
+                        })?;
+                    if stored.state == ClaimState::Queued {
+                        return Ok((id, JOB_ALREADY_QUEUED.into()));
+                    }
+                    (stored, Some((t.etag, t.bytes)))
+                }
+            }
+            other => other,
         };
         // Claimed by us, or claimed by an evaluator that may have died before sending:
         // send under the job's deduplication id (a copy within the window is one message).

@@ -295,3 +295,68 @@ async fn no_newer_snapshot_means_no_new_rows() {
     assert_eq!(e.budget.delta_rows, Some(0));
     assert_eq!(e.budget.outcome, CtOutcome::Hold);
 }
+
+#[tokio::test]
+async fn a_queued_job_consumes_the_pending_data_volume() {
+    use vaia_data_watcher::{BlobRawData, DataWatcher, RawObject, Volume};
+    let f = fixture();
+    f.promoted(Some(0)).await;
+    f.put(
+        "registry/octo/agent/versions/1.2.0.json",
+        serde_json::json!({}),
+    )
+    .await;
+    f.snapshot(&"b".repeat(32), Some(50_000), 5).await;
+    f.drift(fresh(0.5)).await;
+    let watcher = DataWatcher::new(
+        f.blobs.clone(),
+        Arc::new(BlobRawData(f.blobs.clone())),
+        f.clock.clone(),
+    );
+    let raw = |key: &str, size| RawObject {
+        key: key.into(),
+        size,
+        sequencer: Some("01".into()),
+    };
+    watcher
+        .observe(&raw("raw/octo/agent/a b.csv", 300))
+        .await
+        .unwrap();
+    watcher
+        .observe(&raw("raw/octo/agent/ü.csv", 700))
+        .await
+        .unwrap();
+    let e = f.ct().evaluate(&f.repo).await.unwrap().unwrap();
+    assert_eq!(e.job_status.as_deref(), Some("queued"));
+    assert_eq!(
+        e.pending_data,
+        Some(Volume {
+            objects: 2,
+            bytes: 1000
+        })
+    );
+    let jobs = f.jobs().await;
+    assert_eq!(jobs.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&jobs[0].body).unwrap();
+    assert_eq!(body["pending_data_volume_bytes"], 1000);
+    assert_eq!(watcher.pending(&f.repo).await.unwrap(), Volume::default());
+    // Data landing later stays pending: the job already queued does not take it.
+    watcher
+        .observe(&raw("raw/octo/agent/c.csv", 50))
+        .await
+        .unwrap();
+    let e = f.ct().evaluate(&f.repo).await.unwrap().unwrap();
+    assert_eq!(e.job_status.as_deref(), Some("already queued"));
+    assert_eq!(e.pending_data.map(|v| v.bytes), Some(50));
+    assert_eq!(watcher.pending(&f.repo).await.unwrap().bytes, 50);
+    // The stored claim keeps the volume the message carried.
+    let claim: serde_json::Value = serde_json::from_slice(
+        &f.blobs
+            .get(&job_key(&f.repo, e.job.as_ref().unwrap()).unwrap())
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claim["job"]["pending_data_volume_bytes"], 1000);
+}

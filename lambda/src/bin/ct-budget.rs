@@ -4,12 +4,16 @@
 //! drift score from its `drift_source` (reports in the bucket, or the Prometheus at
 //! `VAIA_PROMETHEUS_URL`). The event is checked by
 //! `vaia_ct_budget::scheduled`: anything but a scheduled event is an error and changes
-//! nothing. Wiring only.
+//! nothing. Each scheduled evaluation is preceded by the data watcher's reconciliation of
+//! `raw/` in the data bucket (`VAIA_DATA_BUCKET`, see `vaia_lambda::data_watcher`).
+//! Wiring only.
 
 use std::sync::Arc;
 use vaia_aws::lambda;
 use vaia_ct_budget::{drift, scheduled, CtBudget};
+use vaia_data_watcher::DataWatcher;
 use vaia_gate_latency::{prometheus_client, PROMETHEUS_URL_ENV};
+use vaia_lambda::data_watcher::{data_bucket, S3RawData};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -18,13 +22,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let policy = vaia_aws::config::policy_from_env()?;
     let prometheus = prometheus_client(std::env::var(PROMETHEUS_URL_ENV).ok().as_deref());
     let drift = drift::from_policy(&policy.ct, p.blobs.clone(), prometheus, p.clock.clone());
-    let ct = Arc::new(CtBudget::new(
-        p.blobs.clone(),
-        p.queue.clone(),
-        p.clock.clone(),
-        policy.ct,
-        drift,
-    ));
+    let raw = Arc::new(S3RawData(data_bucket(&p.blobs)));
+    let watcher = Arc::new(DataWatcher::new(p.blobs.clone(), raw, p.clock.clone()));
+    let ct = Arc::new(
+        CtBudget::new(
+            p.blobs.clone(),
+            p.queue.clone(),
+            p.clock.clone(),
+            policy.ct,
+            drift,
+        )
+        .with_data_watcher(watcher),
+    );
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
             let ct = ct.clone();

@@ -26,6 +26,42 @@ impl S3BlobStore {
         }
     }
 
+    /// The same client on another bucket (the data bucket of the raw data).
+    pub fn with_bucket(&self, bucket: impl Into<String>) -> Self {
+        Self::new(self.client.clone(), bucket)
+    }
+
+    /// Every key under `prefix` with its size (ListObjectsV2, every page), the keys as S3
+    /// holds them: not checked against vaia's [`BlobKey`] alphabet, for raw data named
+    /// by others (spaces, non-ASCII characters).
+    pub async fn list_keys(&self, prefix: &str) -> PortResult<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let r = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| map_sdk(&format!("s3 ListObjectsV2 {prefix}"), e))?;
+            for o in r.contents() {
+                let Some(k) = o.key() else { continue };
+                out.push((
+                    k.to_string(),
+                    u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
+                ));
+            }
+            match r.next_continuation_token() {
+                Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -194,30 +230,10 @@ impl BlobStore for S3BlobStore {
 
     async fn list(&self, prefix: &str) -> PortResult<Vec<BlobMeta>> {
         let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let r = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| map_sdk(&format!("s3 ListObjectsV2 {prefix}"), e))?;
-            for o in r.contents() {
-                let Some(k) = o.key() else { continue };
-                let key = BlobKey::new(k)
-                    .map_err(|e| PortError::Invalid(format!("s3 key {k:?}: {e}")))?;
-                out.push(BlobMeta {
-                    key,
-                    size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
-                });
-            }
-            match r.next_continuation_token() {
-                Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
-            }
+        for (k, size) in self.list_keys(prefix).await? {
+            let key =
+                BlobKey::new(&k).map_err(|e| PortError::Invalid(format!("s3 key {k:?}: {e}")))?;
+            out.push(BlobMeta { key, size });
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)

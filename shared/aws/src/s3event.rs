@@ -120,7 +120,20 @@ fn complete(mut v: Value) -> Value {
     v
 }
 
-fn object(index: usize, r: &S3EventRecord) -> Result<Option<S3Object>, S3EventError> {
+/// An object-created record with its key decoded but not checked against vaia's
+/// [`BlobKey`] alphabet: raw data (the data watcher's) may be named anything S3 allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3RawObject {
+    pub bucket: String,
+    /// The decoded key (spaces, non-ASCII characters as written).
+    pub key: String,
+    pub size: u64,
+    /// The sequencer, or `etag-<eTag>` when the server sent none.
+    pub sequencer: String,
+    pub version_id: Option<String>,
+}
+
+fn raw_object(index: usize, r: &S3EventRecord) -> Result<Option<S3RawObject>, S3EventError> {
     let err = |reason: String| S3EventError::Record { index, reason };
     let name = r.event_name.as_deref().unwrap_or_default();
     if !name.starts_with("ObjectCreated:") {
@@ -132,7 +145,6 @@ fn object(index: usize, r: &S3EventRecord) -> Result<Option<S3Object>, S3EventEr
             .as_deref()
             .ok_or_else(|| err("no s3.object.key".into()))?;
     let key = decode_key(raw).map_err(err)?;
-    let key = BlobKey::new(key).map_err(|e| err(e.to_string()))?;
     let size = u64::try_from(r.s3.object.size.unwrap_or(0)).unwrap_or(0);
     let sequencer =
         r.s3.object
@@ -149,28 +161,69 @@ fn object(index: usize, r: &S3EventRecord) -> Result<Option<S3Object>, S3EventEr
                     .map(|e| format!("etag-{e}"))
             })
             .ok_or_else(|| err("no s3.object.sequencer nor eTag".into()))?;
-    Ok(Some(S3Object {
+    Ok(Some(S3RawObject {
         bucket: r.s3.bucket.name.clone().unwrap_or_default(),
-        created: ObjectCreated {
-            key,
-            size,
-            sequencer,
-        },
+        key,
+        size,
+        sequencer,
         version_id: r.s3.object.version_id.clone(),
     }))
 }
 
-/// Parses an SQS message body sent by an S3 bucket notification.
-pub fn parse_notification(body: &str) -> Result<S3Notification, S3EventError> {
+fn object(index: usize, r: &S3EventRecord) -> Result<Option<S3Object>, S3EventError> {
+    let Some(raw) = raw_object(index, r)? else {
+        return Ok(None);
+    };
+    let key = BlobKey::new(raw.key).map_err(|e| S3EventError::Record {
+        index,
+        reason: e.to_string(),
+    })?;
+    Ok(Some(S3Object {
+        bucket: raw.bucket,
+        created: ObjectCreated {
+            key,
+            size: raw.size,
+            sequencer: raw.sequencer,
+        },
+        version_id: raw.version_id,
+    }))
+}
+
+/// The event of an SQS body, or `None` for the `s3:TestEvent`.
+fn event_of(body: &str) -> Result<Option<S3Event>, S3EventError> {
     let v: Value = serde_json::from_str(body).map_err(|e| S3EventError::NotJson(e.to_string()))?;
     if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
-        return Ok(S3Notification::Test);
+        return Ok(None);
     }
     if !v.get("Records").is_some_and(Value::is_array) {
         return Err(S3EventError::Shape("no Records array".into()));
     }
-    let event: S3Event =
-        serde_json::from_value(complete(v)).map_err(|e| S3EventError::Shape(e.to_string()))?;
+    serde_json::from_value(complete(v))
+        .map(Some)
+        .map_err(|e| S3EventError::Shape(e.to_string()))
+}
+
+/// Parses an SQS message body of an S3 notification into its object-created records,
+/// keys decoded and not otherwise checked (the data watcher's raw data); `None` for the
+/// `s3:TestEvent`.
+pub fn parse_raw_notification(body: &str) -> Result<Option<Vec<S3RawObject>>, S3EventError> {
+    let Some(event) = event_of(body)? else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for (i, r) in event.records.iter().enumerate() {
+        if let Some(o) = raw_object(i, r)? {
+            out.push(o);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Parses an SQS message body sent by an S3 bucket notification.
+pub fn parse_notification(body: &str) -> Result<S3Notification, S3EventError> {
+    let Some(event) = event_of(body)? else {
+        return Ok(S3Notification::Test);
+    };
     let mut out = Vec::new();
     for (i, r) in event.records.iter().enumerate() {
         if let Some(o) = object(i, r)? {
@@ -238,6 +291,37 @@ mod tests {
             parse_notification(&bad),
             Err(S3EventError::Shape(_))
         ));
+    }
+
+    /// The data watcher's fixture: keys with spaces and non-ASCII characters, URL-encoded
+    /// as S3 sends them, decoded whole (a [`BlobKey`] would refuse them).
+    #[test]
+    fn raw_data_keys_with_spaces_and_non_ascii_are_decoded() {
+        let fixture: Value =
+            serde_json::from_str(include_str!("../../../events/aws/sqs-raw-data-s3.json")).unwrap();
+        let body = fixture["Records"][0]["body"].as_str().unwrap();
+        let objs = parse_raw_notification(body).unwrap().unwrap();
+        let keys: Vec<&str> = objs.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "raw/octo-org/agent/2026-12-02/tickets export (EU).csv",
+                "raw/octo-org/agent/2026-12-02/résumés 日本.jsonl"
+            ]
+        );
+        assert_eq!(objs[0].size, 1_048_576);
+        assert_eq!(objs[0].sequencer, "0067892A1B2C3D4E5F");
+        assert_eq!(objs[0].bucket, "vaia-data");
+        // The same record as a vaia object is refused: its key is no BlobKey.
+        assert!(matches!(
+            parse_notification(body),
+            Err(S3EventError::Record { index: 0, .. })
+        ));
+        let again = fixture["Records"][1]["body"].as_str().unwrap();
+        assert_eq!(parse_raw_notification(again).unwrap().unwrap(), objs[1..]);
+        let test = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-01-01T00:00:00.000Z","Bucket":"b","RequestId":"x","HostId":"y"}"#;
+        assert_eq!(parse_raw_notification(test), Ok(None));
+        assert!(parse_raw_notification("{}").is_err());
     }
 
     #[test]

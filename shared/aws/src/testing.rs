@@ -486,6 +486,7 @@ pub const DEPLOYED_QUEUES: &[&str] = &[
     "gate-security",
     "gate-latency",
     "training",
+    "raw-data",
 ];
 
 /// A function binary running against a Runtime API emulator, with its resources in moto

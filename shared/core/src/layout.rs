@@ -7,6 +7,8 @@
 //! registry/<owner>/<repo>/versions/<semver>.json  one record per assigned version
 //! registry/<owner>/<repo>/aliases/prod.json       the promoted version
 //! ct/<owner>/<repo>/baseline.json                 the continuous-training baseline
+//! raw/<owner>/<repo>/<file>                       raw data landing (a data bucket on AWS)
+//! ct/<owner>/<repo>/data/objects/<id>.json        one per raw-data object counted
 //! ```
 
 use crate::evidence::DatasetSnapshot;
@@ -59,6 +61,26 @@ pub fn ct_baseline_key(repo: &Repository) -> Result<BlobKey, IdError> {
 }
 
 pub const PROD_ALIAS: &str = "prod";
+
+/// Where raw data lands: `raw/<owner>/<repo>/<file>` (in the data bucket on AWS, in the
+/// blob store locally). The data watcher counts what arrives under it.
+pub const RAW_DATA_PREFIX: &str = "raw/";
+
+/// `raw/<owner>/<repo>/`: list it for a repository's raw data.
+pub fn raw_data_prefix(repo: &Repository) -> String {
+    format!("{RAW_DATA_PREFIX}{repo}/")
+}
+
+/// `ct/<owner>/<repo>/data/objects/`: the data watcher's record of each raw-data object
+/// it counted (list it for the pending volume).
+pub fn data_objects_prefix(repo: &Repository) -> String {
+    format!("ct/{repo}/data/objects/")
+}
+
+/// The record of the raw-data object with identity `id` (a hex digest).
+pub fn data_object_key(repo: &Repository, id: &str) -> Result<BlobKey, IdError> {
+    BlobKey::new(format!("{}{id}.json", data_objects_prefix(repo)))
+}
 
 /// A version the registry assigned to a candidate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
