@@ -713,6 +713,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/data/{owner}/{repo}/pending": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The repository's pending data volume: raw data under raw/<owner>/<repo>/ the data watcher counted and no retrain has consumed */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    owner: string;
+                    repo: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the pending volume (zero when nothing is pending) */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["PendingDataOf"];
+                    };
+                };
+                /** @description malformed repository */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -1108,6 +1156,11 @@ export interface components {
             /** @description queued, already queued, or why none was queued */
             job_status?: string;
             pending_data?: components["schemas"]["PendingData"];
+        };
+        PendingDataOf: {
+            repository: string;
+            objects: number;
+            bytes: number;
         };
         /** @description raw data the data watcher counted under raw/<owner>/<repo>/ that no retrain has consumed, as of the evaluation */
         PendingData: {
