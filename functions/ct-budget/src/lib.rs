@@ -405,21 +405,10 @@ impl CtBudget {
                 .map(|t| (t.etag, t.bytes));
             (claim, etag)
         } else {
-            let Some(t) = self.blobs.get_tagged(&key).await? else {
-                return Ok((
-                    id,
-                    "not queued: the job claim vanished; next evaluation".into(),
-                ));
-            };
-            let stored: JobClaim =
-                serde_json::from_slice(&t.bytes).map_err(|e| CtError::Corrupt {
-                    key: key.to_string(),
-                    message: e.to_string(),
-                })?;
-            if stored.state == ClaimState::Queued {
-                return Ok((id, JOB_ALREADY_QUEUED.into()));
+            match self.stored_claim(&key).await? {
+                Ok(stored) => stored,
+                Err(status) => return Ok((id, status)),
             }
-            (stored, Some((t.etag, t.bytes)))
         };
         // The job consumes its repository's pending data before it is sent, and records
         // the volume in its claim: a retried send carries the same volume.
@@ -442,21 +431,10 @@ impl CtBudget {
                     (updated, tag)
                 } else {
                     // Another evaluator recorded the volume (or queued) first: use its.
-                    let Some(t) = self.blobs.get_tagged(&key).await? else {
-                        return Ok((
-                            id,
-                            "not queued: the job claim vanished; next evaluation".into(),
-                        ));
-                    };
-                    let stored: JobClaim =
-                        serde_json::from_slice(&t.bytes).map_err(|e| CtError::Corrupt {
-                            key: key.to_string(),
-                            message: e.to_string(),
-                        })?;
-                    if stored.state == ClaimState::Queued {
-                        return Ok((id, JOB_ALREADY_QUEUED.into()));
+                    match self.stored_claim(&key).await? {
+                        Ok(stored) => stored,
+                        Err(status) => return Ok((id, status)),
                     }
-                    (stored, Some((t.etag, t.bytes)))
                 }
             }
             other => other,
@@ -489,6 +467,28 @@ impl CtBudget {
         }
         tracing::info!(repository = %repo, job = %id, "training job queued");
         Ok((id, JOB_QUEUED.into()))
+    }
+
+    /// The job claim as stored now, with its etag and bytes; `Err(status)` when there is
+    /// nothing to send: the claim vanished, or another evaluator queued the job.
+    #[allow(clippy::type_complexity)]
+    async fn stored_claim(
+        &self,
+        key: &BlobKey,
+    ) -> Result<Result<(JobClaim, Option<(String, Vec<u8>)>), String>, CtError> {
+        let Some(t) = self.blobs.get_tagged(key).await? else {
+            return Ok(Err(
+                "not queued: the job claim vanished; next evaluation".into()
+            ));
+        };
+        let stored: JobClaim = serde_json::from_slice(&t.bytes).map_err(|e| CtError::Corrupt {
+            key: key.to_string(),
+            message: e.to_string(),
+        })?;
+        if stored.state == ClaimState::Queued {
+            return Ok(Err(JOB_ALREADY_QUEUED.into()));
+        }
+        Ok(Ok((stored, Some((t.etag, t.bytes)))))
     }
 
     async fn record(&self, evaluation: &Evaluation) -> Result<(), CtError> {
