@@ -28,13 +28,8 @@ fn dvc_file(md5: &str, rows: u64) -> String {
     )
 }
 
-async fn training_depth(stack: &Stack) -> u64 {
-    let d = stack.ports.queue.depth(TRAINING_QUEUE).await.unwrap();
-    d.visible + d.in_flight
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_snapshot_over_the_threshold_queues_one_training_job() {
+/// A local stack whose drift comes from reports and whose CT schedule fires `every`.
+async fn ct_stack(every: Duration) -> (Stack, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut policy = Policy::schema_only();
     policy.ct.drift_source = vaia_core::ct::DriftSource::Report;
@@ -46,12 +41,22 @@ async fn a_new_snapshot_over_the_threshold_queues_one_training_job() {
         secret: WebhookSecret::new(SECRET).unwrap(),
         alertmanager_token: None,
     };
-    // The schedule never fires during the test: only the new snapshot can trigger.
     let options = StackOptions {
-        ct_every: Some(Duration::from_secs(3600)),
+        ct_every: Some(every),
         ..StackOptions::default()
     };
-    let stack = Stack::start_with(config, options).await.unwrap();
+    (Stack::start_with(config, options).await.unwrap(), dir)
+}
+
+async fn training_depth(stack: &Stack) -> u64 {
+    let d = stack.ports.queue.depth(TRAINING_QUEUE).await.unwrap();
+    d.visible + d.in_flight
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_snapshot_over_the_threshold_queues_one_training_job() {
+    // The schedule never fires during the test: only the new snapshot can trigger.
+    let (stack, _dir) = ct_stack(Duration::from_secs(3600)).await;
     let client = Client::new(&stack.url());
     let repo = Repository::new("octo/agent").unwrap();
 
@@ -206,22 +211,7 @@ async fn recorded(stack: &Stack, repo: &Repository) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schedule_evaluates_every_repository_and_queues_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut policy = Policy::schema_only();
-    policy.ct.drift_source = vaia_core::ct::DriftSource::Report;
-    let config = StackConfig {
-        data_dir: dir.path().to_path_buf(),
-        bind: "127.0.0.1".into(),
-        port: 0,
-        policy,
-        secret: WebhookSecret::new(SECRET).unwrap(),
-        alertmanager_token: None,
-    };
-    let options = StackOptions {
-        ct_every: Some(Duration::from_secs(1)),
-        ..StackOptions::default()
-    };
-    let stack = Stack::start_with(config, options).await.unwrap();
+    let (stack, _dir) = ct_stack(Duration::from_secs(1)).await;
     let blobs = stack.ports.blobs.as_ref();
     let now = chrono::Utc::now();
     // Two repositories in production, as the registry leaves them (written directly, so

@@ -119,28 +119,14 @@ async fn pending(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use axum::body::Body;
-    use axum::http::Request;
     use std::sync::Arc;
     use std::time::Duration;
-    use tower::ServiceExt;
     use vaia_core::memory::{ManualClock, MemoryBlobStore, MemoryQueue, MemoryRunStore};
     use vaia_core::ports::Clock;
     use vaia_ct_budget::drift::ReportDrift;
     use vaia_ct_budget::{seed, CtBudget};
 
-    async fn get(app: &Router, path: &str) -> (StatusCode, Value) {
-        let res = app
-            .clone()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (status, serde_json::from_slice(&body).unwrap())
-    }
+    use crate::test_support::get;
 
     #[tokio::test]
     async fn evaluations_newest_first_bounded() {

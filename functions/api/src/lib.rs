@@ -30,6 +30,31 @@ pub mod registry;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// What the routers' unit tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    #![allow(clippy::unwrap_used)]
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::Router;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    /// `GET path` on `app`: the status and the JSON body.
+    pub async fn get(app: &Router, path: &str) -> (StatusCode, Value) {
+        let res = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+}
+
 /// Largest evidence file accepted by `PUT /api/evidence/...` (what a manifest may list).
 pub const MAX_EVIDENCE_BYTES: usize = vaia_core::evidence::MAX_FILE_BYTES as usize;
 pub use vaia_core::evidence::MAX_BUNDLE_BYTES;

@@ -155,10 +155,7 @@ async fn snapshots(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
-    use axum::http::Request;
     use std::sync::Arc;
-    use tower::ServiceExt;
     use vaia_core::dataset::{snapshot_key, SnapshotSource};
     use vaia_core::layout::{alias_key, AliasTarget, GateLineage};
     use vaia_core::memory::{ManualClock, MemoryBlobStore, MemoryQueue, MemoryRunStore};
@@ -199,18 +196,7 @@ mod tests {
         (router(state), blobs)
     }
 
-    async fn get(app: &Router, path: &str) -> (StatusCode, Value) {
-        let res = app
-            .clone()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (status, serde_json::from_slice(&body).unwrap())
-    }
+    use crate::test_support::get;
 
     async fn put(blobs: &MemoryBlobStore, key: BlobKey, value: &impl serde::Serialize) {
         blobs
