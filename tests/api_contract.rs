@@ -160,6 +160,15 @@ async fn responses_match_the_openapi_document() {
     let (status, body) = get("/api/ct/octo/none".into()).await;
     assert_eq!(status, 404);
     assert_valid(&spec, "Error", &body);
+    let res = http
+        .post(format!("{}/api/ct/evaluate", stack.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_valid(&spec, "CtScheduledRun", &body);
+    assert_eq!(body["outcomes"]["retrain"], 1, "{body}");
 
     // Every documented path and method is served (nothing answers "no such route").
     for (path, item) in spec["paths"].as_object().unwrap() {

@@ -74,6 +74,27 @@ impl Client {
         serde_json::from_str(&text).with_context(|| format!("GET {url}: unexpected body"))
     }
 
+    /// POST `path` without a body, its answer as JSON; a non-2xx answer is an error carrying
+    /// its status and body.
+    pub async fn post_for_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let res = self
+            .http
+            .post(&url)
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = res.status();
+        let text = res
+            .text()
+            .await
+            .with_context(|| format!("POST {url}: reading body"))?;
+        if !status.is_success() {
+            bail!("POST {url}: {status}: {text}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("POST {url}: unexpected body"))
+    }
+
     /// A page of runs; `after` is the `next` of the previous page (URL-safe as given).
     pub async fn runs(&self, limit: usize, after: Option<&str>) -> Result<RunList> {
         let after = after.map(|a| format!("&after={a}")).unwrap_or_default();

@@ -1,4 +1,4 @@
-//! `vaia dataset inspect`, `vaia ct budget` and `vaia data pending`: DVC files, the training
+//! `vaia dataset inspect`, `vaia ct budget`, `vaia ct evaluate` and `vaia data pending`: DVC files, the training
 //! budget and the pending data volume from
 //! the command line, with JSON on stdout and the gates' exit codes (0 pass / hold, 1 fail
 //! / retrain due, 2 bad input or usage, 3 inconclusive or error).
@@ -123,6 +123,45 @@ pub async fn show(url: &str, repo: &str, limit: usize, json: bool) -> anyhow::Re
         serde_json::from_value(body["evaluations"].clone()).context("evaluations")?;
     print!("{}", render_evaluations(&repo, &evaluations));
     Ok(())
+}
+
+/// `vaia ct evaluate`: one scheduled evaluation now on a running stack
+/// (`POST /api/ct/evaluate`).
+pub async fn evaluate(url: &str, json: bool) -> anyhow::Result<()> {
+    let run: vaia_ct_budget::scheduled::ScheduledRun = crate::client::Client::new(url)
+        .post_for_json("/api/ct/evaluate")
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    } else {
+        print!("{}", render_scheduled(&run));
+    }
+    Ok(())
+}
+
+/// One line of counts, then the training jobs queued.
+pub fn render_scheduled(run: &vaia_ct_budget::scheduled::ScheduledRun) -> String {
+    let outcomes: Vec<String> = run
+        .outcomes
+        .iter()
+        .map(|(outcome, n)| format!("{n} {outcome}"))
+        .collect();
+    let mut out = format!(
+        "evaluated {} repositor{}{}; {} training job{} queued\n",
+        run.evaluated,
+        if run.evaluated == 1 { "y" } else { "ies" },
+        if outcomes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", outcomes.join(", "))
+        },
+        run.queued.len(),
+        if run.queued.len() == 1 { "" } else { "s" },
+    );
+    for job in &run.queued {
+        out.push_str(&format!("  queued {job}\n"));
+    }
+    out
 }
 
 /// `vaia data pending`: the repository's pending data volume, from a running stack.

@@ -4,6 +4,10 @@
 //! snapshot the registry records. Training jobs go to the local `training` queue; every
 //! evaluation is counted on `/metrics`.
 //!
+//! `POST /api/ct/evaluate` (`vaia ct evaluate`) asks the loop for one scheduled evaluation
+//! now ([`EvaluateNow`]): the loop runs it, so a manual and a scheduled evaluation never
+//! overlap, and it is the same evaluation the schedule runs (reconciliation first).
+//!
 //! The data watcher runs here too: objects put under `raw/` in the local blob store are
 //! counted from their blob events ([`RawDataCounter`]), and each scheduled evaluation is
 //! preceded by a reconciliation of `raw/` ([`CtBudget::with_data_watcher`], as on AWS).
@@ -12,7 +16,7 @@ use crate::metrics::PromMetrics;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use vaia_core::dataset::parse_snapshot_key;
 use vaia_core::layout::RAW_DATA_PREFIX;
@@ -142,13 +146,26 @@ async fn observed(metrics: &PromMetrics, watcher: &DataWatcher, evaluations: &[E
     }
 }
 
-/// Runs the CT loop until `stop`: every `every`, all repositories; on each repository
-/// received from `snapshots`, that one.
+/// A request for one scheduled evaluation now, answered with its evaluations (or why it
+/// could not run) when it is done.
+pub type EvaluateNow = oneshot::Sender<Result<Vec<Evaluation>, String>>;
+
+/// What the loop does next.
+enum Work {
+    /// Every repository: on the schedule (`None`) or asked for.
+    All(Option<EvaluateNow>),
+    /// One repository, after its new snapshot.
+    One(Repository),
+}
+
+/// Runs the CT loop until `stop`: every `every`, and on each request from `requests`, all
+/// repositories; on each repository received from `snapshots`, that one.
 pub fn spawn(
     ct: Arc<CtBudget>,
     watcher: Arc<DataWatcher>,
     every: Duration,
     mut snapshots: mpsc::UnboundedReceiver<Repository>,
+    mut requests: mpsc::Receiver<EvaluateNow>,
     metrics: Arc<PromMetrics>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -158,17 +175,25 @@ pub fn spawn(
         loop {
             // What to evaluate; decided first, so that no borrow of `stop` is held across
             // an evaluation.
-            let one: Option<Repository> = tokio::select! {
+            let work = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
-                _ = tick.tick() => None,
-                Some(repo) = snapshots.recv() => Some(repo),
+                _ = tick.tick() => Work::All(None),
+                Some(reply) = requests.recv() => Work::All(Some(reply)),
+                Some(repo) = snapshots.recv() => Work::One(repo),
             };
-            match one {
-                None => match ct.evaluate_all().await {
-                    Ok(all) => observed(&metrics, &watcher, &all).await,
-                    Err(e) => tracing::warn!(error = %e, "scheduled CT evaluation failed"),
-                },
-                Some(repo) => match ct.evaluate(&repo).await {
+            match work {
+                Work::All(reply) => {
+                    let result = ct.evaluate_all().await;
+                    match &result {
+                        Ok(all) => observed(&metrics, &watcher, all).await,
+                        Err(e) => tracing::warn!(error = %e, "scheduled CT evaluation failed"),
+                    }
+                    if let Some(reply) = reply {
+                        // The asker gone (it hung up) changes nothing: the evaluation is recorded.
+                        let _ = reply.send(result.map_err(|e| e.to_string()));
+                    }
+                }
+                Work::One(repo) => match ct.evaluate(&repo).await {
                     Ok(Some(e)) => observed(&metrics, &watcher, std::slice::from_ref(&e)).await,
                     Ok(None) => {
                         tracing::debug!(repository = %repo, "new snapshot, nothing in production")
@@ -182,4 +207,56 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// How many `POST /api/ct/evaluate` requests may wait for the loop.
+const PENDING_REQUESTS: usize = 8;
+
+/// The channel of [`EvaluateNow`] requests: the sender for [`router`], the receiver for
+/// [`spawn`].
+pub fn requests() -> (mpsc::Sender<EvaluateNow>, mpsc::Receiver<EvaluateNow>) {
+    mpsc::channel(PENDING_REQUESTS)
+}
+
+/// `POST /api/ct/evaluate`: one scheduled evaluation now, answered with its summary
+/// (`{"event", "evaluated", "outcomes", "queued"}`, as the `ct-budget` function logs it).
+pub fn router(requests: mpsc::Sender<EvaluateNow>) -> axum::Router {
+    axum::Router::new()
+        .route("/api/ct/evaluate", axum::routing::post(evaluate_now))
+        .with_state(requests)
+}
+
+async fn evaluate_now(
+    axum::extract::State(requests): axum::extract::State<mpsc::Sender<EvaluateNow>>,
+) -> Result<axum::Json<vaia_ct_budget::scheduled::ScheduledRun>, vaia_api::ApiError> {
+    use axum::http::StatusCode;
+    let stopping = || {
+        vaia_api::ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the CT loop is stopping".into(),
+        )
+    };
+    let (reply, answer) = oneshot::channel();
+    let asked_at = chrono::Utc::now();
+    requests.try_send(reply).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => vaia_api::ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{PENDING_REQUESTS} CT evaluations are already waiting; try again when they are done"),
+        ),
+        mpsc::error::TrySendError::Closed(_) => stopping(),
+    })?;
+    let evaluations = answer
+        .await
+        .map_err(|_| stopping())?
+        .map_err(|e| vaia_api::ApiError(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    let event = vaia_ct_budget::scheduled::Schedule {
+        id: format!("api-{}", asked_at.format("%Y%m%dT%H%M%S%.6fZ")),
+        source: "vaia.api".into(),
+        time: asked_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        resources: vec![],
+    };
+    Ok(axum::Json(vaia_ct_budget::scheduled::summarise(
+        event,
+        &evaluations,
+    )))
 }

@@ -135,6 +135,13 @@ enum CtCommand {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
+    /// One scheduled CT evaluation of every repository in production, now, on a running stack (reconciliation of raw data first).
+    Evaluate {
+        #[arg(long, env = "VAIA_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// OWNER/REPO's CT budget evaluations from a running stack: the latest, then the recent ones.
     Show {
         repo: String,
@@ -727,6 +734,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Data(DataCommand::Pending { repo, url, json }) => {
             vaia::ct_cmd::pending(&url, &repo, json).await
         }
+        Command::Ct(CtCommand::Evaluate { url, json }) => vaia::ct_cmd::evaluate(&url, json).await,
         Command::Ct(CtCommand::Show {
             repo,
             url,

@@ -308,6 +308,7 @@ impl Stack {
             .with_data_watcher(data.clone()),
         );
         let (snapshots_tx, snapshots_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (evaluate_tx, evaluate_rx) = crate::ct_loop::requests();
         let consumers: Vec<(String, Arc<dyn MessageHandler>)> = consumers
             .into_iter()
             .map(|(queue, handler)| {
@@ -356,6 +357,7 @@ impl Stack {
             data.clone(),
             ct_every,
             snapshots_rx,
+            evaluate_rx,
             prom.clone(),
             watch_rx.clone(),
         ));
@@ -400,6 +402,7 @@ impl Stack {
                     .route("/api/feed", axum::routing::get(crate::live::feed_ws))
                     .with_state(feed),
             )
+            .merge(crate::ct_loop::router(evaluate_tx))
             .merge(crate::dashboard::router(dashboard_dir.as_deref()));
         let app = vaia_api::auth::layer(vaia_api::with_json_errors(app), options.tokens.clone());
         let mut rx = watch_rx;

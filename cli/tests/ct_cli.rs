@@ -235,3 +235,112 @@ async fn show_prints_the_latest_evaluation_and_the_recent_ones() {
     assert!(err.contains("expected OWNER/NAME"), "{err}");
     stack.stop().await;
 }
+
+/// `vaia ct evaluate` against a running stack: one scheduled evaluation of every
+/// repository in production, now; its summary for people and with `--json`; a second
+/// evaluation finds the job queued and queues nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluate_runs_one_scheduled_evaluation_now() {
+    use vaia::stack::{Stack, StackConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let mut policy = vaia_core::policy::Policy::default();
+    policy.ct.drift_source = vaia_core::ct::DriftSource::Report;
+    // The default schedule (15 minutes) never fires during the test.
+    let stack = Stack::start(StackConfig {
+        data_dir: dir.path().to_path_buf(),
+        bind: "127.0.0.1".into(),
+        port: 0,
+        policy,
+        secret: vaia_webhook::WebhookSecret::new("ct-evaluate-secret").unwrap(),
+        alertmanager_token: None,
+    })
+    .await
+    .unwrap();
+    let blobs = stack.ports.blobs.as_ref();
+    let now = chrono::Utc::now();
+    let due = vaia_core::Repository::new("octo/due").unwrap();
+    let idle = vaia_core::Repository::new("octo/idle").unwrap();
+    for repo in [&due, &idle] {
+        vaia_ct_budget::seed::promoted(
+            blobs,
+            repo,
+            semver::Version::new(1, 0, 0),
+            &"a".repeat(32),
+            Some(5_000),
+            now,
+        )
+        .await
+        .unwrap();
+    }
+    vaia_ct_budget::seed::snapshot(blobs, &due, &"b".repeat(32), Some(20_000), now)
+        .await
+        .unwrap();
+    // The stack evaluates `due` once on its new snapshot; without a drift report that is
+    // an error and queues nothing. Wait for it, so the evaluation below is the first that
+    // can queue.
+    let prefix = vaia_ct_budget::evaluations_prefix(&due);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while blobs.list(&prefix).await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot evaluation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for (repo, drift) in [(&due, 0.5), (&idle, 0.05)] {
+        vaia_ct_budget::seed::drift_report(blobs, repo, drift, now)
+            .await
+            .unwrap();
+    }
+    let url = stack.url();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_vaia"))
+                .args(&args)
+                .output()
+                .expect("run vaia");
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let args = |url: &str, extra: &[&str]| -> Vec<String> {
+        ["ct", "evaluate", "--url", url]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let (code, out, err) = run(args(&url, &[])).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    let job = vaia_ct_budget::job_id(&due, &semver::Version::new(1, 0, 0), &"b".repeat(32));
+    assert_eq!(
+        out,
+        format!(
+            "evaluated 2 repositories (1 hold, 1 retrain); 1 training job queued\n  queued {job}\n"
+        )
+    );
+    let (code, out, err) = run(args(&url, &["--json"])).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["evaluated"], 2, "{v}");
+    assert_eq!(v["outcomes"], serde_json::json!({"hold": 1, "retrain": 1}));
+    assert_eq!(v["queued"], serde_json::json!([]), "queued before: {v}");
+    assert_eq!(v["event"]["source"], "vaia.api");
+    let depth = stack
+        .ports
+        .queue
+        .depth(vaia_ct_budget::TRAINING_QUEUE)
+        .await
+        .unwrap();
+    assert_eq!(depth.visible + depth.in_flight, 1);
+    let (code, _, err) = run(args("http://127.0.0.1:9", &[])).await.unwrap();
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("POST http://127.0.0.1:9/api/ct/evaluate"),
+        "{err}"
+    );
+    stack.stop().await;
+}

@@ -653,6 +653,60 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/ct/evaluate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** One scheduled continuous-training evaluation now, of every repository with a prod version (the raw data reconciled first), as the schedule runs it (local stack; on AWS invoke the ct-budget function) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description what the evaluation did */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CtScheduledRun"];
+                    };
+                };
+                /** @description too many evaluations are already waiting */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description the evaluation could not run (the store is unreachable, or the stack is stopping) */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/ct/{owner}/{repo}": {
         parameters: {
             query?: never;
@@ -1166,6 +1220,23 @@ export interface components {
         PendingData: {
             objects: number;
             bytes: number;
+        };
+        CtScheduledRun: {
+            /** @description what asked for the evaluation (source vaia.api here; aws.events or aws.scheduler on AWS) */
+            event: {
+                id: string;
+                source: string;
+                time: string;
+                resources: string[];
+            };
+            /** @description repositories evaluated (those with a prod version) */
+            evaluated: number;
+            /** @description evaluations by outcome (hold, retrain, inconclusive, error) */
+            outcomes: {
+                [key: string]: number;
+            };
+            /** @description training jobs this evaluation queued (not those queued before) */
+            queued: string[];
         };
         CtEvaluations: {
             repository: string;

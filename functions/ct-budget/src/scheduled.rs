@@ -9,7 +9,7 @@
 //! naming the field, and nothing is evaluated, recorded or queued.
 
 use crate::{CtBudget, CtError, Evaluation};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -40,7 +40,7 @@ pub enum ScheduledError {
 }
 
 /// The accepted event's identity, for logs and the answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schedule {
     pub id: String,
     pub source: String,
@@ -49,7 +49,7 @@ pub struct Schedule {
 }
 
 /// What one scheduled invocation did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScheduledRun {
     pub event: Schedule,
     /// Repositories evaluated (those with a `prod` version).
