@@ -44,3 +44,17 @@ pub fn leak_data() -> (Vec<String>, Vec<String>) {
     }
     (canaries, responses)
 }
+
+/// A field of `/proc/<pid>/status` in KiB: `"VmRSS:"` (resident set) or `"VmHWM:"` (its
+/// peak).
+pub fn proc_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}

@@ -39,6 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vaia::client::Client;
 use vaia::demo::push_payload;
+use vaia_bench::{mib, proc_kib};
 use vaia_core::{CommitSha, ImageDigest, PipelineState, Repository};
 use vaia_testkit::vaia_up::VaiaUp;
 
@@ -139,19 +140,6 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Resident set of `pid` in KiB (`VmRSS`), or `VmHWM` with `field = "VmHWM:"`.
-fn proc_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 /// Builds the CLI with cargo (the one running this, or `cargo`) and returns its path.
