@@ -23,6 +23,8 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("sweeper", "eventbridge-scheduled.json"),
     ("registry", "sqs-registry-verify-evidence.json"),
     ("ct-budget", "eventbridge-ct-budget-scheduled.json"),
+    ("data-watcher", "sqs-raw-data-s3.json"),
+    ("realtime", "apigw-ws-connect-no-token.json"),
     ("gate-schema", "sqs-gate-schema-job.json"),
     ("gate-prompt", "sqs-gate-prompt-job.json"),
     ("gate-eval", "sqs-gate-eval-job.json"),
@@ -61,19 +63,25 @@ async fn measure(
     runs: usize,
 ) -> Vec<Sample> {
     let m = moto().expect("moto is needed for the benchmark (make moto-venv)");
+    let mut env = vec![
+        ("VAIA_WEBHOOK_SECRET", "vaia-fixture-secret"),
+        ("RUST_LOG", "warn"),
+    ];
+    if name == "realtime" {
+        // Its connections table and the WebSocket management endpoint (moto serves it at
+        // its root), and a reader's token hash (the fixture presents no token: a 401).
+        env.extend([
+            ("VAIA_CONNECTIONS_TABLE", "bench-connections"),
+            ("VAIA_WS_ENDPOINT", m.endpoint.as_str()),
+            (
+                "VAIA_API_TOKENS",
+                "dashboard:read:0000000000000000000000000000000000000000000000000000000000000000",
+            ),
+        ]);
+    }
     let mut out = Vec::new();
     for _ in 0..runs {
-        let h = LambdaHarness::start_with_args(
-            program,
-            args,
-            name,
-            m,
-            &[
-                ("VAIA_WEBHOOK_SECRET", "vaia-fixture-secret"),
-                ("RUST_LOG", "warn"),
-            ],
-        )
-        .await;
+        let h = LambdaHarness::start_with_args(program, args, name, m, &env).await;
         let init = h
             .api
             .first_poll()
