@@ -206,9 +206,13 @@ pub fn manifest_for(
     }
 }
 
-/// The dataset snapshot a DVC pointer file (`*.dvc`) records: its single `outs` entry's
-/// `path` and `md5` (DVC records no row count, so `rows` stays unset).
-pub fn dvc_snapshot(origin: &str, text: &str) -> Result<DatasetSnapshot, CollectError> {
+/// The dataset snapshot the DVC pointer file (`*.dvc`) `file` records: its path in the
+/// repository ([`path_in_repo`], as the manifest names it: `data/train.dvc`), its single
+/// `outs` entry's `md5`, and `meta.rows` when declared (absent: unknown). The registry and
+/// the CT budget find the data's later snapshots, pushed under `datasets/<owner>/<repo>/`,
+/// by this path without `.dvc`. Errors name `file` as given.
+pub fn dvc_snapshot(file: &Path, text: &str) -> Result<DatasetSnapshot, CollectError> {
+    let origin = &file.display().to_string();
     // Read as the registry reads it (vaia-dvc): both `.dvc` forms, `meta.rows`, errors
     // with line and field.
     let bad = |e: vaia_dvc::DvcError| CollectError::bad(origin, e);
@@ -219,10 +223,32 @@ pub fn dvc_snapshot(origin: &str, text: &str) -> Result<DatasetSnapshot, Collect
         .clone()
         .ok_or_else(|| CollectError::bad(origin, "outs[0].md5: missing"))?;
     Ok(DatasetSnapshot {
-        path: out.path.clone(),
+        path: path_in_repo(file),
         md5,
         rows: dvc.rows,
     })
+}
+
+/// `file`'s path in the repository, `/`-separated: as given when relative (the agent's CI
+/// runs `vaia evidence collect` at the repository root), relative to the working directory
+/// when absolute and inside it, else its file name.
+pub fn path_in_repo(file: &Path) -> String {
+    let relative = if file.is_absolute() {
+        std::env::current_dir()
+            .ok()
+            .and_then(|cwd| file.strip_prefix(cwd).ok().map(Path::to_path_buf))
+            .unwrap_or_else(|| file.file_name().map(PathBuf::from).unwrap_or_default())
+    } else {
+        file.to_path_buf()
+    };
+    relative
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Everything a bundle is made of, already read.
@@ -496,7 +522,7 @@ pub fn request(args: &CollectArgs) -> Result<CollectRequest, CollectError> {
         copies.push((ignore_name(p)?, read(p)?));
     }
     let dataset = match &args.dvc {
-        Some(p) => Some(dvc_snapshot(&p.display().to_string(), &read_text(p)?)?),
+        Some(p) => Some(dvc_snapshot(p, &read_text(p)?)?),
         None => None,
     };
     Ok(CollectRequest {
@@ -532,19 +558,39 @@ mod tests {
     #[test]
     fn dvc_files_give_the_snapshot_or_say_what_is_wrong() {
         let ok = "outs:\n- md5: a304afb96060aad90176268345e10355\n  size: 120\n  hash: md5\n  path: data.csv\n";
-        let s = dvc_snapshot("data.csv.dvc", ok).unwrap();
-        assert_eq!(s.path, "data.csv");
+        let s = dvc_snapshot(Path::new("data/data.csv.dvc"), ok).unwrap();
+        assert_eq!(
+            s.path, "data/data.csv.dvc",
+            "the manifest names the .dvc file"
+        );
         assert_eq!(s.md5, "a304afb96060aad90176268345e10355");
         assert_eq!(s.rows, None, "no meta.rows: unknown, not zero");
         let with_rows = format!("{ok}meta:\n  rows: 120000\n");
         assert_eq!(
-            dvc_snapshot("data.csv.dvc", &with_rows).unwrap().rows,
+            dvc_snapshot(Path::new("data.csv.dvc"), &with_rows)
+                .unwrap()
+                .rows,
             Some(120_000)
         );
         for bad in ["outs:\n- path: data.csv\n", "outs: []\n", "{{{"] {
-            let e = dvc_snapshot("d.dvc", bad).unwrap_err();
+            let e = dvc_snapshot(Path::new("d.dvc"), bad).unwrap_err();
             assert!(e.to_string().contains("d.dvc"), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn dvc_files_are_named_by_their_path_in_the_repository() {
+        assert_eq!(
+            path_in_repo(Path::new("./data/train.dvc")),
+            "data/train.dvc"
+        );
+        assert_eq!(path_in_repo(Path::new("data/train.dvc")), "data/train.dvc");
+        let inside = std::env::current_dir().unwrap().join("data/train.dvc");
+        assert_eq!(path_in_repo(&inside), "data/train.dvc");
+        assert_eq!(
+            path_in_repo(Path::new("/elsewhere/x/train.dvc")),
+            "train.dvc"
+        );
     }
 
     #[test]

@@ -230,6 +230,13 @@ pub fn render_evaluations(
     if let Some(s) = &latest.newest_snapshot {
         let _ = writeln!(out, "  snapshot    {} {}", s.path, s.md5);
     }
+    if let Some(v) = latest.pending_data {
+        let _ = writeln!(
+            out,
+            "  pending     {} bytes in {} objects (at the evaluation)",
+            v.bytes, v.objects
+        );
+    }
     if let Some(status) = &latest.job_status {
         let _ = writeln!(
             out,

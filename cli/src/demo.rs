@@ -20,6 +20,13 @@
 //! `prometheus-alertmanager` installed the demo runs both (generated rules, 1 s scrape and
 //! evaluation, a 1 s `for`) and Alertmanager posts to `/hooks/alertmanager`; without them it
 //! says so, measures the p95 itself and posts Alertmanager's notification (version 4).
+//!
+//! Then continuous training: every release's evidence names `data/train.dvc` (10,000 rows,
+//! the CT baseline). A quiet drift report and `POST /api/ct/evaluate` hold; raw data lands
+//! under `raw/` (counted by the data watcher); the drift report rises and a new DVC snapshot
+//! (25,000 rows) is pushed under `datasets/`, on which the CT loop evaluates: the budget
+//! crosses the threshold, one training job is queued and consumes the pending data, and a
+//! further evaluation queues nothing.
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -46,6 +53,14 @@ use vaia_core::monitoring::{AgentMonitor, MonitoringPolicy, LATENCY_ALERT};
 const ALERT_FIXTURE: &str = include_str!("../../events/alertmanager/firing.json");
 /// The demo's latency alert: between the good agent's p95 (~50 ms) and the slow one's (~100 ms).
 const DEMO_THRESHOLD_MS: f64 = 75.0;
+
+/// The agent's dataset pointer (`dvc add data/train`) in every release's evidence, and the
+/// version a data pipeline pushes after the runs (more rows).
+const DVC_PATH: &str = "data/train.dvc";
+const TRAIN_V1: &str = include_str!("../../examples/demo/data/train-v1.dvc");
+const TRAIN_V2: &str = include_str!("../../examples/demo/data/train-v2.dvc");
+/// Raw conversations that land before the new snapshot (`raw/<owner>/<repo>/...`).
+const RAW_FILES: usize = 3;
 
 const PUSH_FIXTURE: &str = include_str!("../../events/github/push.json");
 const REPO: &str = "vaia-demo/support-agent";
@@ -206,7 +221,10 @@ async fn agent_evidence(
                 digest: image.clone(),
                 base_digest: None,
             },
-            dataset: None,
+            dataset: Some(collect::dvc_snapshot(
+                std::path::Path::new(DVC_PATH),
+                TRAIN_V1,
+            )?),
             copies,
             questions: collect::Questions::builtin(
                 &agent.chat_url(),
@@ -251,6 +269,8 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
     let mut policy = Policy::default();
     policy.latency.baseline_p95_ms = Some(latency.baseline_p95_ms);
     policy.latency.max_regression = DEMO_MAX_REGRESSION;
+    // Drift from the drift monitor's reports in the blob store (the demo writes them).
+    policy.ct.drift_source = vaia_core::ct::DriftSource::Report;
     let config = StackConfig {
         data_dir: data_dir.clone(),
         bind: "127.0.0.1".into(),
@@ -273,6 +293,9 @@ pub async fn run(port: u16, data_dir: Option<PathBuf>, exit: bool) -> Result<()>
     let mut outcome = drive(&client, &secret_text, &latency).await;
     if outcome.is_ok() {
         outcome = rollback_on_alert(&stack, &client, &alert_token).await;
+    }
+    if outcome.is_ok() {
+        outcome = continuous_training(&stack, &client).await;
     }
     match &outcome {
         Ok(()) => println!("\nruns:\n{}", render_list(&client.runs(20, None).await?)),
@@ -509,6 +532,141 @@ async fn rollback_on_alert(stack: &Stack, client: &Client, token: &str) -> Resul
     let _ = load.await;
     agent.stop().await;
     result
+}
+
+/// Polls `probe` every 50 ms until it gives `Some`, for at most `timeout`.
+async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe().await? {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("{what}: not after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Continuous training: a quiet evaluation; raw data lands (the data watcher counts it);
+/// production drifts and a data pipeline pushes a new DVC snapshot, on which the CT loop
+/// evaluates at once: the budget crosses the threshold and one training job is queued,
+/// consuming the pending data; a scheduled evaluation after it queues nothing more.
+async fn continuous_training(stack: &Stack, client: &Client) -> Result<()> {
+    use crate::ct_cmd::{render_evaluations, render_pending, render_scheduled};
+    use vaia_ct_budget::drift::{plain_report, report_key};
+    use vaia_ct_budget::scheduled::ScheduledRun;
+    let repo = Repository::new(REPO)?;
+    let blobs = &stack.ports.blobs;
+    let wait = Duration::from_secs(30);
+    let repo_ref = &repo;
+    let drift = |score: f64| async move {
+        let repo = repo_ref;
+        let at = chrono::Utc::now();
+        blobs
+            .put(&report_key(repo, at)?, &plain_report(score, at))
+            .await?;
+        println!("drift monitor: drift score {score} (drift/{repo}/)");
+        anyhow::Ok(())
+    };
+    let latest = || async {
+        let body: serde_json::Value = client.get_json(&format!("/api/ct/{REPO}?limit=1")).await?;
+        let e: Vec<vaia_ct_budget::Evaluation> =
+            serde_json::from_value(body["evaluations"].clone())?;
+        anyhow::Ok(e)
+    };
+    let pending = || async {
+        let v: vaia_data_watcher::Volume = client
+            .get_json(&format!("/api/data/{REPO}/pending"))
+            .await?;
+        anyhow::Ok(v)
+    };
+
+    println!(
+        "── continuous training: production {} on the data it was trained with ─────────────",
+        prod_alias(stack, &repo).await?.target.version
+    );
+    drift(0.05).await?;
+    let run: ScheduledRun = client.post_for_json("/api/ct/evaluate").await?;
+    print!("POST /api/ct/evaluate → {}", render_scheduled(&run));
+    if run.outcomes.get("hold") != Some(&1) {
+        bail!("the quiet evaluation did not hold: {run:?}");
+    }
+
+    println!("\n── new data lands, production drifts, a new snapshot is pushed ─────────────");
+    for i in 1..=RAW_FILES {
+        let key = vaia_core::BlobKey::new(format!(
+            "{}conversations-{i:04}.jsonl",
+            vaia_core::layout::raw_data_prefix(&repo)
+        ))?;
+        let lines: String = (0..200)
+            .map(|n| {
+                format!(
+                    "{{\"conversation\": {}, \"user\": \"Where is my order {}?\"}}\n",
+                    i * 1000 + n,
+                    1000 + n
+                )
+            })
+            .collect();
+        blobs.put(&key, lines.as_bytes()).await?;
+    }
+    let landed = poll("the data watcher counting the raw data", wait, || async {
+        let v = pending().await?;
+        Ok((v.objects as usize == RAW_FILES).then_some(v))
+    })
+    .await?;
+    println!(
+        "{RAW_FILES} files under raw/{repo}/ → {}",
+        render_pending(&repo, landed)
+    );
+    drift(0.35).await?;
+    let before = latest().await?.first().map(|e| e.at);
+    let key = vaia_core::BlobKey::new(format!("datasets/{REPO}/{DVC_PATH}"))?;
+    blobs.put(&key, TRAIN_V2.as_bytes()).await?;
+    println!("data pipeline: dvc push, then {DVC_PATH} uploaded to datasets/{REPO}/ (25,000 rows; production trained on 10,000)");
+    let evaluation = poll(
+        "the CT loop's evaluation of the new snapshot",
+        wait,
+        || async {
+            let e = latest().await?;
+            Ok(e.into_iter()
+                .next()
+                .filter(|e| Some(e.at) != before && e.job_status.is_some()))
+        },
+    )
+    .await?;
+    print!(
+        "{}",
+        render_evaluations(&repo, std::slice::from_ref(&evaluation))
+    );
+    if evaluation.job_status.as_deref() != Some(vaia_ct_budget::JOB_QUEUED) {
+        bail!("the new snapshot's evaluation queued no training job: {evaluation:?}");
+    }
+    let left = pending().await?;
+    println!(
+        "training job consumed the pending data: {}",
+        render_pending(&repo, left)
+    );
+
+    let run: ScheduledRun = client.post_for_json("/api/ct/evaluate").await?;
+    print!("POST /api/ct/evaluate again → {}", render_scheduled(&run));
+    let depth = stack
+        .ports
+        .queue
+        .depth(vaia_ct_budget::TRAINING_QUEUE)
+        .await?;
+    println!(
+        "training queue: {} job (queued once)\n",
+        depth.visible + depth.in_flight
+    );
+    if !run.queued.is_empty() || depth.visible + depth.in_flight != 1 || left.objects != 0 {
+        bail!("expected one training job and no pending data: {run:?}, depth {depth:?}, pending {left:?}");
+    }
+    Ok(())
 }
 
 /// Polls until the run is PROMOTED, FAILED or ROLLBACK.

@@ -43,7 +43,7 @@ enum Command {
         #[arg(long)]
         watch_data: Option<PathBuf>,
     },
-    /// Start a local stack, push the demo's commits through it (releases that pass every gate, and a commit failing each gate: prompt, eval, schema, security, latency) and show what happened.
+    /// Start a local stack, push the demo's seven commits through it (releases that pass every gate, and a commit failing each gate: prompt, eval, schema, security, latency), roll a release back on an alert, queue a retrain on new data and drift, and show what happened.
     Demo {
         #[arg(long, default_value_t = 8080)]
         port: u16,

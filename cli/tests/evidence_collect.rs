@@ -254,7 +254,7 @@ async fn two_collections_differ_only_in_canary_and_timestamp() {
     let dataset = m.dataset.unwrap();
     assert_eq!(
         (dataset.path.as_str(), dataset.md5.as_str()),
-        ("train.csv", "3a1f0e7c9b2d4a6e8f0a1b2c3d4e5f60")
+        ("train.csv.dvc", "3a1f0e7c9b2d4a6e8f0a1b2c3d4e5f60")
     );
     assert_eq!(m.image.digest.as_str(), image(1));
     agent.stop().await;

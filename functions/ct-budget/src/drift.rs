@@ -51,6 +51,26 @@ pub fn drift_prefix(repo: &Repository) -> String {
     format!("drift/{repo}/")
 }
 
+/// Where a drift report computed at `computed_at` goes: `drift/<owner>/<repo>/<UTC time>.json`
+/// (`20261202T125500Z.json`), so that later reports sort after it.
+pub fn report_key(
+    repo: &Repository,
+    computed_at: chrono::DateTime<chrono::Utc>,
+) -> Result<vaia_core::BlobKey, vaia_core::IdError> {
+    vaia_core::BlobKey::new(format!(
+        "{}{}.json",
+        drift_prefix(repo),
+        computed_at.format("%Y%m%dT%H%M%SZ")
+    ))
+}
+
+/// A plain drift report: `{"drift_score": score, "computed_at": ...}`.
+pub fn plain_report(score: f64, computed_at: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
+    serde_json::json!({"drift_score": score, "computed_at": computed_at.to_rfc3339()})
+        .to_string()
+        .into_bytes()
+}
+
 /// The newest report under [`drift_prefix`]: reports are named so that they sort by
 /// time (a compact UTC time such as `20261202T125500Z.json`, or epoch seconds), and the
 /// last key is read.

@@ -88,16 +88,17 @@ pub async fn snapshot(
     blobs.put(&k, &json(&s)?).await.map(|_| ())
 }
 
-/// A plain drift report under `drift/<owner>/<repo>/`, named after `computed_at` so that
-/// later reports sort after it.
+/// A plain drift report under `drift/<owner>/<repo>/` ([`crate::drift::report_key`]).
 pub async fn drift_report(
     blobs: &dyn BlobStore,
     repo: &Repository,
     score: f64,
     computed_at: DateTime<Utc>,
 ) -> Result<(), PortError> {
-    let body = serde_json::json!({"drift_score": score, "computed_at": computed_at.to_rfc3339()});
-    let name = computed_at.format("%Y%m%dT%H%M%SZ");
-    let k = key(format!("{}{name}.json", crate::drift::drift_prefix(repo)))?;
-    blobs.put(&k, body.to_string().as_bytes()).await.map(|_| ())
+    let k = crate::drift::report_key(repo, computed_at)
+        .map_err(|e| PortError::Invalid(e.to_string()))?;
+    blobs
+        .put(&k, &crate::drift::plain_report(score, computed_at))
+        .await
+        .map(|_| ())
 }
