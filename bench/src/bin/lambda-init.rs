@@ -8,6 +8,7 @@
 //!
 //! `cargo run --release -p vaia-bench --bin lambda-init -- --lambda-dir target/lambda-x86_64
 //!  --python .venv/moto/bin/python --runs 10`
+//! (`--functions ct-budget,data-watcher` measures only those.)
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -128,7 +129,13 @@ async fn main() {
     };
     println!("| function | binary (MB) | init median (ms) | init min–max (ms) | init / Python | max RSS (MB) | first invoke median (ms) |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (name, fixture) in FUNCTIONS {
+    // `--functions a,b`: only those (the others are not built, say).
+    let only: Option<Vec<String>> =
+        arg("--functions").map(|l| l.split(',').map(str::to_string).collect());
+    for (name, fixture) in FUNCTIONS
+        .iter()
+        .filter(|(name, _)| only.as_ref().is_none_or(|o| o.iter().any(|f| f == name)))
+    {
         let bin = dir.join(name).join("bootstrap");
         let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
         let samples = measure(&bin, &[], name, fixture, runs).await;
