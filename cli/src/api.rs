@@ -74,14 +74,7 @@ async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
 async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let text = s
         .metrics
-        .render(&*s.api.store, &*s.api.queue, &s.queues)
+        .render(&*s.api.store, &*s.api.blobs, &*s.api.queue, &s.queues)
         .await?;
-    Ok((
-        [(
-            "content-type",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    Ok(vaia_api::metrics::exposition(text))
 }

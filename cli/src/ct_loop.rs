@@ -30,12 +30,11 @@ use vaia_data_watcher::{DataWatcher, RawObject};
 pub const WATCH_DATA_EVERY: Duration = Duration::from_secs(2);
 
 /// Polls a directory of raw data (`vaia up --watch-data DIR`) until `stop`: each poll is a
-/// reconciliation (each file counted once, by key and size), and the pending volume of
-/// the repositories found is set on `/metrics`.
+/// reconciliation (each file counted once, by key and size); `/metrics` reads the pending
+/// volume from the store.
 pub fn spawn_dir_watch(
     watcher: Arc<DataWatcher>,
     every: Duration,
-    metrics: Arc<PromMetrics>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -48,11 +47,8 @@ pub fn spawn_dir_watch(
             }
             match watcher.reconcile_all().await {
                 Ok(found) => {
-                    for (repo, v) in &found {
-                        if v.objects > 0 {
-                            tracing::info!(repository = %repo, objects = v.objects, bytes = v.bytes, "watched directory: new raw data");
-                        }
-                        show_pending(&watcher, &metrics, repo).await;
+                    for (repo, v) in found.iter().filter(|(_, v)| v.objects > 0) {
+                        tracing::info!(repository = %repo, objects = v.objects, bytes = v.bytes, "watched directory: new raw data");
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "watched directory unreadable"),
@@ -87,14 +83,13 @@ impl MessageHandler for SnapshotTrigger {
 }
 
 /// The blob-events consumer, preceded by the data watcher: an object under `raw/` is
-/// counted (once) and its repository's pending volume set on `/metrics`; other objects go
+/// counted (once) in its repository's pending volume; other objects go
 /// to the inner handler (the registry). A raw-data key that is malformed or of an unknown
 /// repository is a permanent error (the message goes to the dead-letter queue), changing
 /// nothing.
 pub struct RawDataCounter {
     pub inner: Arc<dyn MessageHandler>,
     pub watcher: Arc<DataWatcher>,
-    pub metrics: Arc<PromMetrics>,
 }
 
 #[async_trait]
@@ -111,31 +106,18 @@ impl MessageHandler for RawDataCounter {
                 HandlerError::permanent(e.to_string())
             }
         };
-        let repo = vaia_data_watcher::repository_of(event.key.as_str()).map_err(error)?;
         self.watcher
             .observe(&RawObject::from(&event))
             .await
             .map_err(error)?;
-        let pending = self.watcher.pending(&repo).await.map_err(error)?;
-        self.metrics.pending_data(&repo, pending);
         Ok(())
     }
 }
 
-/// Sets the pending data volume of `repo` on `/metrics`.
-async fn show_pending(watcher: &DataWatcher, metrics: &PromMetrics, repo: &Repository) {
-    match watcher.pending(repo).await {
-        Ok(v) => metrics.pending_data(repo, v),
-        Err(e) => tracing::warn!(repository = %repo, error = %e, "pending data unreadable"),
-    }
-}
-
 /// Counts evaluations on `/metrics` and logs them.
-async fn observed(metrics: &PromMetrics, watcher: &DataWatcher, evaluations: &[Evaluation]) {
+fn observed(metrics: &PromMetrics, evaluations: &[Evaluation]) {
     for e in evaluations {
         metrics.ct_evaluation(e);
-        // After the evaluation: a job it queued consumed the volume.
-        show_pending(watcher, metrics, &e.repository).await;
         tracing::info!(
             repository = %e.repository,
             outcome = e.budget.outcome.as_str(),
@@ -162,7 +144,6 @@ enum Work {
 /// repositories; on each repository received from `snapshots`, that one.
 pub fn spawn(
     ct: Arc<CtBudget>,
-    watcher: Arc<DataWatcher>,
     every: Duration,
     mut snapshots: mpsc::UnboundedReceiver<Repository>,
     mut requests: mpsc::Receiver<EvaluateNow>,
@@ -185,7 +166,7 @@ pub fn spawn(
                 Work::All(reply) => {
                     let result = ct.evaluate_all().await;
                     match &result {
-                        Ok(all) => observed(&metrics, &watcher, all).await,
+                        Ok(all) => observed(&metrics, all),
                         Err(e) => tracing::warn!(error = %e, "scheduled CT evaluation failed"),
                     }
                     if let Some(reply) = reply {
@@ -194,7 +175,7 @@ pub fn spawn(
                     }
                 }
                 Work::One(repo) => match ct.evaluate(&repo).await {
-                    Ok(Some(e)) => observed(&metrics, &watcher, std::slice::from_ref(&e)).await,
+                    Ok(Some(e)) => observed(&metrics, std::slice::from_ref(&e)),
                     Ok(None) => {
                         tracing::debug!(repository = %repo, "new snapshot, nothing in production")
                     }

@@ -1,16 +1,18 @@
 //! Prometheus metrics of the local stack (`GET /metrics`): counters the handlers bump
-//! through the [`Metrics`] port, and gauges read from the stores at scrape time.
+//! through the [`Metrics`] port, queue depths, and the gauges of what lives in the store
+//! ([`StoreGauges`]: runs by state, pending data volume, the newest CT evaluation), read at
+//! scrape time by the same code the `api` function serves them with on AWS.
 
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Duration;
-use vaia_core::ports::{Metrics, PortResult, Queue, RunStore};
+use vaia_api::metrics::StoreGauges;
+use vaia_api::ApiError;
+use vaia_core::ports::{BlobStore, Metrics, Queue, RunStore};
 use vaia_core::PipelineState;
 
 type Labels = Vec<(String, String)>;
@@ -27,16 +29,11 @@ pub struct PromMetrics {
     transitions: Family<Labels, Counter>,
     time_in_state: Family<Labels, Histogram>,
     verdicts: Family<Labels, Counter>,
-    runs: Family<Labels, Gauge>,
+    store_gauges: StoreGauges,
     queue_messages: Family<Labels, Gauge>,
     dead_letter_messages: Family<Labels, Gauge>,
     signature_failures: Counter,
-    ct_budget: Family<Labels, Gauge<f64, AtomicU64>>,
-    ct_drift: Family<Labels, Gauge<f64, AtomicU64>>,
-    ct_delta_rows: Family<Labels, Gauge>,
     ct_evaluations: Family<Labels, Counter>,
-    /// Raw-data bytes counted by the data watcher and not yet consumed, per repository.
-    pending_data: Family<Labels, Gauge>,
     ct_retrains_queued: Counter,
 }
 
@@ -54,7 +51,6 @@ impl PromMetrics {
             Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0])
         });
         let verdicts = Family::<Labels, Counter>::default();
-        let runs = Family::<Labels, Gauge>::default();
         let queue_messages = Family::<Labels, Gauge>::default();
         let dead_letter_messages = Family::<Labels, Gauge>::default();
         let signature_failures = Counter::default();
@@ -78,7 +74,7 @@ impl PromMetrics {
             "Gate verdicts recorded on runs, by gate and outcome",
             verdicts.clone(),
         );
-        registry.register("vaia_runs", "Runs by current state", runs.clone());
+        let store_gauges = StoreGauges::register(&mut registry);
         registry.register(
             "vaia_queue_messages",
             "Messages in a queue, by status (visible or in_flight)",
@@ -89,32 +85,8 @@ impl PromMetrics {
             "Messages in a queue's dead-letter queue",
             dead_letter_messages.clone(),
         );
-        let ct_budget = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-        let ct_drift = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-        let ct_delta_rows = Family::<Labels, Gauge>::default();
         let ct_evaluations = Family::<Labels, Counter>::default();
         let ct_retrains_queued = Counter::default();
-        let pending_data = Family::<Labels, Gauge>::default();
-        registry.register(
-            crate::monitoring::rules::PENDING_DATA_METRIC,
-            "Raw-data bytes landed under raw/<owner>/<repo>/ that no retrain has consumed (the data watcher's pending volume)",
-            pending_data.clone(),
-        );
-        registry.register(
-            "ct_training_budget",
-            "The latest CT training budget of a repository (absent while its evaluation is error or inconclusive)",
-            ct_budget.clone(),
-        );
-        registry.register(
-            "ct_drift_score",
-            "The drift score the latest CT evaluation of a repository read (absent when it could not read one)",
-            ct_drift.clone(),
-        );
-        registry.register(
-            "ct_dataset_delta_rows",
-            "Rows of a repository's newest dataset snapshot minus its CT baseline's (absent when unknown)",
-            ct_delta_rows.clone(),
-        );
         registry.register(
             "ct_evaluations",
             "CT budget evaluations, by outcome (hold, retrain, inconclusive, error)",
@@ -127,16 +99,12 @@ impl PromMetrics {
         );
         Self {
             registry: Mutex::new(registry),
-            ct_budget,
-            ct_drift,
-            ct_delta_rows,
             ct_evaluations,
             ct_retrains_queued,
-            pending_data,
             transitions,
             time_in_state,
             verdicts,
-            runs,
+            store_gauges,
             queue_messages,
             dead_letter_messages,
             signature_failures,
@@ -148,63 +116,27 @@ impl PromMetrics {
         self.signature_failures.inc();
     }
 
-    /// Records one CT evaluation: the repository's gauges follow its latest evaluation, and
-    /// a value the evaluation does not know is removed rather than shown as zero.
+    /// Counts one CT evaluation by outcome, and the training job it queued. (The
+    /// repository's budget, drift and Δrows gauges are read from its newest recorded
+    /// evaluation at scrape time.)
     pub fn ct_evaluation(&self, e: &vaia_ct_budget::Evaluation) {
-        let repo = labels(&[("repository", e.repository.as_str())]);
         self.ct_evaluations
             .get_or_create(&labels(&[("outcome", e.budget.outcome.as_str())]))
             .inc();
-        match e.budget.budget {
-            Some(b) => {
-                self.ct_budget.get_or_create(&repo).set(b);
-            }
-            None => {
-                self.ct_budget.remove(&repo);
-            }
-        }
-        match e.budget.drift {
-            Some(d) => {
-                self.ct_drift.get_or_create(&repo).set(d);
-            }
-            None => {
-                self.ct_drift.remove(&repo);
-            }
-        }
-        match e.budget.delta_rows {
-            Some(d) => {
-                self.ct_delta_rows.get_or_create(&repo).set(d);
-            }
-            None => {
-                self.ct_delta_rows.remove(&repo);
-            }
-        }
         if e.job_status.as_deref() == Some(vaia_ct_budget::JOB_QUEUED) {
             self.ct_retrains_queued.inc();
         }
-    }
-
-    /// The repository's pending data volume, as the data watcher last read it.
-    pub fn pending_data(&self, repo: &vaia_core::Repository, v: vaia_data_watcher::Volume) {
-        self.pending_data
-            .get_or_create(&labels(&[("repository", repo.as_str())]))
-            .set(i64::try_from(v.bytes).unwrap_or(i64::MAX));
     }
 
     /// Reads the gauges from the stores and renders the text exposition format.
     pub async fn render(
         &self,
         store: &dyn RunStore,
+        blobs: &dyn BlobStore,
         queue: &dyn Queue,
         queues: &[String],
-    ) -> PortResult<String> {
-        let counts = store.count_by_state().await?;
-        for state in PipelineState::ALL {
-            let n = counts.get(&state).copied().unwrap_or(0);
-            self.runs
-                .get_or_create(&labels(&[("state", state.as_str())]))
-                .set(n as i64);
-        }
+    ) -> Result<String, ApiError> {
+        self.store_gauges.refresh(store, blobs).await?;
         for name in queues {
             let depth = queue.depth(name).await?;
             let q = name.as_str();
@@ -218,11 +150,8 @@ impl PromMetrics {
                 .get_or_create(&labels(&[("queue", q)]))
                 .set(depth.dead as i64);
         }
-        let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        encode(&mut out, &registry)
-            .map_err(|e| vaia_core::ports::PortError::Invalid(e.to_string()))?;
-        Ok(out)
+        vaia_api::metrics::encode_registry(&registry)
     }
 }
 

@@ -320,7 +320,6 @@ impl Stack {
                     let counter = crate::ct_loop::RawDataCounter {
                         inner: Arc::new(trigger),
                         watcher: data.clone(),
-                        metrics: prom.clone(),
                     };
                     (queue, Arc::new(counter) as Arc<dyn MessageHandler>)
                 } else {
@@ -348,13 +347,11 @@ impl Stack {
             tasks.push(crate::ct_loop::spawn_dir_watch(
                 polled,
                 crate::ct_loop::WATCH_DATA_EVERY,
-                prom.clone(),
                 watch_rx.clone(),
             ));
         }
         tasks.push(crate::ct_loop::spawn(
             ct.clone(),
-            data.clone(),
             ct_every,
             snapshots_rx,
             evaluate_rx,

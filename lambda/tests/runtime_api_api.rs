@@ -328,3 +328,159 @@ async fn operator_requests_are_validated_before_signalling(h: &LambdaHarness) {
     assert_eq!(body["run_id"], run.id.to_string());
     assert_eq!(h.ports.queue.depth("advance").await.unwrap().visible, 1);
 }
+
+/// `GET /metrics` as Prometheus scrapes it through the HTTP API (`apigw-v2-metrics.json`),
+/// behind the token layer: without a token 401, with a read token the store's gauges in
+/// the text format (`promtool check metrics` accepts it): runs by state, the pending data
+/// volume the data watcher counted and the newest CT evaluation's budget, drift and Δrows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_serve_the_stores_gauges_behind_the_token_layer() {
+    use std::sync::Arc;
+    use vaia_api::auth::hash_token;
+    use vaia_core::ports::{BlobStore, RunStore};
+    use vaia_ct_budget::seed;
+    const READ: &str = "read-token-for-the-metrics-scrape";
+    let Some(m) = moto() else { return };
+    let tokens = format!("prometheus:read:{}", hash_token(READ));
+    let h = LambdaHarness::start(
+        env!("CARGO_BIN_EXE_api").as_ref(),
+        "api-metrics",
+        m,
+        &[("VAIA_API_TOKENS", tokens.as_str())],
+    )
+    .await;
+    let blobs: Arc<dyn BlobStore> = h.ports.blobs.clone();
+    let mut run = sample_run();
+    run.state = vaia_core::PipelineState::StagingEval;
+    h.ports.store.create(&run, &[]).await.unwrap();
+    let repo = vaia_core::Repository::new("octo-org/agent").unwrap();
+    let now = chrono::Utc::now();
+    seed::promoted(
+        blobs.as_ref(),
+        &repo,
+        semver::Version::new(1, 0, 0),
+        &"a".repeat(32),
+        Some(100_000),
+        now,
+    )
+    .await
+    .unwrap();
+    blobs
+        .put(
+            &vaia_core::BlobKey::new("registry/octo-org/agent/versions/1.0.0.json").unwrap(),
+            b"{}",
+        )
+        .await
+        .unwrap();
+    let raw = Arc::new(vaia_lambda::data_watcher::S3RawData(
+        h.ports.blobs.with_bucket(h.ports.blobs.bucket()),
+    ));
+    let watcher = vaia_data_watcher::DataWatcher::new(blobs.clone(), raw, h.ports.clock.clone());
+    watcher
+        .observe(&vaia_data_watcher::RawObject {
+            key: "raw/octo-org/agent/tickets (EU) é.csv".into(),
+            size: 4_096,
+            sequencer: Some("0055AED6DCD90281E5".into()),
+        })
+        .await
+        .unwrap();
+    seed::drift_report(blobs.as_ref(), &repo, 0.25, now)
+        .await
+        .unwrap();
+    seed::snapshot(blobs.as_ref(), &repo, &"b".repeat(32), Some(102_500), now)
+        .await
+        .unwrap();
+    let ct = vaia_ct_budget::CtBudget::new(
+        blobs.clone(),
+        h.ports.queue.clone(),
+        h.ports.clock.clone(),
+        Default::default(),
+        Arc::new(vaia_ct_budget::drift::ReportDrift {
+            blobs: blobs.clone(),
+        }),
+    );
+    let evaluation = ct.evaluate(&repo).await.unwrap().unwrap();
+
+    let scrape = |token: Option<&str>| {
+        let mut e = vaia_aws::testing::fixture("apigw-v2-metrics.json");
+        if let Some(t) = token {
+            e["headers"]["authorization"] = format!("Bearer {t}").into();
+        }
+        e
+    };
+    let Answer::Response(r) = h.api.invoke(scrape(None)).await.unwrap() else {
+        panic!("function error");
+    };
+    assert_eq!(r["statusCode"], 401, "{r}");
+    let Answer::Response(r) = h.api.invoke(scrape(Some(READ))).await.unwrap() else {
+        panic!("function error");
+    };
+    assert_eq!(r["statusCode"], 200, "{r}");
+    assert_eq!(
+        r["headers"]["content-type"],
+        vaia_api::metrics::CONTENT_TYPE,
+        "{r}"
+    );
+    // lambda_http sends a body of a type it does not know as text base64-encoded; API
+    // Gateway decodes it for the client.
+    let body = r["body"].as_str().unwrap();
+    let text = if r["isBase64Encoded"] == true {
+        use base64::Engine;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap(),
+        )
+        .unwrap()
+    } else {
+        body.to_string()
+    };
+    assert!(!text.contains(READ));
+    let sample = |series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map(|v| v.parse().unwrap())
+    };
+    let l = "{repository=\"octo-org/agent\"}";
+    assert_eq!(
+        sample("vaia_runs{state=\"STAGING_EVAL\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(sample("vaia_runs{state=\"PROMOTED\"}"), Some(0.0), "{text}");
+    assert_eq!(
+        sample(&format!("pending_data_volume_bytes{l}")),
+        Some(4_096.0)
+    );
+    assert_eq!(sample(&format!("ct_drift_score{l}")), Some(0.25));
+    assert_eq!(sample(&format!("ct_dataset_delta_rows{l}")), Some(2_500.0));
+    assert_eq!(
+        sample(&format!("ct_training_budget{l}")),
+        evaluation.budget.budget,
+        "{text}"
+    );
+    if let Some(promtool) = vaia_testkit::prometheus::promtool("runtime_api_api metrics") {
+        use std::io::Write;
+        let mut child = std::process::Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    h.stop().await;
+}

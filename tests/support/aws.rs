@@ -81,47 +81,11 @@ pub async fn deploy(test: &str, opts: DeployOptions<'_>) -> Option<Deployment> {
     }
     let blob_url = p.queue.url(queues::BLOB_EVENTS).await.unwrap();
     let blob_arn = p.queue.arn(&blob_url).await.unwrap();
-    use aws_sdk_s3::types::{
-        Event, FilterRule, FilterRuleName, NotificationConfiguration,
-        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
-    };
-    let mut config = NotificationConfiguration::builder();
-    for (prefix, suffix) in vaia_aws::s3event::NOTIFICATIONS {
-        let mut key = S3KeyFilter::builder().filter_rules(
-            FilterRule::builder()
-                .name(FilterRuleName::Prefix)
-                .value(*prefix)
-                .build(),
-        );
-        if let Some(suffix) = suffix {
-            key = key.filter_rules(
-                FilterRule::builder()
-                    .name(FilterRuleName::Suffix)
-                    .value(*suffix)
-                    .build(),
-            );
-        }
-        config = config.queue_configurations(
-            QueueConfiguration::builder()
-                .queue_arn(&blob_arn)
-                .events(Event::from("s3:ObjectCreated:*"))
-                .filter(
-                    NotificationConfigurationFilter::builder()
-                        .key(key.build())
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        );
-    }
-    p.blobs
-        .client()
-        .put_bucket_notification_configuration()
-        .bucket(p.blobs.bucket())
-        .notification_configuration(config.build())
-        .send()
-        .await
-        .unwrap();
+    let rules: Vec<(&str, &str, Option<&str>)> = vaia_aws::s3event::NOTIFICATIONS
+        .iter()
+        .map(|(prefix, suffix)| (blob_arn.as_str(), *prefix, *suffix))
+        .collect();
+    notify(&p.blobs, &rules).await;
 
     let orchestrator = Arc::new(Orchestrator::new(
         p.store.clone(),
@@ -213,7 +177,127 @@ pub async fn deploy(test: &str, opts: DeployOptions<'_>) -> Option<Deployment> {
     })
 }
 
+/// Sets `bucket`'s object-created notifications, as the template's
+/// `NotificationConfiguration` does: one queue configuration per
+/// `(queue ARN, key prefix, key suffix)`. A bucket has one notification configuration, so
+/// this replaces whatever was set before; the queue is named by its ARN (an ARN naming no
+/// queue is accepted by S3 and moto alike, and then nothing is ever delivered).
+pub async fn notify(bucket: &vaia_aws::S3BlobStore, rules: &[(&str, &str, Option<&str>)]) {
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration,
+        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+    };
+    let mut config = NotificationConfiguration::builder();
+    for (queue_arn, prefix, suffix) in rules {
+        let mut key = S3KeyFilter::builder().filter_rules(
+            FilterRule::builder()
+                .name(FilterRuleName::Prefix)
+                .value(*prefix)
+                .build(),
+        );
+        if let Some(suffix) = suffix {
+            key = key.filter_rules(
+                FilterRule::builder()
+                    .name(FilterRuleName::Suffix)
+                    .value(*suffix)
+                    .build(),
+            );
+        }
+        config = config.queue_configurations(
+            QueueConfiguration::builder()
+                .queue_arn(*queue_arn)
+                .events(Event::from("s3:ObjectCreated:*"))
+                .filter(
+                    NotificationConfigurationFilter::builder()
+                        .key(key.build())
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        );
+    }
+    bucket
+        .client()
+        .put_bucket_notification_configuration()
+        .bucket(bucket.bucket())
+        .notification_configuration(config.build())
+        .send()
+        .await
+        .unwrap();
+}
+
 impl Deployment {
+    /// The data bucket as the template wires it (`DataBucket`): its own bucket, whose
+    /// object-created notifications under `raw/` go to the `raw-data` queue, consumed by
+    /// the data-watcher function's handler ([`vaia_lambda::data_watcher::RawDataEvents`])
+    /// behind its SQS batch adapter, delivered by [`Self::settle`] like every queue.
+    /// Returns the bucket and the watcher (records in the artifacts bucket, listing of
+    /// the data bucket: what `ct-budget` reconciles with).
+    pub async fn with_data_bucket(
+        &mut self,
+    ) -> (vaia_aws::S3BlobStore, Arc<vaia_data_watcher::DataWatcher>) {
+        use vaia_lambda::data_watcher::{RawDataEvents, S3RawData};
+        let name = format!("{}-data", self.p.blobs.bucket());
+        let data = self.p.blobs.with_bucket(&name);
+        data.create_bucket().await.unwrap();
+        let url = self
+            .p
+            .queue
+            .url(vaia_data_watcher::RAW_DATA_QUEUE)
+            .await
+            .unwrap();
+        let arn = self.p.queue.arn(&url).await.unwrap();
+        notify(
+            &data,
+            &[(arn.as_str(), vaia_core::layout::RAW_DATA_PREFIX, None)],
+        )
+        .await;
+        let watcher = Arc::new(vaia_data_watcher::DataWatcher::new(
+            self.p.blobs.clone(),
+            Arc::new(S3RawData(self.p.blobs.with_bucket(&name))),
+            self.p.clock.clone(),
+        ));
+        self.consumers.push((
+            vaia_data_watcher::RAW_DATA_QUEUE.to_string(),
+            lambda::batch(
+                &self.p,
+                vec![lambda::route(
+                    &self.p.queue,
+                    vaia_data_watcher::RAW_DATA_QUEUE,
+                    Source::Messages,
+                    Arc::new(RawDataEvents(watcher.clone())),
+                )],
+            ),
+        ));
+        (data, watcher)
+    }
+
+    /// Delivers `queue` (as [`Self::settle`] does, one batch at a time) until it is empty;
+    /// returns every record's outcome.
+    pub async fn drain(&self, queue: &str) -> Vec<vaia_aws::RecordOutcome> {
+        let (_, batch) = self
+            .consumers
+            .iter()
+            .find(|(q, _)| q == queue)
+            .unwrap_or_else(|| panic!("no consumer of {queue}"));
+        let mut all = Vec::new();
+        loop {
+            let outcomes = deliver_metered(
+                &self.p.queue,
+                queue,
+                batch,
+                Duration::from_secs(2),
+                self.p.meter.as_ref(),
+            )
+            .await
+            .unwrap();
+            if outcomes.is_empty() {
+                return all;
+            }
+            all.extend(outcomes);
+        }
+    }
+
     /// A GitHub push through API Gateway to the webhook function.
     pub async fn push(&self, commit: &CommitSha, delivery: &str) -> (u16, serde_json::Value) {
         let body = push_payload(commit);

@@ -30,14 +30,15 @@ pub const SIGNATURE_ALERT: &str = "VaiaWebhookSignatureFailures";
 pub const PENDING_DATA_ALERT: &str = "VaiaPendingDataVolumeHigh";
 pub const CT_ERRORS_ALERT: &str = "VaiaCtEvaluationErrors";
 
-/// vaia's own metric names (cli/src/metrics.rs registers them; counters gain `_total`).
-pub const RUNS_METRIC: &str = "vaia_runs";
+/// vaia's own metric names (cli/src/metrics.rs and vaia_api::metrics register them;
+/// counters gain `_total`).
+pub use vaia_api::metrics::{PENDING_DATA_METRIC, RUNS_METRIC};
 pub const TRANSITIONS_METRIC: &str = "vaia_transitions_total";
 pub const VERDICTS_METRIC: &str = "vaia_gate_verdicts_total";
 pub const DEAD_LETTERS_METRIC: &str = "vaia_dead_letter_messages";
 pub const SIGNATURE_FAILURES_METRIC: &str = "vaia_webhook_signature_failures_total";
-/// Continuous-training metrics (issue 10), used only with `ct = true`.
-pub const PENDING_DATA_METRIC: &str = "pending_data_volume_bytes";
+/// Continuous-training metrics (issue 10), used only with `ct = true` (and
+/// [`PENDING_DATA_METRIC`]).
 pub const CT_EVALUATIONS_METRIC: &str = "ct_evaluations_total";
 
 /// The standard SLO windows, shortest first.

@@ -96,6 +96,15 @@ async fn show(
     })))
 }
 
+/// A data-watcher failure as an answer: a storage fault as every storage fault, an
+/// unreadable record naming it.
+pub(crate) fn watch_error(e: vaia_data_watcher::WatchError) -> ApiError {
+    match e {
+        vaia_data_watcher::WatchError::Port(p) => ApiError::from(p),
+        other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
+}
+
 async fn pending(
     State(s): State<ApiState>,
     Path((owner, repo)): Path<(String, String)>,
@@ -104,10 +113,7 @@ async fn pending(
         .map_err(|e| bad_request(format!("path: {e}")))?;
     let v = vaia_data_watcher::pending(&*s.blobs, &repo)
         .await
-        .map_err(|e| match e {
-            vaia_data_watcher::WatchError::Port(p) => ApiError::from(p),
-            other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-        })?;
+        .map_err(watch_error)?;
     Ok(Json(json!({
         "repository": repo,
         "objects": v.objects,

@@ -26,6 +26,7 @@ use vaia_core::{BlobKey, CommitSha, GateName, Repository, RunId, Verdict};
 pub mod auth;
 pub mod ct;
 pub mod feed;
+pub mod metrics;
 pub mod registry;
 
 pub const OPENAPI: &str = include_str!("openapi.json");

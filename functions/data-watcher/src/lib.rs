@@ -38,7 +38,7 @@ use vaia_core::{BlobKey, Repository};
 
 /// The queue the data bucket's object-created notifications under `raw/` go to (SQS on
 /// AWS; locally the blob events carry them).
-pub const RAW_DATA_QUEUE: &str = "raw-data";
+pub const RAW_DATA_QUEUE: &str = vaia_core::messages::queues::RAW_DATA;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {

@@ -2,7 +2,8 @@
 //! authorised) and `POST /hooks/alertmanager` (bearer token; the token from the SSM
 //! parameter named by `VAIA_ALERTMANAGER_TOKEN_PARAM`, or `VAIA_ALERTMANAGER_TOKEN` for
 //! local invocation; without either the hook refuses every notification) through
-//! `lambda_http`, serving [`vaia_api::router`] and [`vaia_api::alertmanager::router`],
+//! `lambda_http`, serving [`vaia_api::router`], `GET /metrics` ([`vaia_api::metrics`]: the
+//! store's gauges in Prometheus text format, a read) and [`vaia_api::alertmanager::router`],
 //! behind the token layer ([`vaia_api::auth`]) when `VAIA_API_TOKENS` configures tokens, or the
 //! SSM parameter named by `VAIA_API_TOKENS_PARAM` ([`vaia_lambda::api_tokens`]).
 //! Wiring only.
@@ -38,19 +39,21 @@ async fn main() -> Result<(), lambda_http::Error> {
         .map(AlertmanagerToken::new)
         .transpose()
         .map_err(|e| format!("the Alertmanager token: {e}"))?;
+    let state = ApiState {
+        store: p.store.clone(),
+        blobs: p.blobs.clone(),
+        queue: p.queue.clone(),
+    };
     let app = served(
-        router(ApiState {
-            store: p.store.clone(),
-            blobs: p.blobs.clone(),
-            queue: p.queue.clone(),
-        })
-        .merge(alertmanager::router(HookState {
-            store: p.store.clone(),
-            blobs: p.blobs.clone(),
-            queue: p.queue.clone(),
-            token,
-            policy: RollbackPolicy::default(),
-        })),
+        router(state.clone())
+            .merge(vaia_api::metrics::router(state))
+            .merge(alertmanager::router(HookState {
+                store: p.store.clone(),
+                blobs: p.blobs.clone(),
+                queue: p.queue.clone(),
+                token,
+                policy: RollbackPolicy::default(),
+            })),
     );
     // `lambda_http::run` behind a check of the event (see vaia_aws::http::run).
     vaia_aws::http::run(auth::layer(app, tokens)).await

@@ -3,7 +3,8 @@
 //! container.
 //!
 //! FIFO where per-run order matters: every queue is FIFO unless it is named in
-//! [`QueueNames::standard`] (S3 can notify only standard queues, so `blob-events` is one).
+//! [`QueueNames::standard`] (S3 can notify only standard queues, so `blob-events` and
+//! `raw-data` are).
 //! On a FIFO queue the message group is the run id when the sender gives one (otherwise the
 //! dedupe key, otherwise a fresh id: no ordering), and the deduplication id is the dedupe
 //! key (hashed when SQS would refuse it) or a fresh id, so distinct messages are never
@@ -59,7 +60,12 @@ impl QueueNames {
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
-            standard: [queues::BLOB_EVENTS.to_string()].into_iter().collect(),
+            // S3 notifies standard queues only (a FIFO destination is refused by S3, and
+            // moto drops what it would send there): the queues of S3 notifications.
+            standard: [queues::BLOB_EVENTS, queues::RAW_DATA]
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
             urls: HashMap::new(),
         }
     }
@@ -562,6 +568,9 @@ mod tests {
         assert_eq!(n.physical("advance-dlq"), "vaia-advance-dlq.fifo");
         assert_eq!(n.physical("blob-events"), "vaia-blob-events");
         assert_eq!(n.physical("blob-events-dlq"), "vaia-blob-events-dlq");
+        // The data bucket notifies raw-data: standard, as the template declares it.
+        assert_eq!(n.physical("raw-data"), "vaia-raw-data");
+        assert_eq!(n.physical("raw-data-dlq"), "vaia-raw-data-dlq");
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub mod queues {
     pub const ADVANCE: &str = "advance";
     pub const REGISTRY: &str = "registry";
     pub const BLOB_EVENTS: &str = "blob-events";
+    /// The data bucket's object-created notifications under `raw/` (the data watcher's).
+    pub const RAW_DATA: &str = "raw-data";
 
     pub fn gate(gate: &crate::ids::GateName) -> String {
         format!("gate-{gate}")
