@@ -8,6 +8,9 @@
 //! - a scheduled `ct-budget` evaluation over the threshold → one `vaia.training-job/v1` on
 //!   the `training` FIFO queue carrying that pending volume, which the job consumes; a
 //!   second evaluation queues nothing more; data landing afterwards is pending again;
+//! - a DVC file pushed under `datasets/` → S3's notification on `blob-events` → the
+//!   registry records the snapshot and asks on `ct-evaluate` → the ct-budget function's
+//!   handler evaluates that repository at once and queues its training job;
 //! - the `prod` alias moved by racing promotions through S3's compare-and-swap
 //!   (`If-Match`): no history entry is lost.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -125,18 +128,31 @@ async fn redeliver(d: &Deployment, bodies: &[String]) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn raw_data_through_s3_notifications_is_consumed_by_one_training_job() {
-    let Some(mut d) = deploy("ct-e2e").await else {
-        return;
-    };
-    let (data, watcher) = d.with_data_bucket().await;
-    let repo = Repository::new(REPO).unwrap();
+/// The CT budget as the ct-budget function builds it: the report drift source, the data
+/// watcher's reconciliation before a scheduled evaluation.
+fn ct_budget(d: &Deployment, watcher: Option<Arc<vaia_data_watcher::DataWatcher>>) -> CtBudget {
     let blobs: Arc<dyn BlobStore> = d.p.blobs.clone();
-    let now = chrono::Utc::now();
-    // A promoted repository known to the registry, trained on 100,000 rows.
+    let policy = Policy::from_toml("[ct]\ndrift_source = \"report\"\n", "vaia.toml").unwrap();
+    let drift = drift::from_policy(&policy.ct, blobs.clone(), None, d.p.clock.clone());
+    let ct = CtBudget::new(
+        blobs,
+        d.p.queue.clone(),
+        d.p.clock.clone(),
+        policy.ct,
+        drift,
+    );
+    match watcher {
+        Some(w) => ct.with_data_watcher(w),
+        None => ct,
+    }
+}
+
+/// `octo-org/agent` in production at 1.2.0, trained on 100,000 rows, drift 0.1.
+async fn promoted(d: &Deployment, now: chrono::DateTime<chrono::Utc>) -> Repository {
+    let repo = Repository::new(REPO).unwrap();
+    let blobs = d.p.blobs.as_ref();
     seed::promoted(
-        blobs.as_ref(),
+        blobs,
         &repo,
         semver::Version::new(1, 2, 0),
         &"a".repeat(32),
@@ -152,9 +168,77 @@ async fn raw_data_through_s3_notifications_is_consumed_by_one_training_job() {
         )
         .await
         .unwrap();
-    seed::drift_report(blobs.as_ref(), &repo, 0.1, now)
+    seed::drift_report(blobs, &repo, 0.1, now).await.unwrap();
+    repo
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_snapshot_is_evaluated_at_once() {
+    use vaia_aws::lambda::{self, Source};
+    use vaia_core::messages::queues;
+    let Some(mut d) = deploy("ct-snapshot").await else {
+        return;
+    };
+    let repo = promoted(&d, chrono::Utc::now()).await;
+    let ct = Arc::new(ct_budget(&d, None));
+    let asks = lambda::batch(
+        &d.p,
+        vec![lambda::route(
+            &d.p.queue,
+            queues::CT_EVALUATE,
+            Source::Messages,
+            Arc::new(vaia_ct_budget::asked::EvaluateAsked(ct)),
+        )],
+    );
+    d.consumers.push((queues::CT_EVALUATE.to_string(), asks));
+    // The data pipeline pushes its .dvc after `dvc push`: 120,000 rows, 20,000 new.
+    let dvc = include_str!("../shared/dvc/tests/fixtures/with-meta.dvc");
+    d.p.blobs
+        .put(
+            &BlobKey::new(format!("datasets/{REPO}/data/train.dvc")).unwrap(),
+            dvc.as_bytes(),
+        )
         .await
         .unwrap();
+    let registry = d.drain(queues::BLOB_EVENTS).await;
+    assert!(
+        registry
+            .iter()
+            .all(|o| matches!(o, vaia_aws::RecordOutcome::Done)),
+        "{registry:?}"
+    );
+    let evaluated = d.drain(queues::CT_EVALUATE).await;
+    assert_eq!(
+        evaluated.len(),
+        1,
+        "one ask for the one snapshot: {evaluated:?}"
+    );
+    assert!(matches!(evaluated[0], vaia_aws::RecordOutcome::Done));
+    let jobs = take_training_jobs(&d).await;
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    assert_eq!(jobs[0]["repository"], REPO);
+    assert_eq!(
+        jobs[0]["snapshot"]["md5"],
+        "9b7c4b5bb4e2b0b6a1b7f3c2d1e0f9a8.dir"
+    );
+    assert_eq!(jobs[0]["delta_rows"], 20_000);
+    let latest =
+        d.p.blobs
+            .get(&vaia_ct_budget::latest_evaluation_key(&repo).unwrap())
+            .await
+            .unwrap();
+    assert!(latest.is_some(), "the evaluation is recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_data_through_s3_notifications_is_consumed_by_one_training_job() {
+    let Some(mut d) = deploy("ct-e2e").await else {
+        return;
+    };
+    let (data, watcher) = d.with_data_bucket().await;
+    let blobs: Arc<dyn BlobStore> = d.p.blobs.clone();
+    let now = chrono::Utc::now();
+    let repo = promoted(&d, now).await;
 
     // Raw data named as people name files, and an object outside raw/ (not notified).
     let landed = [
@@ -199,16 +283,7 @@ async fn raw_data_through_s3_notifications_is_consumed_by_one_training_job() {
     )
     .await
     .unwrap();
-    let policy = Policy::from_toml("[ct]\ndrift_source = \"report\"\n", "vaia.toml").unwrap();
-    let drift = drift::from_policy(&policy.ct, blobs.clone(), None, d.p.clock.clone());
-    let ct = CtBudget::new(
-        blobs.clone(),
-        d.p.queue.clone(),
-        d.p.clock.clone(),
-        policy.ct,
-        drift,
-    )
-    .with_data_watcher(watcher.clone());
+    let ct = ct_budget(&d, Some(watcher.clone()));
     let event = vaia_aws::testing::fixture("eventbridge-ct-budget-scheduled.json");
     let first = scheduled::run(&ct, &event).await.unwrap();
     assert_eq!(first.outcomes.get("retrain"), Some(&1), "{first:?}");

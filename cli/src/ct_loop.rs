@@ -1,7 +1,7 @@
 //! Continuous training on the local stack: the CT budget ([`vaia_ct_budget::CtBudget`]) run
 //! every `[ct] schedule_minutes` (or `--ct-every-secs` / `VAIA_CT_EVERY_SECS`), as the
-//! EventBridge schedule runs it on AWS, and once for a repository after each new dataset
-//! snapshot the registry records. Training jobs go to the local `training` queue; every
+//! EventBridge schedule runs it on AWS, and once for a repository after each dataset
+//! snapshot pushed (the registry's ask on the `ct-evaluate` queue, as on AWS). Training jobs go to the local `training` queue; every
 //! evaluation is counted on `/metrics`.
 //!
 //! `POST /api/ct/evaluate` (`vaia ct evaluate`) asks the loop for one scheduled evaluation
@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use vaia_core::dataset::parse_snapshot_key;
 use vaia_core::layout::RAW_DATA_PREFIX;
 use vaia_core::messages::ObjectCreated;
 use vaia_core::ports::{HandlerError, MessageHandler, ReceivedMessage};
@@ -60,24 +59,20 @@ pub fn spawn_dir_watch(
 /// The variable `vaia up --ct-every-secs` reads.
 pub const CT_EVERY_ENV: &str = "VAIA_CT_EVERY_SECS";
 
-/// The blob-events consumer, followed by a CT trigger: once the inner handler (the
-/// registry) has processed the creation of a snapshot record, its repository is sent to
-/// the CT loop. Other objects pass through untouched.
+/// The `ct-evaluate` queue's consumer (the registry asks after each dataset snapshot
+/// pushed, as on AWS, where the ct-budget function consumes it): the repository goes to
+/// the CT loop, which evaluates it and counts the evaluation on `/metrics`. A message that
+/// is not an ask is a permanent error naming what is wrong.
 pub struct SnapshotTrigger {
-    pub inner: Arc<dyn MessageHandler>,
     pub snapshots: mpsc::UnboundedSender<Repository>,
 }
 
 #[async_trait]
 impl MessageHandler for SnapshotTrigger {
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
-        self.inner.handle(message).await?;
-        if let Ok(event) = serde_json::from_str::<ObjectCreated>(&message.body) {
-            if let Some(repo) = parse_snapshot_key(&event.key) {
-                // The loop gone means the stack is stopping: nothing left to evaluate.
-                let _ = self.snapshots.send(repo);
-            }
-        }
+        let ask = vaia_ct_budget::asked::parse(&message.body)?;
+        // The loop gone means the stack is stopping: nothing left to evaluate.
+        let _ = self.snapshots.send(ask.repository);
         Ok(())
     }
 }

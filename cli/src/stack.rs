@@ -309,16 +309,12 @@ impl Stack {
         );
         let (snapshots_tx, snapshots_rx) = tokio::sync::mpsc::unbounded_channel();
         let (evaluate_tx, evaluate_rx) = crate::ct_loop::requests();
-        let consumers: Vec<(String, Arc<dyn MessageHandler>)> = consumers
+        let mut consumers: Vec<(String, Arc<dyn MessageHandler>)> = consumers
             .into_iter()
             .map(|(queue, handler)| {
                 if queue == queues::BLOB_EVENTS {
-                    let trigger = crate::ct_loop::SnapshotTrigger {
-                        inner: handler,
-                        snapshots: snapshots_tx.clone(),
-                    };
                     let counter = crate::ct_loop::RawDataCounter {
-                        inner: Arc::new(trigger),
+                        inner: handler,
                         watcher: data.clone(),
                     };
                     (queue, Arc::new(counter) as Arc<dyn MessageHandler>)
@@ -327,6 +323,12 @@ impl Stack {
                 }
             })
             .collect();
+        consumers.push((
+            queues::CT_EVALUATE.to_string(),
+            Arc::new(crate::ct_loop::SnapshotTrigger {
+                snapshots: snapshots_tx,
+            }),
+        ));
         let mut queue_names: Vec<String> = consumers.iter().map(|(q, _)| q.clone()).collect();
         // Consumed by the deployment's trainer, not by the stack: its depth is on /metrics.
         queue_names.push(vaia_ct_budget::TRAINING_QUEUE.to_string());

@@ -14,6 +14,10 @@ use vaia_core::ports::{BlobStore, Queue};
 use vaia_core::Repository;
 use vaia_ct_budget::{seed, TRAINING_QUEUE};
 
+/// The harnesses share their queues by name (the fixtures' ARNs name them): the tests
+/// here read the one training queue, so they run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn training_messages(h: &LambdaHarness) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     // FIFO receives can come back short: read until two empty polls in a row.
@@ -38,6 +42,7 @@ async fn training_messages(h: &LambdaHarness) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_evaluations_queue_one_training_job_and_other_events_nothing() {
+    let _serial = SERIAL.lock().await;
     let Some(m) = testing::moto() else { return };
     let h = LambdaHarness::start(
         env!("CARGO_BIN_EXE_ct-budget").as_ref(),
@@ -161,5 +166,68 @@ async fn scheduled_evaluations_queue_one_training_job_and_other_events_nothing()
         .await
         .unwrap();
     assert_eq!(recorded.len(), 2);
+    h.stop().await;
+}
+
+/// The registry's asks on the `ct-evaluate` queue (`sqs-ct-evaluate.json`), as the function
+/// gets them beside its schedule: the ask evaluates its repository at once and queues its
+/// training job; a body that is not an ask is dead-lettered naming the field, evaluating
+/// nothing more; the same batch delivered again evaluates and queues nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ask_after_a_new_snapshot_evaluates_its_repository_at_once() {
+    let _serial = SERIAL.lock().await;
+    let Some(m) = testing::moto() else { return };
+    let h = LambdaHarness::start(
+        env!("CARGO_BIN_EXE_ct-budget").as_ref(),
+        "ct-budget-asked",
+        m,
+        &[("VAIA_POLICY", r#"ct = { drift_source = "report" }"#)],
+    )
+    .await;
+    let blobs = h.ports.blobs.as_ref();
+    let repo = Repository::new("acme/triage-agent").unwrap();
+    let now = chrono::Utc::now();
+    seed::promoted(
+        blobs,
+        &repo,
+        semver::Version::new(1, 2, 0),
+        &"a".repeat(32),
+        Some(100_000),
+        now,
+    )
+    .await
+    .unwrap();
+    seed::drift_report(blobs, &repo, 0.1, now).await.unwrap();
+    seed::snapshot(blobs, &repo, &"b".repeat(32), Some(112_000), now)
+        .await
+        .unwrap();
+    for round in 0..2 {
+        match h.invoke_fixture("sqs-ct-evaluate.json").await {
+            Answer::Response(r) => {
+                assert_eq!(r, serde_json::json!({"batchItemFailures": []}), "{round}")
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+    let jobs = training_messages(&h).await;
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    assert_eq!(jobs[0]["repository"], "acme/triage-agent");
+    assert_eq!(jobs[0]["snapshot"]["md5"], "b".repeat(32));
+    let recorded = blobs
+        .list(&vaia_ct_budget::evaluations_prefix(&repo))
+        .await
+        .unwrap();
+    assert_eq!(
+        recorded.len(),
+        1,
+        "one evaluation: the redelivered ask is recognised (its deduplication id)"
+    );
+    let dead = h.ports.queue.dead_letters("ct-evaluate").await.unwrap();
+    assert!(!dead.is_empty(), "the bad body is dead-lettered");
+    let reason = dead[0].1.as_deref().unwrap_or("");
+    assert!(
+        reason.contains("ct-evaluate message") && reason.contains("md5"),
+        "{reason}"
+    );
     h.stop().await;
 }

@@ -10,6 +10,7 @@
 //! between claim and send) sends again under the same deduplication id and marks it, so a
 //! job is never lost and racing or repeated evaluations queue it once.
 
+pub mod asked;
 pub mod drift;
 pub mod scheduled;
 #[cfg(any(test, feature = "testing"))]

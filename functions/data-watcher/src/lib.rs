@@ -15,10 +15,19 @@
 //! alphabet is for vaia's own records). Listing goes through [`RawData`]: the blob store
 //! locally, the data bucket on AWS.
 //!
-//! A queued retrain consumes its repository's pending volume: each unconsumed record is
-//! marked with the job's id by compare-and-swap, so a record is consumed by exactly one
-//! job, and a record created while a job consumes is either in that job's volume or
-//! still pending for the next: no byte is lost or counted twice.
+//! The pending volume is a running total, `ct/<owner>/<repo>/data/pending.json`
+//! ([`PendingRecord`]), so reading it is one read however much data ever landed. The
+//! object record's creator (the one `put_if_absent` lets through) adds the object to the
+//! total by compare-and-swap, naming it in the total's `adding` set, then marks its record
+//! `tallied` and takes the name out of `adding`: a creator that dies between the steps is
+//! taken over by a redelivery of the notification once [`TALLY_LEASE`] has passed, and
+//! the `adding` set keeps the takeover from adding the object twice. A duplicate arriving
+//! while the creator is still at it is a retryable [`WatchError::InProgress`].
+//!
+//! A queued retrain consumes its repository's pending volume with one compare-and-swap of
+//! the total (the volume moves to the job's entry), so an object counted while a job
+//! consumes is either in that job's volume or still pending for the next: no byte is lost
+//! or counted twice.
 
 #[cfg(test)]
 mod tests;
@@ -29,8 +38,8 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use vaia_core::layout::{
-    data_object_key, data_objects_prefix, raw_data_prefix, versions_prefix, MAX_RECORD_BYTES,
-    RAW_DATA_PREFIX,
+    data_object_key, data_objects_prefix, data_pending_key, raw_data_prefix, versions_prefix,
+    MAX_RECORD_BYTES, RAW_DATA_PREFIX,
 };
 use vaia_core::messages::ObjectCreated;
 use vaia_core::ports::{BlobStore, Bounded, Clock, PortError, PortResult};
@@ -48,6 +57,10 @@ pub enum WatchError {
     UnknownRepository { key: String, repository: String },
     #[error("{key}: stored record is unreadable: {message}")]
     Corrupt { key: String, message: String },
+    #[error("{key}: being counted by another delivery; retry later")]
+    InProgress { key: String },
+    #[error("{key}: lost {attempts} compare-and-swap races in a row")]
+    Contended { key: String, attempts: usize },
     #[error(transparent)]
     Id(#[from] vaia_core::IdError),
     #[error(transparent)]
@@ -57,7 +70,11 @@ pub enum WatchError {
 impl WatchError {
     /// Worth delivering again (a store was unavailable); bad input is not.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, WatchError::Port(p) if p.is_retryable())
+        match self {
+            WatchError::Port(p) => p.is_retryable(),
+            WatchError::InProgress { .. } | WatchError::Contended { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -95,10 +112,45 @@ pub struct DataObjectRecord {
     pub sequencer: Option<String>,
     pub seen: Seen,
     pub counted_at: DateTime<Utc>,
-    /// The training job that consumed it; pending while `None`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consumed_by: Option<String>,
+    /// Added to the running total ([`PendingRecord`]); `false` while its creator is at it.
+    /// (Records written before the running total have no field: they were counted.)
+    #[serde(default = "yes")]
+    pub tallied: bool,
 }
+
+fn yes() -> bool {
+    true
+}
+
+/// How long the creator of an object record has to add it to the running total before a
+/// redelivered notification of the object takes over (its creator died in between).
+pub const TALLY_LEASE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// The consumptions kept in the running total, newest last (a retried consumption by one
+/// of them returns its volume again).
+pub const JOBS_KEPT: usize = 64;
+
+/// The volume a training job consumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobVolume {
+    pub job: String,
+    pub volume: Volume,
+}
+
+/// A repository's running total: the pending volume, the objects being added to it, and
+/// the recent consumptions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRecord {
+    pub pending: Volume,
+    /// Object ids added to `pending` whose records are not yet marked `tallied`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub adding: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<JobVolume>,
+}
+
+/// How many compare-and-swap rounds an update of the running total may lose in a row.
+const CAS_ATTEMPTS: usize = 64;
 
 /// A raw-data object as a notification or a listing names it (key decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,35 +327,102 @@ impl DataWatcher {
         Ok(repo)
     }
 
-    fn encode(key: &BlobKey, record: &DataObjectRecord) -> Result<Vec<u8>, WatchError> {
+    fn encode<T: Serialize>(key: &BlobKey, record: &T) -> Result<Vec<u8>, WatchError> {
         serde_json::to_vec(record).map_err(|e| WatchError::Corrupt {
             key: key.to_string(),
             message: e.to_string(),
         })
     }
 
-    /// Creates the record of an object unless one exists: `true` when this call did.
+    /// Counts an object once: creates its record unless one exists and adds it to the
+    /// running total; `true` when this call added it.
     async fn count(
         &self,
         repo: &Repository,
         object: &RawObject,
         seen: Seen,
     ) -> Result<bool, WatchError> {
-        let record_key = data_object_key(repo, &object_id(&object.key, object.size))?;
+        let id = object_id(&object.key, object.size);
+        let record_key = data_object_key(repo, &id)?;
         let record = DataObjectRecord {
             key: object.key.clone(),
             size: object.size,
             sequencer: object.sequencer.clone(),
             seen,
             counted_at: self.clock.now(),
-            consumed_by: None,
+            tallied: false,
         };
         let bytes = Self::encode(&record_key, &record)?;
-        Ok(self
+        if self
             .records
             .put_if_absent(&record_key, &bytes)
             .await?
-            .is_some())
+            .is_none()
+        {
+            let existing: DataObjectRecord = match self.records.get_tagged(&record_key).await? {
+                Some(t) => decode(&record_key, &t.bytes)?,
+                None => {
+                    return Err(WatchError::InProgress {
+                        key: record_key.to_string(),
+                    })
+                }
+            };
+            if existing.tallied {
+                return Ok(false);
+            }
+            if self.clock.now() - existing.counted_at < TALLY_LEASE {
+                return Err(WatchError::InProgress {
+                    key: record_key.to_string(),
+                });
+            }
+            tracing::warn!(key = %record_key, "taking over an object whose count was interrupted");
+        }
+        self.tally(repo, &record_key, &id, object.size).await
+    }
+
+    /// Adds object `id` to the running total unless it is there already (`adding`), marks
+    /// its record `tallied`, then forgets it in `adding`: `true` when this call added it.
+    async fn tally(
+        &self,
+        repo: &Repository,
+        record_key: &BlobKey,
+        id: &str,
+        size: u64,
+    ) -> Result<bool, WatchError> {
+        let records = self.records.as_ref();
+        let added = update_pending(records, repo, |p| {
+            if p.adding.contains(id) {
+                false
+            } else {
+                p.pending.add(size);
+                p.adding.insert(id.to_string());
+                true
+            }
+        })
+        .await?;
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(t) = records.get_tagged(record_key).await? else {
+                break;
+            };
+            let mut record: DataObjectRecord = decode(record_key, &t.bytes)?;
+            if record.tallied {
+                break;
+            }
+            record.tallied = true;
+            let bytes = Self::encode(record_key, &record)?;
+            if records
+                .put_if_match(record_key, &bytes, &t.etag)
+                .await?
+                .is_some()
+            {
+                break;
+            }
+        }
+        update_pending(records, repo, |p| {
+            p.adding.remove(id);
+        })
+        .await?;
+        Ok(added)
     }
 
     /// Counts the object of an object-created notification, once. A key outside
@@ -354,9 +473,15 @@ impl DataWatcher {
                 size,
                 sequencer: None,
             };
-            if self.count(repo, &object, Seen::Reconciliation).await? {
-                tracing::info!(repository = %repo, key = %object.key, "raw data found by reconciliation");
-                found.add(size);
+            match self.count(repo, &object, Seen::Reconciliation).await {
+                Ok(true) => {
+                    tracing::info!(repository = %repo, key = %object.key, "raw data found by reconciliation");
+                    found.add(size);
+                }
+                Ok(false) => {}
+                // Its notification is being counted right now.
+                Err(WatchError::InProgress { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(found)
@@ -386,78 +511,82 @@ impl DataWatcher {
     }
 }
 
-async fn records_of(
+fn decode<T: serde::de::DeserializeOwned>(key: &BlobKey, bytes: &[u8]) -> Result<T, WatchError> {
+    serde_json::from_slice(bytes).map_err(|e| WatchError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Applies `change` to the repository's running total by compare-and-swap (created on
+/// first use), reading again after a lost race; returns what `change` returned on the
+/// round that was written.
+async fn update_pending<T>(
     records: &dyn BlobStore,
     repo: &Repository,
-) -> Result<Vec<(BlobKey, DataObjectRecord)>, WatchError> {
-    let mut out = Vec::new();
-    for meta in records.list(&data_objects_prefix(repo)).await? {
-        let corrupt = |message: String| WatchError::Corrupt {
-            key: meta.key.to_string(),
-            message,
+    mut change: impl FnMut(&mut PendingRecord) -> T,
+) -> Result<T, WatchError> {
+    let key = data_pending_key(repo)?;
+    for _ in 0..CAS_ATTEMPTS {
+        let current = records.get_tagged(&key).await?;
+        let mut record = match &current {
+            Some(t) => decode(&key, &t.bytes)?,
+            None => PendingRecord::default(),
         };
-        let bytes = match records.get_at_most(&meta.key, MAX_RECORD_BYTES).await? {
-            None => continue,
-            Some(Bounded::TooLarge { .. }) => return Err(corrupt("too large".into())),
-            Some(Bounded::Bytes(b)) => b,
+        let out = change(&mut record);
+        let bytes = DataWatcher::encode(&key, &record)?;
+        let written = match &current {
+            Some(t) => records.put_if_match(&key, &bytes, &t.etag).await?,
+            None => records.put_if_absent(&key, &bytes).await?,
         };
-        let record = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        out.push((meta.key, record));
-    }
-    Ok(out)
-}
-
-/// The repository's pending data volume: what no retrain has consumed yet.
-pub async fn pending(records: &dyn BlobStore, repo: &Repository) -> Result<Volume, WatchError> {
-    let mut v = Volume::default();
-    for (_, r) in records_of(records, repo).await? {
-        if r.consumed_by.is_none() {
-            v.add(r.size);
+        if written.is_some() {
+            return Ok(out);
         }
     }
-    Ok(v)
+    Err(WatchError::Contended {
+        key: key.to_string(),
+        attempts: CAS_ATTEMPTS,
+    })
 }
 
-/// Consumes the repository's pending volume for training job `job`: marks every
-/// unconsumed record with the job by compare-and-swap and returns the volume the job
-/// holds (records it consumed earlier included, so a retried consumption returns the
+/// The repository's pending data volume: what no retrain has consumed yet (one read of
+/// its running total).
+pub async fn pending(records: &dyn BlobStore, repo: &Repository) -> Result<Volume, WatchError> {
+    let key = data_pending_key(repo)?;
+    match records.get_at_most(&key, MAX_RECORD_BYTES).await? {
+        None => Ok(Volume::default()),
+        Some(Bounded::TooLarge { .. }) => Err(WatchError::Corrupt {
+            key: key.to_string(),
+            message: "too large".into(),
+        }),
+        Some(Bounded::Bytes(b)) => Ok(decode::<PendingRecord>(&key, &b)?.pending),
+    }
+}
+
+/// Consumes the repository's pending volume for training job `job`: moves it from the
+/// running total to the job's entry in one compare-and-swap and returns the volume the
+/// job holds (what it consumed earlier included, so a retried consumption returns the
 /// same volume and more only if more data arrived).
 pub async fn consume(
     records: &dyn BlobStore,
     repo: &Repository,
     job: &str,
 ) -> Result<Volume, WatchError> {
-    let mut v = Volume::default();
-    for meta in records.list(&data_objects_prefix(repo)).await? {
-        loop {
-            let Some(tagged) = records.get_tagged(&meta.key).await? else {
-                break;
-            };
-            let mut record: DataObjectRecord =
-                serde_json::from_slice(&tagged.bytes).map_err(|e| WatchError::Corrupt {
-                    key: meta.key.to_string(),
-                    message: e.to_string(),
-                })?;
-            match record.consumed_by.as_deref() {
-                Some(j) if j == job => {
-                    v.add(record.size);
-                    break;
-                }
-                Some(_) => break,
-                None => {}
-            }
-            record.consumed_by = Some(job.to_string());
-            let bytes = DataWatcher::encode(&meta.key, &record)?;
-            if records
-                .put_if_match(&meta.key, &bytes, &tagged.etag)
-                .await?
-                .is_some()
-            {
-                v.add(record.size);
-                break;
-            }
-            // Changed since read (another job consumed it): read again.
+    update_pending(records, repo, |p| {
+        let taken = std::mem::take(&mut p.pending);
+        if let Some(j) = p.jobs.iter_mut().find(|j| j.job == job) {
+            j.volume.objects += taken.objects;
+            j.volume.bytes = j.volume.bytes.saturating_add(taken.bytes);
+            return j.volume;
         }
-    }
-    Ok(v)
+        p.jobs.push(JobVolume {
+            job: job.to_string(),
+            volume: taken,
+        });
+        if p.jobs.len() > JOBS_KEPT {
+            p.jobs.remove(0);
+        }
+        taken
+    })
+    .await
 }

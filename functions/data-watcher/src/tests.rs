@@ -90,17 +90,28 @@ async fn racing_notifications_of_one_object_count_once() {
             tasks.push(tokio::spawn(async move {
                 w.observe(&created("raw/octo/agent/x.bin", 7, &format!("{i:02}")))
                     .await
-                    .unwrap()
             }));
         }
         let mut new = 0;
         for t in tasks {
-            if t.await.unwrap() == Counted::New {
-                new += 1;
+            match t.await.unwrap() {
+                Ok(Counted::New) => new += 1,
+                Ok(Counted::Duplicate) => {}
+                // Arrived while the first was adding it: delivered again later.
+                Err(e @ WatchError::InProgress { .. }) => assert!(e.is_retryable()),
+                Err(e) => panic!("{name}: {e}"),
             }
         }
         assert_eq!(new, 1, "{name}");
         assert_eq!(w.pending(&repo()).await.unwrap().bytes, 7, "{name}");
+        // Delivered again after the race: a duplicate.
+        assert_eq!(
+            w.observe(&created("raw/octo/agent/x.bin", 7, "99"))
+                .await
+                .unwrap(),
+            Counted::Duplicate,
+            "{name}"
+        );
     }
 }
 
@@ -284,5 +295,92 @@ async fn a_watched_directory_is_counted_once_per_file() {
             },
             "{name}"
         );
+    }
+}
+
+/// The running total of `repo` as stored.
+async fn total(store: &Arc<dyn BlobStore>) -> PendingRecord {
+    let key = data_pending_key(&repo()).unwrap();
+    serde_json::from_slice(&store.get(&key).await.unwrap().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn an_interrupted_count_is_taken_over_once_after_the_lease() {
+    for (name, store, _dir) in stores().await {
+        let clock = clock();
+        let w = DataWatcher::new(
+            store.clone(),
+            Arc::new(BlobRawData(store.clone())),
+            clock.clone(),
+        );
+        // Something already pending, for a total to exist.
+        w.observe(&created("raw/octo/agent/first.csv", 10, "01"))
+            .await
+            .unwrap();
+        // Two creators died: one after creating its record (`early`), one after adding
+        // its object to the total too (`late`).
+        let mut total_before = total(&store).await;
+        for (key, size, added) in [
+            ("raw/octo/agent/early.csv", 100u64, false),
+            ("raw/octo/agent/late.csv", 1000, true),
+        ] {
+            let id = object_id(key, size);
+            let record = DataObjectRecord {
+                key: key.into(),
+                size,
+                sequencer: Some("02".into()),
+                seen: Seen::Notification,
+                counted_at: clock.now(),
+                tallied: false,
+            };
+            store
+                .put(
+                    &data_object_key(&repo(), &id).unwrap(),
+                    &serde_json::to_vec(&record).unwrap(),
+                )
+                .await
+                .unwrap();
+            if added {
+                total_before.pending.add(size);
+                total_before.adding.insert(id);
+            }
+        }
+        store
+            .put(
+                &data_pending_key(&repo()).unwrap(),
+                &serde_json::to_vec(&total_before).unwrap(),
+            )
+            .await
+            .unwrap();
+        let early = created("raw/octo/agent/early.csv", 100, "02");
+        let late = created("raw/octo/agent/late.csv", 1000, "02");
+        // Within the lease the creator may still be at it: retry later, nothing changes.
+        let e = w.observe(&early).await.unwrap_err();
+        assert!(
+            matches!(e, WatchError::InProgress { .. }) && e.is_retryable(),
+            "{name}: {e}"
+        );
+        assert_eq!(total(&store).await, total_before, "{name}");
+        clock.advance(std::time::Duration::from_secs(61));
+        // After it, each redelivery takes over: `early` is added, `late` is not again.
+        assert_eq!(w.observe(&early).await.unwrap(), Counted::New, "{name}");
+        assert_eq!(
+            w.observe(&late).await.unwrap(),
+            Counted::Duplicate,
+            "{name}"
+        );
+        for o in [&early, &late] {
+            assert_eq!(w.observe(o).await.unwrap(), Counted::Duplicate, "{name}");
+        }
+        let after = total(&store).await;
+        assert_eq!(
+            after.pending,
+            Volume {
+                objects: 3,
+                bytes: 1110
+            },
+            "{name}"
+        );
+        assert!(after.adding.is_empty(), "{name}: {after:?}");
     }
 }

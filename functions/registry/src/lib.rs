@@ -528,10 +528,21 @@ impl Registry {
                     .collect(),
             };
         let mut recorded = Vec::new();
+        let mut asks = Vec::new();
         for s in snapshots {
+            asks.push(vaia_core::messages::CtEvaluate {
+                repository: s.repository.clone(),
+                snapshot_md5: s.md5.clone(),
+            });
             if let Some(s) = self.record_snapshot(s).await? {
                 recorded.push(s);
             }
+        }
+        // After the records: the CT budget evaluates the repository now rather than at its
+        // next schedule. Asked for recorded and already-recorded snapshots alike, so a
+        // redelivery after a failure here asks again (the queue deduplicates).
+        for ask in asks {
+            ask.send(self.queue.as_ref()).await?;
         }
         Ok(Done::Snapshots(recorded))
     }

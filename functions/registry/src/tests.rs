@@ -623,6 +623,17 @@ mod snapshots {
         f.blobs.put(&key, b"{}").await.unwrap();
     }
 
+    /// The CT evaluations the registry asked for (queue `ct-evaluate`).
+    async fn asked(f: &F) -> Vec<vaia_core::messages::CtEvaluate> {
+        f.queue
+            .receive(queues::CT_EVALUATE, 100, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| serde_json::from_str(&m.body).unwrap())
+            .collect()
+    }
+
     async fn stored(f: &F) -> Vec<BlobKey> {
         f.blobs
             .list(&snapshots_prefix(&f.run.repository))
@@ -657,6 +668,14 @@ mod snapshots {
             Done::Snapshots(vec![])
         );
         assert_eq!(f.blobs.get(&stored(&f).await[0]).await.unwrap(), first);
+        // The CT budget is asked to evaluate the repository now, once for the snapshot.
+        assert_eq!(
+            asked(&f).await,
+            vec![vaia_core::messages::CtEvaluate {
+                repository: f.run.repository.clone(),
+                snapshot_md5: "9b7c4b5bb4e2b0b6a1b7f3c2d1e0f9a8.dir".into(),
+            }]
+        );
     }
 
     #[tokio::test]
@@ -676,6 +695,7 @@ mod snapshots {
             "a lock declares no rows"
         );
         assert_eq!(stored(&f).await.len(), 3);
+        assert_eq!(asked(&f).await.len(), 3, "one ask per snapshot");
     }
 
     #[tokio::test]
@@ -706,5 +726,6 @@ mod snapshots {
             upload(&f, "raw/part-0.csv", "a,b\n").await.unwrap(),
             Done::Skipped(_)
         ));
+        assert!(asked(&f).await.is_empty(), "nothing evaluated on bad input");
     }
 }

@@ -5,12 +5,17 @@
 //! `VAIA_PROMETHEUS_URL`). The event is checked by
 //! `vaia_ct_budget::scheduled`: anything but a scheduled event is an error and changes
 //! nothing. Each scheduled evaluation is preceded by the data watcher's reconciliation of
-//! `raw/` in the data bucket (`VAIA_DATA_BUCKET`, see `vaia_lambda::data_watcher`).
+//! `raw/` in the data bucket (`VAIA_DATA_BUCKET`, see `vaia_lambda::data_watcher`). The
+//! `ct-evaluate` queue (the registry's asks after each new dataset snapshot) is consumed
+//! here too: one repository evaluated per message (`vaia_ct_budget::asked`, told from the
+//! schedule by `vaia_lambda::ct_budget`).
 //! Wiring only.
 
 use std::sync::Arc;
 use vaia_aws::lambda;
-use vaia_ct_budget::{drift, scheduled, CtBudget};
+use vaia_aws::lambda::Source;
+use vaia_core::messages::queues;
+use vaia_ct_budget::{asked::EvaluateAsked, drift, CtBudget};
 use vaia_data_watcher::DataWatcher;
 use vaia_gate_latency::{prometheus_client, PROMETHEUS_URL_ENV};
 use vaia_lambda::data_watcher::{data_bucket, S3RawData};
@@ -34,17 +39,27 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         )
         .with_data_watcher(watcher),
     );
+    let asks = Arc::new(lambda::batch(
+        &p,
+        vec![lambda::route(
+            &p.queue,
+            queues::CT_EVALUATE,
+            Source::Messages,
+            Arc::new(EvaluateAsked(ct.clone())),
+        )],
+    ));
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-            let ct = ct.clone();
+            let (ct, asks) = (ct.clone(), asks.clone());
             async move {
                 tracing::info!(request_id = %event.context.request_id, "ct-budget invoked");
-                let done = scheduled::run(&ct, &event.payload).await.map_err(|e| {
-                    tracing::error!(error = %e, "ct-budget refused or failed");
-                    e
-                })?;
-                tracing::info!(evaluated = done.evaluated, queued = done.queued.len(), outcomes = ?done.outcomes, "ct-budget done");
-                Ok::<_, lambda_runtime::Error>(serde_json::to_value(&done)?)
+                let answer = vaia_lambda::ct_budget::invoke(&ct, &asks, event.payload)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "ct-budget refused or failed");
+                        e
+                    })?;
+                Ok::<_, lambda_runtime::Error>(answer)
             }
         },
     ))

@@ -487,6 +487,7 @@ pub const DEPLOYED_QUEUES: &[&str] = &[
     "gate-latency",
     "training",
     "raw-data",
+    "ct-evaluate",
 ];
 
 /// A function binary running against a Runtime API emulator, with its resources in moto

@@ -72,9 +72,15 @@ pub fn raw_data_prefix(repo: &Repository) -> String {
 }
 
 /// `ct/<owner>/<repo>/data/objects/`: the data watcher's record of each raw-data object
-/// it counted (list it for the pending volume).
+/// it counted (once per object; the reconciliation lists it).
 pub fn data_objects_prefix(repo: &Repository) -> String {
     format!("ct/{repo}/data/objects/")
+}
+
+/// `ct/<owner>/<repo>/data/pending.json`: the data watcher's running total of the pending
+/// volume (one read, however much raw data ever landed).
+pub fn data_pending_key(repo: &Repository) -> Result<BlobKey, IdError> {
+    BlobKey::new(format!("ct/{repo}/data/pending.json"))
 }
 
 /// The record of the raw-data object with identity `id` (a hex digest).

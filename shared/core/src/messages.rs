@@ -19,6 +19,9 @@ pub mod queues {
     pub const BLOB_EVENTS: &str = "blob-events";
     /// The data bucket's object-created notifications under `raw/` (the data watcher's).
     pub const RAW_DATA: &str = "raw-data";
+    /// Repositories to evaluate now (the CT budget), sent by the registry for each dataset
+    /// snapshot a pushed DVC file names.
+    pub const CT_EVALUATE: &str = "ct-evaluate";
 
     pub fn gate(gate: &crate::ids::GateName) -> String {
         format!("gate-{gate}")
@@ -127,6 +130,34 @@ pub struct GateJob {
     /// number of the operator's retry. A job of an earlier attempt is stale.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempt: u32,
+}
+
+/// A request to evaluate one repository's CT budget now, because a dataset snapshot of it
+/// was pushed (the schedule evaluates every repository anyway; this is the sooner one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtEvaluate {
+    pub repository: Repository,
+    /// The md5 of the snapshot that prompted it.
+    pub snapshot_md5: String,
+}
+
+impl CtEvaluate {
+    /// Sends it to [`queues::CT_EVALUATE`], deduplicated on (repository, snapshot): a
+    /// redelivered notification of one push asks once.
+    pub async fn send(&self, queue: &dyn crate::ports::Queue) -> crate::ports::PortResult<String> {
+        send_json(
+            queue,
+            queues::CT_EVALUATE,
+            self,
+            Some(format!(
+                "ct-evaluate:{}:{}",
+                self.repository, self.snapshot_md5
+            )),
+            Some(self.repository.to_string()),
+        )
+        .await
+    }
 }
 
 /// Work for the registry function, other than object-created events.
