@@ -4,8 +4,8 @@
 //!
 //! | item | pk | sk | other attributes |
 //! |---|---|---|---|
-//! | run | `RUN#<id>` | `RUN` | `version` (N), `state`, `events` (N), `body` (run JSON), `gsi1pk` = `RUNS`, `gsi1sk` = `<created>#<id>`; while in flight `gsi2pk` = `INFLIGHT`, `gsi2sk` = `<deadline>#<id>` |
-//! | event | `RUN#<id>` | `EV#<seq, 20 digits>` | `body` (event JSON) |
+//! | run | `RUN#<id>` | `RUN` | `version` (N), `state`, `events` (N), `body` (run JSON, see below), `gsi1pk` = `RUNS`, `gsi1sk` = `<created>#<id>`; while in flight `gsi2pk` = `INFLIGHT`, `gsi2sk` = `<deadline>#<id>` |
+//! | event | `RUN#<id>` | `EV#<seq, 20 digits>` | `body` (event JSON, see below) |
 //! | idempotency record | `IDEM#<key>` | `IDEM` | `status` (`in_progress`/`completed`), `until_ms` (N), `result`, `ttl` (N, DynamoDB TTL) |
 //!
 //! `GSI1` (`gsi1pk`, `gsi1sk`, projecting `state`) serves `list` newest first and
@@ -14,6 +14,12 @@
 //! (`list` and `overdue` read the runs by key with `BatchGetItem`), so a run write that
 //! keeps its state costs no index write and one that changes it a small one, instead of
 //! the whole run item again in each index (see `bench/COST.md`).
+//!
+//! A `body` is JSON, written as raw DEFLATE in a binary (`B`) attribute when that is
+//! smaller (a run's JSON, 2–3 KB, mostly its policy, deflates to about a third, and every
+//! transition rewrites the run item at 2 WRU per KB), and read in either form: a string
+//! (`S`) body is plain JSON, as items written before compression hold. Keys and the
+//! attributes conditions and indexes read (`version`, `state`, `events`) stay plain.
 //!
 //! Events are stored if and only if the run is. A save or create that carries events is one
 //! `TransactWriteItems` (the conditional run write plus one insert-if-absent per event); a
@@ -119,10 +125,53 @@ fn get_n(item: &Item, name: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Largest JSON a compressed `body` may inflate to (a run or an event is a few KB; an
+/// item is at most 400 KB): a corrupt or hostile attribute costs no more memory than this.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// DEFLATE level of stored bodies: small JSON documents, compressed once per write.
+const BODY_LEVEL: u8 = 6;
+
+/// The `body` attribute holding `json`: raw DEFLATE in a binary attribute when that is
+/// smaller, else the JSON as a string.
+fn body_attribute(json: String) -> AttributeValue {
+    let deflated = miniz_oxide::deflate::compress_to_vec(json.as_bytes(), BODY_LEVEL);
+    if deflated.len() < json.len() {
+        AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(deflated))
+    } else {
+        AttributeValue::S(json)
+    }
+}
+
+/// The JSON of an item's `body`, in either stored form.
+fn body_json<'a>(item: &'a Item, what: &str) -> PortResult<std::borrow::Cow<'a, str>> {
+    match item.get("body") {
+        Some(AttributeValue::S(json)) => Ok(std::borrow::Cow::Borrowed(json.as_str())),
+        Some(AttributeValue::B(deflated)) => {
+            let bytes = miniz_oxide::inflate::decompress_to_vec_with_limit(
+                deflated.as_ref(),
+                MAX_BODY_BYTES,
+            )
+            .map_err(|e| {
+                PortError::Invalid(format!(
+                    "{what}: body does not inflate ({:?}; at most {MAX_BODY_BYTES} bytes)",
+                    e.status
+                ))
+            })?;
+            String::from_utf8(bytes)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| PortError::Invalid(format!("{what}: inflated body is not UTF-8: {e}")))
+        }
+        Some(_) => Err(PortError::Invalid(format!(
+            "{what}: body is neither a string nor binary"
+        ))),
+        None => Err(PortError::Invalid(format!("{what}: item without a body"))),
+    }
+}
+
 fn decode<T: serde::de::DeserializeOwned>(item: &Item, what: &str) -> PortResult<T> {
-    let body = get_s(item, "body")
-        .ok_or_else(|| PortError::Invalid(format!("{what}: item without a body")))?;
-    serde_json::from_str(body).map_err(|e| PortError::Invalid(format!("{what}: bad body: {e}")))
+    let body = body_json(item, what)?;
+    serde_json::from_str(&body).map_err(|e| PortError::Invalid(format!("{what}: bad body: {e}")))
 }
 
 /// The run an item holds, decoded as [`DynamoRunStore`] reads it; `Ok(None)` for the
@@ -156,7 +205,7 @@ fn run_item(run: &Run) -> PortResult<Item> {
     item.insert("version".into(), n(run.version));
     item.insert("state".into(), s(run.state.to_string()));
     item.insert("events".into(), n(run.events));
-    item.insert("body".into(), s(encode(run, "run")?));
+    item.insert("body".into(), body_attribute(encode(run, "run")?));
     item.insert("gsi1pk".into(), s(ALL_RUNS));
     item.insert("gsi1sk".into(), s(list_sort_key(run.created_at, &run.id)));
     if run.state.is_in_flight() {
@@ -173,7 +222,7 @@ fn event_item(event: &RunEvent) -> PortResult<Item> {
     let mut item = Item::new();
     item.insert("pk".into(), s(run_pk(&event.run_id)));
     item.insert("sk".into(), s(event_sk(event.seq)));
-    item.insert("body".into(), s(encode(event, "event")?));
+    item.insert("body".into(), body_attribute(encode(event, "event")?));
     Ok(item)
 }
 
@@ -787,5 +836,85 @@ impl Idempotency for DynamoIdempotency {
             }
             Err(e) => Err(map_sdk("dynamodb DeleteItem idempotency release", e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use vaia_core::policy::Policy;
+    use vaia_core::run::Trigger;
+    use vaia_core::{CommitSha, Repository};
+
+    fn a_run() -> Run {
+        let at = chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap();
+        Run::new(
+            Repository::new("octo/agent").unwrap(),
+            CommitSha::new("c".repeat(40)).unwrap(),
+            Some("main".into()),
+            Trigger {
+                kind: "push".into(),
+                delivery: None,
+                actor: Some("octocat".into()),
+                at,
+            },
+            Policy::default(),
+            at,
+        )
+    }
+
+    #[test]
+    fn a_run_body_is_stored_deflated_and_read_back() {
+        let run = a_run();
+        let item = run_item(&run).unwrap();
+        let json = encode(&run, "run").unwrap();
+        let Some(AttributeValue::B(stored)) = item.get("body") else {
+            panic!("body is not binary: {:?}", item.get("body"));
+        };
+        assert!(
+            stored.as_ref().len() < json.len(),
+            "{} bytes deflated of {}",
+            stored.as_ref().len(),
+            json.len()
+        );
+        assert_eq!(run_from_item(&item).unwrap(), Some(run.clone()));
+        // What conditions and indexes read stays plain.
+        assert_eq!(get_n(&item, "version"), Some(run.version));
+        assert_eq!(get_s(&item, "state"), Some(run.state.to_string().as_str()));
+    }
+
+    #[test]
+    fn a_plain_body_written_before_compression_is_still_read() {
+        let run = a_run();
+        let mut item = run_item(&run).unwrap();
+        item.insert("body".into(), s(encode(&run, "run").unwrap()));
+        assert_eq!(run_from_item(&item).unwrap(), Some(run));
+    }
+
+    #[test]
+    fn a_small_body_stays_a_string() {
+        assert_eq!(body_attribute("{}".into()), s("{}"));
+    }
+
+    #[test]
+    fn a_corrupt_or_oversized_body_is_invalid_not_a_panic() {
+        let run = a_run();
+        let mut item = run_item(&run).unwrap();
+        item.insert(
+            "body".into(),
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(vec![0xff; 64])),
+        );
+        let e = run_from_item(&item).unwrap_err();
+        assert!(e.to_string().contains("does not inflate"), "{e}");
+        let bomb = miniz_oxide::deflate::compress_to_vec(&vec![b' '; MAX_BODY_BYTES + 1], 6);
+        item.insert(
+            "body".into(),
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bomb)),
+        );
+        let e = run_from_item(&item).unwrap_err();
+        assert!(e.to_string().contains("at most"), "{e}");
+        item.insert("body".into(), n(3));
+        assert!(run_from_item(&item).is_err());
     }
 }
