@@ -246,6 +246,7 @@ impl Delivery {
                 actor: ACTOR.into(),
                 evidence: None,
                 cause: None,
+                verdict: None,
             };
             match self.store.save(&next, expected, &[event]).await {
                 Ok(()) => return Ok(()),
