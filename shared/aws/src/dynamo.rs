@@ -5,7 +5,7 @@
 //! | item | pk | sk | other attributes |
 //! |---|---|---|---|
 //! | run | `RUN#<id>` | `RUN` | `version` (N), `state`, `events` (N), `body` (run JSON, see below), `gsi1pk` = `RUNS`, `gsi1sk` = `<created>#<id>`; while in flight `gsi2pk` = `INFLIGHT`, `gsi2sk` = `<deadline>#<id>` |
-//! | event | `RUN#<id>` | `EV#<seq, 20 digits>` | `body` (event JSON, see below) |
+//! | events | `RUN#<id>` | `EV#<seq of the first, 20 digits>` | `body` (the JSON of the event, or of the array of events one write appended, see below) |
 //! | idempotency record | `IDEM#<key>` | `IDEM` | `status` (`in_progress`/`completed`), `until_ms` (N), `result`, `ttl` (N, DynamoDB TTL) |
 //!
 //! `GSI1` (`gsi1pk`, `gsi1sk`, projecting `state`) serves `list` newest first and
@@ -22,7 +22,9 @@
 //! attributes conditions and indexes read (`version`, `state`, `events`) stay plain.
 //!
 //! Events are stored if and only if the run is. A save or create that carries events is one
-//! `TransactWriteItems` (the conditional run write plus one insert-if-absent per event); a
+//! `TransactWriteItems` (the conditional run write plus one insert-if-absent of one item
+//! holding all of the write's events, keyed by the first one's sequence number: a
+//! transition that logs a note and two state changes writes two items, not four); a
 //! save without events is a single conditional `PutItem`. A lost condition is
 //! [`PortError::Conflict`], with the version found taken from the cancellation reason's
 //! item (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), never from an extra read. The
@@ -79,8 +81,9 @@ const RUN_SK: &str = "RUN";
 const IDEM_SK: &str = "IDEM";
 const ALL_RUNS: &str = "RUNS";
 const IN_FLIGHT: &str = "INFLIGHT";
-/// Upper bound of a transaction's items, by DynamoDB's limit.
-const MAX_TRANSACTION_ITEMS: usize = 100;
+/// Most events one write appends (a transition writes a handful; the item holding them
+/// stays far under DynamoDB's 400 KB).
+const MAX_EVENTS_PER_WRITE: usize = 99;
 /// Keys per `BatchGetItem`, by DynamoDB's limit.
 const MAX_BATCH_GET: usize = 100;
 
@@ -218,12 +221,33 @@ fn run_item(run: &Run) -> PortResult<Item> {
     Ok(item)
 }
 
-fn event_item(event: &RunEvent) -> PortResult<Item> {
+/// The item holding the events one write appends (consecutive, of one run): keyed by the
+/// first one's sequence number; the body is the event's JSON for one event (as items
+/// written before grouping hold), the array of them for more.
+fn events_item(events: &[RunEvent]) -> PortResult<Item> {
+    let Some(first) = events.first() else {
+        return Err(PortError::Invalid("an events item without events".into()));
+    };
     let mut item = Item::new();
-    item.insert("pk".into(), s(run_pk(&event.run_id)));
-    item.insert("sk".into(), s(event_sk(event.seq)));
-    item.insert("body".into(), body_attribute(encode(event, "event")?));
+    item.insert("pk".into(), s(run_pk(&first.run_id)));
+    item.insert("sk".into(), s(event_sk(first.seq)));
+    let json = match events {
+        [one] => encode(one, "event")?,
+        many => encode(&many, "events")?,
+    };
+    item.insert("body".into(), body_attribute(json));
     Ok(item)
+}
+
+/// The events an events item holds, in either form.
+fn events_of(item: &Item) -> PortResult<Vec<RunEvent>> {
+    let body = body_json(item, "event")?;
+    let bad = |e: serde_json::Error| PortError::Invalid(format!("event: bad body: {e}"));
+    if body.trim_start().starts_with('[') {
+        serde_json::from_str(&body).map_err(bad)
+    } else {
+        serde_json::from_str(&body).map(|e| vec![e]).map_err(bad)
+    }
 }
 
 /// The run table, for both [`DynamoRunStore`] and [`DynamoIdempotency`].
@@ -364,32 +388,43 @@ impl DynamoRunStore {
                 },
             };
         }
-        if events.len() + 1 > MAX_TRANSACTION_ITEMS {
+        if events.len() > MAX_EVENTS_PER_WRITE {
             return Err(PortError::Invalid(format!(
-                "run {}: {} events in one write; the limit is {}",
+                "run {}: {} events in one write; the limit is {MAX_EVENTS_PER_WRITE}",
                 run.id,
                 events.len(),
-                MAX_TRANSACTION_ITEMS - 1
             )));
         }
-        let mut req = self.t.client.transact_write_items().transact_items(
-            TransactWriteItem::builder()
-                .put(self.put(item, condition, values)?)
-                .build(),
-        );
-        for event in events {
+        for (i, event) in events.iter().enumerate() {
             if event.run_id != run.id {
                 return Err(PortError::Invalid(format!(
                     "event of run {} written with run {}",
                     event.run_id, run.id
                 )));
             }
-            req = req.transact_items(
+            if i > 0 && event.seq != events[i - 1].seq + 1 {
+                return Err(PortError::Invalid(format!(
+                    "run {}: events {} and {} of one write are not consecutive",
+                    run.id,
+                    events[i - 1].seq,
+                    event.seq
+                )));
+            }
+        }
+        let req = self
+            .t
+            .client
+            .transact_write_items()
+            .transact_items(
                 TransactWriteItem::builder()
-                    .put(self.put(event_item(event)?, "attribute_not_exists(pk)", None)?)
+                    .put(self.put(item, condition, values)?)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(self.put(events_item(events)?, "attribute_not_exists(pk)", None)?)
                     .build(),
             );
-        }
         match req.send().await {
             Ok(_) => Ok(None),
             Err(e) => {
@@ -628,7 +663,11 @@ impl RunStore for DynamoRunStore {
         let items = self
             .query_all(None, "pk = :p AND begins_with(sk, :e)", values, None, None)
             .await?;
-        items.iter().map(|i| decode(i, "event")).collect()
+        let mut out = Vec::new();
+        for item in &items {
+            out.extend(events_of(item)?);
+        }
+        Ok(out)
     }
 
     async fn count_by_state(&self) -> PortResult<BTreeMap<PipelineState, u64>> {
@@ -890,6 +929,37 @@ mod tests {
         let mut item = run_item(&run).unwrap();
         item.insert("body".into(), s(encode(&run, "run").unwrap()));
         assert_eq!(run_from_item(&item).unwrap(), Some(run));
+    }
+
+    fn events(run: &Run, n: u64) -> Vec<RunEvent> {
+        (1..=n)
+            .map(|seq| {
+                let mut run = run.clone();
+                run.events = seq - 1;
+                vaia_core::contract::sample_event(&run, None, run.created_at)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_write_s_events_are_one_item_keyed_by_the_first() {
+        let run = a_run();
+        let three = events(&run, 3);
+        let item = events_item(&three).unwrap();
+        assert_eq!(get_s(&item, "sk"), Some(event_sk(1).as_str()));
+        assert_eq!(events_of(&item).unwrap(), three);
+        let one = events_item(&three[..1]).unwrap();
+        assert_eq!(events_of(&one).unwrap(), three[..1].to_vec());
+        assert!(events_item(&[]).is_err());
+    }
+
+    #[test]
+    fn an_event_item_written_before_grouping_is_still_read() {
+        let run = a_run();
+        let event = events(&run, 1).remove(0);
+        let mut item = events_item(std::slice::from_ref(&event)).unwrap();
+        item.insert("body".into(), s(encode(&event, "event").unwrap()));
+        assert_eq!(events_of(&item).unwrap(), vec![event]);
     }
 
     #[test]
