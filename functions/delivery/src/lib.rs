@@ -434,6 +434,13 @@ impl MessageHandler for AfterAdvance {
         }
         Ok(())
     }
+
+    /// As idempotent as the orchestrator it wraps: the commit statuses and promotion
+    /// events follow a state change this message made (the run before and after it), and
+    /// a message handled again makes none.
+    fn idempotent_by_itself(&self) -> bool {
+        self.orchestrator.idempotent_by_itself()
+    }
 }
 
 /// What follows the orchestrator: commit statuses and promotion event sinks.

@@ -8,6 +8,14 @@
 //! signal and the orchestrator keeps it with the event that records it (no blob write,
 //! no blob read: see `bench/COST.md`); a larger one is stored in the blob store at its
 //! [`verdict_key`] (numbered by attempt) and the signal carries only the key.
+//!
+//! A gate handler is idempotent by itself ([`crate::ports::MessageHandler::idempotent_by_itself`],
+//! so no idempotency records are kept for gate jobs): it writes no run state; a job for a
+//! run that has left its stage or attempt does nothing ([`run_for_job`]); a verdict blob is
+//! written once ([`publish_verdict`] keeps the first and publishes it again); the signal
+//! is deduplicated per gate, stage and attempt, and the orchestrator records a gate's
+//! first verdict only. A job handled twice costs a second evaluation (the eval gate's
+//! grades come from its cache) and changes nothing.
 
 use crate::ids::{BlobKey, GateName, IdError, RunId};
 use crate::layout::verdict_key;
@@ -63,7 +71,8 @@ pub async fn run_for_job(store: &dyn RunStore, job: &GateJob) -> Result<Option<R
 }
 
 /// Sends `verdict` to the orchestrator as `actor`: whole in the signal when it is at most
-/// [`INLINE_VERDICT_MAX_BYTES`], else stored first at its layout key.
+/// [`INLINE_VERDICT_MAX_BYTES`], else stored first at its layout key, once: when an
+/// earlier handling of the job stored one there, that one is sent.
 pub async fn publish_verdict(
     blobs: &dyn BlobStore,
     queue: &dyn Queue,
@@ -75,10 +84,22 @@ pub async fn publish_verdict(
     let key = verdict_key(&run.id, job.stage, &job.gate, job.attempt)?;
     let encode = |e: serde_json::Error| PortError::Invalid(format!("cannot encode verdict: {e}"));
     let inline = serde_json::to_vec(verdict).map_err(encode)?.len() <= INLINE_VERDICT_MAX_BYTES;
-    if !inline {
+    let stored;
+    let verdict = if inline {
+        verdict
+    } else {
         let bytes = serde_json::to_vec_pretty(verdict).map_err(encode)?;
-        blobs.put(&key, &bytes).await?;
-    }
+        if blobs.put_if_absent(&key, &bytes).await?.is_some() {
+            verdict
+        } else {
+            let bytes = blobs.get(&key).await?.ok_or_else(|| {
+                PortError::Unavailable(format!("verdict {key}: stored, then gone"))
+            })?;
+            stored = serde_json::from_slice::<Verdict>(&bytes)
+                .map_err(|e| PortError::Invalid(format!("verdict {key}: {e}")))?;
+            &stored
+        }
+    };
     let signal = Signal::GateVerdict {
         gate: job.gate.clone(),
         stage: job.stage,
@@ -413,6 +434,40 @@ mod tests {
         assert!(events.iter().all(|e| e.verdict.is_none()));
         let found = full_verdicts(&*blobs, &after, &events).await.unwrap();
         assert_eq!(found.get(&v.gate), Some(&v));
+    }
+
+    #[tokio::test]
+    async fn a_large_verdict_is_stored_once_and_the_first_is_sent_again() {
+        let run = ci_run(chrono::Utc::now());
+        let first = verdict(INLINE_VERDICT_MAX_BYTES / 64);
+        let (blobs, _, _, _) = publish_and_record(&run, &first).await;
+        let key = verdict_key(&run.id, Stage::Ci, &first.gate, 0).unwrap();
+        let mut second = first.clone();
+        second.outcome = Outcome::Pass;
+        let queue = MemoryQueue::new(Arc::new(ManualClock::new(run.created_at)), 5);
+        let job = GateJob {
+            run_id: run.id.clone(),
+            repository: run.repository.clone(),
+            commit: run.commit.clone(),
+            gate: first.gate.clone(),
+            stage: Stage::Ci,
+            attempt: 0,
+        };
+        publish_verdict(&*blobs, &queue, &run, &job, "gate-schema", &second)
+            .await
+            .unwrap();
+        let stored: Verdict =
+            serde_json::from_slice(&blobs.get(&key).await.unwrap().unwrap()).unwrap();
+        assert_eq!(stored, first);
+        let sent = queue
+            .receive(queues::ADVANCE, 10, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let msg: AdvanceMessage = serde_json::from_str(&sent[0].body).unwrap();
+        let Signal::GateVerdict { outcome, .. } = msg.signal else {
+            panic!("{:?}", msg.signal)
+        };
+        assert_eq!(outcome, first.outcome);
     }
 
     #[tokio::test]
