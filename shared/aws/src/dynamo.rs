@@ -137,7 +137,7 @@ const BODY_LEVEL: u8 = 6;
 
 /// The `body` attribute holding `json`: raw DEFLATE in a binary attribute when that is
 /// smaller, else the JSON as a string.
-fn body_attribute(json: String) -> AttributeValue {
+pub(crate) fn body_attribute(json: String) -> AttributeValue {
     let deflated = miniz_oxide::deflate::compress_to_vec(json.as_bytes(), BODY_LEVEL);
     if deflated.len() < json.len() {
         AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(deflated))
@@ -146,30 +146,30 @@ fn body_attribute(json: String) -> AttributeValue {
     }
 }
 
-/// The JSON of an item's `body`, in either stored form.
-fn body_json<'a>(item: &'a Item, what: &str) -> PortResult<std::borrow::Cow<'a, str>> {
+/// The bytes of an item's `body`, in either stored form.
+pub(crate) fn body_bytes(item: &Item, what: &str) -> PortResult<Vec<u8>> {
     match item.get("body") {
-        Some(AttributeValue::S(json)) => Ok(std::borrow::Cow::Borrowed(json.as_str())),
+        Some(AttributeValue::S(text)) => Ok(text.clone().into_bytes()),
         Some(AttributeValue::B(deflated)) => {
-            let bytes = miniz_oxide::inflate::decompress_to_vec_with_limit(
-                deflated.as_ref(),
-                MAX_BODY_BYTES,
-            )
-            .map_err(|e| {
-                PortError::Invalid(format!(
-                    "{what}: body does not inflate ({:?}; at most {MAX_BODY_BYTES} bytes)",
-                    e.status
-                ))
-            })?;
-            String::from_utf8(bytes)
-                .map(std::borrow::Cow::Owned)
-                .map_err(|e| PortError::Invalid(format!("{what}: inflated body is not UTF-8: {e}")))
+            miniz_oxide::inflate::decompress_to_vec_with_limit(deflated.as_ref(), MAX_BODY_BYTES)
+                .map_err(|e| {
+                    PortError::Invalid(format!(
+                        "{what}: body does not inflate ({:?}; at most {MAX_BODY_BYTES} bytes)",
+                        e.status
+                    ))
+                })
         }
         Some(_) => Err(PortError::Invalid(format!(
             "{what}: body is neither a string nor binary"
         ))),
         None => Err(PortError::Invalid(format!("{what}: item without a body"))),
     }
+}
+
+/// The JSON of an item's `body`, in either stored form.
+fn body_json(item: &Item, what: &str) -> PortResult<String> {
+    String::from_utf8(body_bytes(item, what)?)
+        .map_err(|e| PortError::Invalid(format!("{what}: body is not UTF-8: {e}")))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(item: &Item, what: &str) -> PortResult<T> {
