@@ -158,6 +158,7 @@ fn message(run: &Run, sig: Sig, attempt: u32) -> AdvanceMessage {
                 metrics: Default::default(),
                 verdict: BlobKey::new("verdicts/x.json").unwrap(),
                 attempt,
+                full: None,
             },
         ),
         Sig::Registered => (

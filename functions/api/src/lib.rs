@@ -233,18 +233,15 @@ async fn show_run(
     Path(id): Path<String>,
 ) -> Result<Json<RunDetail>, ApiError> {
     let run = load(&s, &id).await?;
-    let events = s.store.events(&run.id).await?;
-    let mut verdicts = BTreeMap::new();
-    for (gate, record) in &run.verdicts {
-        if let Some(bytes) = s.blobs.get(&record.verdict).await? {
-            let verdict: Verdict = serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("{}: {e}", record.verdict),
-                )
-            })?;
-            verdicts.insert(gate.to_string(), verdict);
-        }
+    let mut events = s.store.events(&run.id).await?;
+    let verdicts = vaia_core::gate_job::full_verdicts(&*s.blobs, &run, &events)
+        .await?
+        .into_iter()
+        .map(|(gate, verdict)| (gate.to_string(), verdict))
+        .collect();
+    // The full verdicts are in `verdicts`; the events that keep them need not repeat them.
+    for event in &mut events {
+        event.verdict = None;
     }
     Ok(Json(RunDetail {
         run,

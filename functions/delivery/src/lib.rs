@@ -246,6 +246,7 @@ impl Delivery {
                 actor: ACTOR.into(),
                 evidence: None,
                 cause: None,
+                verdict: None,
             };
             match self.store.save(&next, expected, &[event]).await {
                 Ok(()) => return Ok(()),
@@ -432,6 +433,13 @@ impl MessageHandler for AfterAdvance {
             }
         }
         Ok(())
+    }
+
+    /// As idempotent as the orchestrator it wraps: the commit statuses and promotion
+    /// events follow a state change this message made (the run before and after it), and
+    /// a message handled again makes none.
+    fn idempotent_by_itself(&self) -> bool {
+        self.orchestrator.idempotent_by_itself()
     }
 }
 

@@ -192,4 +192,9 @@ impl MessageHandler for EvalGate {
         }
         Ok(())
     }
+
+    /// A gate job handled again changes nothing (see `vaia_core::gate_job`).
+    fn idempotent_by_itself(&self) -> bool {
+        true
+    }
 }

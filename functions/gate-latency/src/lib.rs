@@ -163,4 +163,9 @@ impl MessageHandler for LatencyGate {
         }
         Ok(())
     }
+
+    /// A gate job handled again changes nothing (see `vaia_core::gate_job`).
+    fn idempotent_by_itself(&self) -> bool {
+        true
+    }
 }

@@ -2,14 +2,14 @@
 //! from the policy or a [`RangeQuery`], the verdict stored and signalled, stale jobs ignored,
 //! and no baseline at all is an error, never a pass.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use async_trait::async_trait;
 use std::sync::Arc;
 use vaia_core::contract::verified_bundle;
 use vaia_core::layout::verdict_key;
 use vaia_core::memory::{ManualClock, MemoryBlobStore, MemoryQueue, MemoryRunStore};
-use vaia_core::messages::{queues, GateJob};
+use vaia_core::messages::{queues, AdvanceMessage, GateJob, Signal};
 use vaia_core::policy::Policy;
 use vaia_core::ports::{BlobStore, Clock, Queue, RunStore};
 use vaia_core::run::{Run, Trigger};
@@ -116,10 +116,21 @@ async fn prometheus_baseline_from_the_policy_query_and_range() {
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].query, vaia_core::policy::DEFAULT_LATENCY_QUERY);
     assert!((asked[0].end - asked[0].start - 1800.0).abs() < 1e-6);
-    // The verdict is stored and the orchestrator told.
+    // The orchestrator is told, the whole verdict in the signal (it is small): no blob.
     let key = verdict_key(&f.run.id, Stage::Ci, &GateName::new("latency").unwrap(), 0).unwrap();
-    assert!(f.blobs.get(&key).await.unwrap().is_some());
-    assert_eq!(f.queue.depth(queues::ADVANCE).await.unwrap().visible, 1);
+    assert!(f.blobs.get(&key).await.unwrap().is_none());
+    let sent = f
+        .queue
+        .receive(queues::ADVANCE, 10, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 1);
+    let msg: AdvanceMessage = serde_json::from_str(&sent[0].body).unwrap();
+    let Signal::GateVerdict { verdict, full, .. } = msg.signal else {
+        panic!("{:?}", msg.signal);
+    };
+    assert_eq!(verdict, key);
+    assert_eq!(full.as_deref(), Some(&v));
 }
 
 #[tokio::test]

@@ -150,4 +150,9 @@ impl MessageHandler for SecurityGate {
         }
         Ok(())
     }
+
+    /// A gate job handled again changes nothing (see `vaia_core::gate_job`).
+    fn idempotent_by_itself(&self) -> bool {
+        true
+    }
 }

@@ -94,6 +94,17 @@ impl Orchestrator {
                     return Ok(Advanced::Ignored { reason, resent });
                 }
                 Decision::Apply(applied) => {
+                    // A refusal is the one decision a redelivered message could make again
+                    // (the others are recognised from the run: a state it no longer
+                    // expects, a verdict or an approval already recorded); its log says
+                    // whether this message was already refused.
+                    if applied.changes.is_empty()
+                        && applied.events.iter().all(|e| e.kind == EventKind::Refused)
+                        && self.logged(message_id, &run).await?
+                    {
+                        let reason = format!("{} already refused", msg.signal.name());
+                        return Ok(Advanced::Ignored { reason, resent: 0 });
+                    }
                     match self
                         .store
                         .save(&applied.run, run.version, &applied.events)
@@ -151,6 +162,18 @@ impl Orchestrator {
         Ok(sent)
     }
 
+    /// Whether the run's log has an event caused by message `message_id`.
+    async fn logged(
+        &self,
+        message_id: &str,
+        run: &vaia_core::run::Run,
+    ) -> Result<bool, OrchestratorError> {
+        let events = self.store.events(&run.id).await?;
+        Ok(events
+            .iter()
+            .any(|e| e.cause.as_deref() == Some(message_id)))
+    }
+
     async fn send(&self, effect: &Effect) -> Result<(), OrchestratorError> {
         let group = Some(match effect {
             Effect::Gate(job) => job.run_id.to_string(),
@@ -194,6 +217,18 @@ impl MessageHandler for Orchestrator {
             .map_err(HandlerError::permanent)?;
         self.advance(&message.id, &msg).await?;
         Ok(())
+    }
+
+    /// Its only write is the run's, conditional on the version it read, so of two
+    /// deliveries handled at once one writes and the other re-reads; a message handled
+    /// again finds what it did in the run (the state it expected has passed, its verdict or
+    /// approval is recorded) or, for a refusal, in the log by its cause, and changes
+    /// nothing; the effects it re-sends (only those of its own transitions, for a write
+    /// whose sends were lost) carry deduplication keys and are recognised as stale by the
+    /// gates and the registry, which check the run's state. (`redelivery_applies_once`,
+    /// `a_redelivered_refusal_is_logged_once`, the state machine model's redeliveries.)
+    fn idempotent_by_itself(&self) -> bool {
+        true
     }
 }
 

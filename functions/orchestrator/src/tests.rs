@@ -112,6 +112,39 @@ async fn redelivery_applies_once() {
     assert_eq!(f.queue.depth(queues::REGISTRY).await.unwrap().visible, 1);
 }
 
+#[tokio::test]
+async fn a_redelivered_refusal_is_logged_once() {
+    let f = fixture().created().await;
+    let o = f.orchestrator(f.queue.clone());
+    let rollback = AdvanceMessage {
+        run_id: f.run.id.clone(),
+        expect: None,
+        actor: "ops".into(),
+        signal: Signal::Rollback {
+            reason: "alert".into(),
+        },
+    };
+    let first = o.advance("m-1", &rollback).await.unwrap();
+    assert!(
+        matches!(first, Advanced::Applied { transitions: 0, .. }),
+        "{first:?}"
+    );
+    for _ in 0..3 {
+        let again = o.advance("m-1", &rollback).await.unwrap();
+        assert!(
+            matches!(again, Advanced::Ignored { resent: 0, .. }),
+            "{again:?}"
+        );
+    }
+    let events = f.store.events(&f.run.id).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0].kind, EventKind::Refused);
+    // Another request (another message) is refused and logged too.
+    o.advance("m-2", &rollback).await.unwrap();
+    assert_eq!(f.store.events(&f.run.id).await.unwrap().len(), 2);
+    assert!(o.idempotent_by_itself());
+}
+
 /// A queue that refuses the first `failures` sends, as if the process died after the
 /// run was written but before its effects went out.
 struct FlakyQueue {

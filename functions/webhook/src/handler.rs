@@ -424,6 +424,7 @@ impl Webhook {
             actor: ACTOR.to_string(),
             evidence: None,
             cause: Some(key.to_string()),
+            verdict: None,
         };
         run.events = 1;
 

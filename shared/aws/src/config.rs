@@ -16,6 +16,7 @@
 
 use crate::dynamo::{DynamoIdempotency, DynamoRunStore, DynamoTable};
 use crate::meter::Meter;
+use crate::records::AwsBlobStore;
 use crate::s3::S3BlobStore;
 use crate::sqs::{QueueNames, SqsQueue};
 use aws_config::BehaviorVersion;
@@ -193,7 +194,8 @@ pub struct AwsPorts {
     pub store: Arc<DynamoRunStore>,
     pub idempotency: Arc<DynamoIdempotency>,
     pub queue: Arc<SqsQueue>,
-    pub blobs: Arc<S3BlobStore>,
+    /// S3, and the registry's records in the table ([`crate::records`]).
+    pub blobs: Arc<AwsBlobStore>,
     pub clock: Arc<dyn Clock>,
     /// Counts every request of the clients above, when metering was asked for.
     pub meter: Option<Meter>,
@@ -234,7 +236,7 @@ impl AwsPorts {
                 settings.idempotency_ttl,
             )),
             queue: Arc::new(queue),
-            blobs: Arc::new(blobs),
+            blobs: Arc::new(AwsBlobStore::new(blobs, table.clone())),
             clock: Arc::new(SystemClock),
             table,
             sdk,

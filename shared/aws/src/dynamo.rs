@@ -4,8 +4,8 @@
 //!
 //! | item | pk | sk | other attributes |
 //! |---|---|---|---|
-//! | run | `RUN#<id>` | `RUN` | `version` (N), `state`, `events` (N), `body` (run JSON), `gsi1pk` = `RUNS`, `gsi1sk` = `<created>#<id>`; while in flight `gsi2pk` = `INFLIGHT`, `gsi2sk` = `<deadline>#<id>` |
-//! | event | `RUN#<id>` | `EV#<seq, 20 digits>` | `body` (event JSON) |
+//! | run | `RUN#<id>` | `RUN` | `version` (N), `state`, `events` (N), `body` (run JSON, see below), `gsi1pk` = `RUNS`, `gsi1sk` = `<created>#<id>`; while in flight `gsi2pk` = `INFLIGHT`, `gsi2sk` = `<deadline>#<id>` |
+//! | events | `RUN#<id>` | `EV#<seq of the first, 20 digits>` | `body` (the JSON of the event, or of the array of events one write appended, see below) |
 //! | idempotency record | `IDEM#<key>` | `IDEM` | `status` (`in_progress`/`completed`), `until_ms` (N), `result`, `ttl` (N, DynamoDB TTL) |
 //!
 //! `GSI1` (`gsi1pk`, `gsi1sk`, projecting `state`) serves `list` newest first and
@@ -15,8 +15,16 @@
 //! keeps its state costs no index write and one that changes it a small one, instead of
 //! the whole run item again in each index (see `bench/COST.md`).
 //!
+//! A `body` is JSON, written as raw DEFLATE in a binary (`B`) attribute when that is
+//! smaller (a run's JSON, 2–3 KB, mostly its policy, deflates to about a third, and every
+//! transition rewrites the run item at 2 WRU per KB), and read in either form: a string
+//! (`S`) body is plain JSON, as items written before compression hold. Keys and the
+//! attributes conditions and indexes read (`version`, `state`, `events`) stay plain.
+//!
 //! Events are stored if and only if the run is. A save or create that carries events is one
-//! `TransactWriteItems` (the conditional run write plus one insert-if-absent per event); a
+//! `TransactWriteItems` (the conditional run write plus one insert-if-absent of one item
+//! holding all of the write's events, keyed by the first one's sequence number: a
+//! transition that logs a note and two state changes writes two items, not four); a
 //! save without events is a single conditional `PutItem`. A lost condition is
 //! [`PortError::Conflict`], with the version found taken from the cancellation reason's
 //! item (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), never from an extra read. The
@@ -73,8 +81,9 @@ const RUN_SK: &str = "RUN";
 const IDEM_SK: &str = "IDEM";
 const ALL_RUNS: &str = "RUNS";
 const IN_FLIGHT: &str = "INFLIGHT";
-/// Upper bound of a transaction's items, by DynamoDB's limit.
-const MAX_TRANSACTION_ITEMS: usize = 100;
+/// Most events one write appends (a transition writes a handful; the item holding them
+/// stays far under DynamoDB's 400 KB).
+const MAX_EVENTS_PER_WRITE: usize = 99;
 /// Keys per `BatchGetItem`, by DynamoDB's limit.
 const MAX_BATCH_GET: usize = 100;
 
@@ -119,10 +128,53 @@ fn get_n(item: &Item, name: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Largest JSON a compressed `body` may inflate to (a run or an event is a few KB; an
+/// item is at most 400 KB): a corrupt or hostile attribute costs no more memory than this.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// DEFLATE level of stored bodies: small JSON documents, compressed once per write.
+const BODY_LEVEL: u8 = 6;
+
+/// The `body` attribute holding `json`: raw DEFLATE in a binary attribute when that is
+/// smaller, else the JSON as a string.
+pub(crate) fn body_attribute(json: String) -> AttributeValue {
+    let deflated = miniz_oxide::deflate::compress_to_vec(json.as_bytes(), BODY_LEVEL);
+    if deflated.len() < json.len() {
+        AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(deflated))
+    } else {
+        AttributeValue::S(json)
+    }
+}
+
+/// The bytes of an item's `body`, in either stored form.
+pub(crate) fn body_bytes(item: &Item, what: &str) -> PortResult<Vec<u8>> {
+    match item.get("body") {
+        Some(AttributeValue::S(text)) => Ok(text.clone().into_bytes()),
+        Some(AttributeValue::B(deflated)) => {
+            miniz_oxide::inflate::decompress_to_vec_with_limit(deflated.as_ref(), MAX_BODY_BYTES)
+                .map_err(|e| {
+                    PortError::Invalid(format!(
+                        "{what}: body does not inflate ({:?}; at most {MAX_BODY_BYTES} bytes)",
+                        e.status
+                    ))
+                })
+        }
+        Some(_) => Err(PortError::Invalid(format!(
+            "{what}: body is neither a string nor binary"
+        ))),
+        None => Err(PortError::Invalid(format!("{what}: item without a body"))),
+    }
+}
+
+/// The JSON of an item's `body`, in either stored form.
+fn body_json(item: &Item, what: &str) -> PortResult<String> {
+    String::from_utf8(body_bytes(item, what)?)
+        .map_err(|e| PortError::Invalid(format!("{what}: body is not UTF-8: {e}")))
+}
+
 fn decode<T: serde::de::DeserializeOwned>(item: &Item, what: &str) -> PortResult<T> {
-    let body = get_s(item, "body")
-        .ok_or_else(|| PortError::Invalid(format!("{what}: item without a body")))?;
-    serde_json::from_str(body).map_err(|e| PortError::Invalid(format!("{what}: bad body: {e}")))
+    let body = body_json(item, what)?;
+    serde_json::from_str(&body).map_err(|e| PortError::Invalid(format!("{what}: bad body: {e}")))
 }
 
 /// The run an item holds, decoded as [`DynamoRunStore`] reads it; `Ok(None)` for the
@@ -156,7 +208,7 @@ fn run_item(run: &Run) -> PortResult<Item> {
     item.insert("version".into(), n(run.version));
     item.insert("state".into(), s(run.state.to_string()));
     item.insert("events".into(), n(run.events));
-    item.insert("body".into(), s(encode(run, "run")?));
+    item.insert("body".into(), body_attribute(encode(run, "run")?));
     item.insert("gsi1pk".into(), s(ALL_RUNS));
     item.insert("gsi1sk".into(), s(list_sort_key(run.created_at, &run.id)));
     if run.state.is_in_flight() {
@@ -169,12 +221,33 @@ fn run_item(run: &Run) -> PortResult<Item> {
     Ok(item)
 }
 
-fn event_item(event: &RunEvent) -> PortResult<Item> {
+/// The item holding the events one write appends (consecutive, of one run): keyed by the
+/// first one's sequence number; the body is the event's JSON for one event (as items
+/// written before grouping hold), the array of them for more.
+fn events_item(events: &[RunEvent]) -> PortResult<Item> {
+    let Some(first) = events.first() else {
+        return Err(PortError::Invalid("an events item without events".into()));
+    };
     let mut item = Item::new();
-    item.insert("pk".into(), s(run_pk(&event.run_id)));
-    item.insert("sk".into(), s(event_sk(event.seq)));
-    item.insert("body".into(), s(encode(event, "event")?));
+    item.insert("pk".into(), s(run_pk(&first.run_id)));
+    item.insert("sk".into(), s(event_sk(first.seq)));
+    let json = match events {
+        [one] => encode(one, "event")?,
+        many => encode(&many, "events")?,
+    };
+    item.insert("body".into(), body_attribute(json));
     Ok(item)
+}
+
+/// The events an events item holds, in either form.
+fn events_of(item: &Item) -> PortResult<Vec<RunEvent>> {
+    let body = body_json(item, "event")?;
+    let bad = |e: serde_json::Error| PortError::Invalid(format!("event: bad body: {e}"));
+    if body.trim_start().starts_with('[') {
+        serde_json::from_str(&body).map_err(bad)
+    } else {
+        serde_json::from_str(&body).map(|e| vec![e]).map_err(bad)
+    }
 }
 
 /// The run table, for both [`DynamoRunStore`] and [`DynamoIdempotency`].
@@ -315,32 +388,43 @@ impl DynamoRunStore {
                 },
             };
         }
-        if events.len() + 1 > MAX_TRANSACTION_ITEMS {
+        if events.len() > MAX_EVENTS_PER_WRITE {
             return Err(PortError::Invalid(format!(
-                "run {}: {} events in one write; the limit is {}",
+                "run {}: {} events in one write; the limit is {MAX_EVENTS_PER_WRITE}",
                 run.id,
                 events.len(),
-                MAX_TRANSACTION_ITEMS - 1
             )));
         }
-        let mut req = self.t.client.transact_write_items().transact_items(
-            TransactWriteItem::builder()
-                .put(self.put(item, condition, values)?)
-                .build(),
-        );
-        for event in events {
+        for (i, event) in events.iter().enumerate() {
             if event.run_id != run.id {
                 return Err(PortError::Invalid(format!(
                     "event of run {} written with run {}",
                     event.run_id, run.id
                 )));
             }
-            req = req.transact_items(
+            if i > 0 && event.seq != events[i - 1].seq + 1 {
+                return Err(PortError::Invalid(format!(
+                    "run {}: events {} and {} of one write are not consecutive",
+                    run.id,
+                    events[i - 1].seq,
+                    event.seq
+                )));
+            }
+        }
+        let req = self
+            .t
+            .client
+            .transact_write_items()
+            .transact_items(
                 TransactWriteItem::builder()
-                    .put(self.put(event_item(event)?, "attribute_not_exists(pk)", None)?)
+                    .put(self.put(item, condition, values)?)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(self.put(events_item(events)?, "attribute_not_exists(pk)", None)?)
                     .build(),
             );
-        }
         match req.send().await {
             Ok(_) => Ok(None),
             Err(e) => {
@@ -579,7 +663,11 @@ impl RunStore for DynamoRunStore {
         let items = self
             .query_all(None, "pk = :p AND begins_with(sk, :e)", values, None, None)
             .await?;
-        items.iter().map(|i| decode(i, "event")).collect()
+        let mut out = Vec::new();
+        for item in &items {
+            out.extend(events_of(item)?);
+        }
+        Ok(out)
     }
 
     async fn count_by_state(&self) -> PortResult<BTreeMap<PipelineState, u64>> {
@@ -787,5 +875,116 @@ impl Idempotency for DynamoIdempotency {
             }
             Err(e) => Err(map_sdk("dynamodb DeleteItem idempotency release", e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use vaia_core::policy::Policy;
+    use vaia_core::run::Trigger;
+    use vaia_core::{CommitSha, Repository};
+
+    fn a_run() -> Run {
+        let at = chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap();
+        Run::new(
+            Repository::new("octo/agent").unwrap(),
+            CommitSha::new("c".repeat(40)).unwrap(),
+            Some("main".into()),
+            Trigger {
+                kind: "push".into(),
+                delivery: None,
+                actor: Some("octocat".into()),
+                at,
+            },
+            Policy::default(),
+            at,
+        )
+    }
+
+    #[test]
+    fn a_run_body_is_stored_deflated_and_read_back() {
+        let run = a_run();
+        let item = run_item(&run).unwrap();
+        let json = encode(&run, "run").unwrap();
+        let Some(AttributeValue::B(stored)) = item.get("body") else {
+            panic!("body is not binary: {:?}", item.get("body"));
+        };
+        assert!(
+            stored.as_ref().len() < json.len(),
+            "{} bytes deflated of {}",
+            stored.as_ref().len(),
+            json.len()
+        );
+        assert_eq!(run_from_item(&item).unwrap(), Some(run.clone()));
+        // What conditions and indexes read stays plain.
+        assert_eq!(get_n(&item, "version"), Some(run.version));
+        assert_eq!(get_s(&item, "state"), Some(run.state.to_string().as_str()));
+    }
+
+    #[test]
+    fn a_plain_body_written_before_compression_is_still_read() {
+        let run = a_run();
+        let mut item = run_item(&run).unwrap();
+        item.insert("body".into(), s(encode(&run, "run").unwrap()));
+        assert_eq!(run_from_item(&item).unwrap(), Some(run));
+    }
+
+    fn events(run: &Run, n: u64) -> Vec<RunEvent> {
+        (1..=n)
+            .map(|seq| {
+                let mut run = run.clone();
+                run.events = seq - 1;
+                vaia_core::contract::sample_event(&run, None, run.created_at)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_write_s_events_are_one_item_keyed_by_the_first() {
+        let run = a_run();
+        let three = events(&run, 3);
+        let item = events_item(&three).unwrap();
+        assert_eq!(get_s(&item, "sk"), Some(event_sk(1).as_str()));
+        assert_eq!(events_of(&item).unwrap(), three);
+        let one = events_item(&three[..1]).unwrap();
+        assert_eq!(events_of(&one).unwrap(), three[..1].to_vec());
+        assert!(events_item(&[]).is_err());
+    }
+
+    #[test]
+    fn an_event_item_written_before_grouping_is_still_read() {
+        let run = a_run();
+        let event = events(&run, 1).remove(0);
+        let mut item = events_item(std::slice::from_ref(&event)).unwrap();
+        item.insert("body".into(), s(encode(&event, "event").unwrap()));
+        assert_eq!(events_of(&item).unwrap(), vec![event]);
+    }
+
+    #[test]
+    fn a_small_body_stays_a_string() {
+        assert_eq!(body_attribute("{}".into()), s("{}"));
+    }
+
+    #[test]
+    fn a_corrupt_or_oversized_body_is_invalid_not_a_panic() {
+        let run = a_run();
+        let mut item = run_item(&run).unwrap();
+        item.insert(
+            "body".into(),
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(vec![0xff; 64])),
+        );
+        let e = run_from_item(&item).unwrap_err();
+        assert!(e.to_string().contains("does not inflate"), "{e}");
+        let bomb = miniz_oxide::deflate::compress_to_vec(&vec![b' '; MAX_BODY_BYTES + 1], 6);
+        item.insert(
+            "body".into(),
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bomb)),
+        );
+        let e = run_from_item(&item).unwrap_err();
+        assert!(e.to_string().contains("at most"), "{e}");
+        item.insert("body".into(), n(3));
+        assert!(run_from_item(&item).is_err());
     }
 }

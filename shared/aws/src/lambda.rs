@@ -11,7 +11,9 @@
 //!    deduplication id or message id; S3 bucket, key and version or sequencer): a
 //!    completed key is acknowledged without running the handler again, a key in progress
 //!    elsewhere is retried later, and a claimed key is completed after the handler
-//!    succeeds or released when it fails;
+//!    succeeds or released when it fails. A handler that is idempotent by itself
+//!    ([`MessageHandler::idempotent_by_itself`]: the orchestrator, the gates) is run
+//!    without records;
 //! 3. a retryable failure is returned in `batchItemFailures` (SQS delivers it again after
 //!    the visibility timeout) unless this was the last allowed receive; a permanent failure,
 //!    or one on the last receive, is sent to the dead-letter queue with its reason and
@@ -329,7 +331,11 @@ impl SqsBatch {
         key: &str,
         message: &ReceivedMessage,
     ) -> Result<bool, HandlerError> {
-        let Some(store) = &self.idempotency else {
+        let Some(store) = self
+            .idempotency
+            .as_ref()
+            .filter(|_| !route.handler.idempotent_by_itself())
+        else {
             return route.handler.handle(message).await.map(|()| false);
         };
         match store

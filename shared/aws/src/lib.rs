@@ -5,6 +5,8 @@
 //! - [`sqs`]: the SQS [`Queue`](vaia_core::ports::Queue) (FIFO per run, dead letters with
 //!   reasons);
 //! - [`s3`]: the S3 [`BlobStore`](vaia_core::ports::BlobStore);
+//! - [`records`]: the deployment's blob store: S3, and the registry's records in the run
+//!   table;
 //! - [`s3event`]: S3 bucket notifications parsed with `aws_lambda_events`;
 //! - [`lambda`]: SQS batches to message handlers with partial batch failures;
 //! - [`config`]: settings from the environment and the ports built once per container;
@@ -24,6 +26,7 @@ pub mod http;
 pub mod lambda;
 pub mod meter;
 pub mod realtime;
+pub mod records;
 #[cfg(feature = "testing")]
 pub mod runtime_api;
 pub mod s3;
@@ -36,5 +39,6 @@ pub use config::{AwsPorts, AwsSettings, ConfigError};
 pub use dynamo::{DynamoIdempotency, DynamoRunStore, DynamoTable};
 pub use lambda::{RecordOutcome, Route, Source, SqsBatch};
 pub use meter::{Meter, Usage};
+pub use records::AwsBlobStore;
 pub use s3::S3BlobStore;
 pub use sqs::{QueueNames, SqsQueue};

@@ -83,3 +83,100 @@ async fn blob_store() {
     // `put`; the suite checks storage here.
     contract::blob_store(p.blobs.as_ref(), None).await;
 }
+
+/// The registry's records live in the run table, not in S3 (`vaia_aws::records`); records
+/// written to S3 before are still read, and a compare-and-swap over one moves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_records_live_in_the_table_and_old_s3_ones_are_still_read() {
+    use vaia_core::ports::BlobStore;
+    use vaia_core::BlobKey;
+    let Some(m) = moto() else { return };
+    let p = ports(m, "records", 5).await;
+    let blobs: &dyn BlobStore = p.blobs.as_ref();
+    let s3: &vaia_aws::S3BlobStore = &p.blobs;
+    let key = |k: &str| BlobKey::new(k).unwrap();
+    let v1 = key("registry/octo/agent/versions/0.1.0.json");
+    let base = key("ct/octo/agent/baseline.json");
+
+    assert!(blobs
+        .put_if_absent(&v1, b"{\"v\":1}")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(blobs
+        .put_if_absent(&v1, b"{\"v\":2}")
+        .await
+        .unwrap()
+        .is_none());
+    blobs.put(&base, b"{\"b\":1}").await.unwrap();
+    assert_eq!(blobs.get(&v1).await.unwrap().unwrap(), b"{\"v\":1}");
+    assert_eq!(blobs.get(&base).await.unwrap().unwrap(), b"{\"b\":1}");
+    assert_eq!(s3.get(&v1).await.unwrap(), None, "not in S3");
+    assert_eq!(s3.get(&base).await.unwrap(), None, "not in S3");
+
+    // Compare-and-swap: a stale etag loses.
+    let alias = key("registry/octo/agent/aliases/prod.json");
+    assert!(blobs.put_if_absent(&alias, b"a1").await.unwrap().is_some());
+    let t = blobs.get_tagged(&alias).await.unwrap().unwrap();
+    assert!(blobs
+        .put_if_match(&alias, b"a2", &t.etag)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(blobs
+        .put_if_match(&alias, b"a3", &t.etag)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(blobs.get(&alias).await.unwrap().unwrap(), b"a2");
+
+    // Listing, by any prefix, with the table's records and S3's evidence side by side.
+    let evidence = key("evidence/octo/agent/abc/manifest.json");
+    blobs.put(&evidence, b"{}").await.unwrap();
+    let listed = |prefix: &'static str| async move {
+        blobs
+            .list(prefix)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed("registry/octo/agent/versions/").await,
+        ["registry/octo/agent/versions/0.1.0.json"]
+    );
+    assert_eq!(
+        listed("registry/").await,
+        [
+            "registry/octo/agent/aliases/prod.json",
+            "registry/octo/agent/versions/0.1.0.json"
+        ]
+    );
+    assert_eq!(listed("evidence/octo/").await, [evidence.to_string()]);
+
+    // A record S3 held before records moved: read, claimed as present, and moved by the
+    // first compare-and-swap over its S3 etag.
+    let old = key("registry/octo/old/aliases/prod.json");
+    s3.put(&old, b"old").await.unwrap();
+    assert_eq!(blobs.get(&old).await.unwrap().unwrap(), b"old");
+    assert!(blobs.put_if_absent(&old, b"new").await.unwrap().is_none());
+    let t = blobs.get_tagged(&old).await.unwrap().unwrap();
+    assert!(blobs
+        .put_if_match(&old, b"moved", &t.etag)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(blobs
+        .put_if_match(&old, b"again", &t.etag)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(blobs.get(&old).await.unwrap().unwrap(), b"moved");
+    assert_eq!(listed("registry/octo/old/").await, [old.to_string()]);
+
+    // Over the table's bound: refused, naming the key.
+    let big = vec![b'x'; vaia_aws::records::MAX_TABLE_RECORD_BYTES + 1];
+    let e = blobs.put(&v1, &big).await.unwrap_err();
+    assert!(e.to_string().contains(v1.as_str()), "{e}");
+}

@@ -317,3 +317,86 @@ async fn poison_reaches_the_dead_letter_queue_after_max_receives_with_its_reason
     let depth = p.queue.depth("work").await.unwrap();
     assert_eq!((depth.visible, depth.in_flight, depth.dead), (0, 0, 1));
 }
+
+/// A handler that says it is idempotent by itself (the orchestrator, the gates).
+struct SelfIdempotent(Counting);
+
+#[async_trait]
+impl MessageHandler for SelfIdempotent {
+    async fn handle(&self, m: &ReceivedMessage) -> Result<(), HandlerError> {
+        self.0.handle(m).await
+    }
+    fn idempotent_by_itself(&self) -> bool {
+        true
+    }
+}
+
+/// Counts the claims made of it.
+#[derive(Default)]
+struct CountingClaims {
+    inner: vaia_core::memory::MemoryIdempotency,
+    claims: AtomicU64,
+}
+
+#[async_trait]
+impl vaia_core::ports::Idempotency for CountingClaims {
+    async fn claim(
+        &self,
+        key: &str,
+        ttl: Duration,
+        now: vaia_core::run::Timestamp,
+    ) -> PortResult<vaia_core::ports::Claim> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
+        self.inner.claim(key, ttl, now).await
+    }
+    async fn complete(
+        &self,
+        key: &str,
+        result: &str,
+        now: vaia_core::run::Timestamp,
+    ) -> PortResult<()> {
+        self.inner.complete(key, result, now).await
+    }
+    async fn release(&self, key: &str) -> PortResult<()> {
+        self.inner.release(key).await
+    }
+}
+
+#[tokio::test]
+async fn a_handler_idempotent_by_itself_is_run_without_records() {
+    let claims = Arc::new(CountingClaims::default());
+    let records = |handler: Arc<dyn MessageHandler>| {
+        SqsBatch::new(
+            vec![Route {
+                queue: "q".into(),
+                physical: "t-q".into(),
+                source: Source::Messages,
+                handler,
+            }],
+            Arc::new(Sink::default()),
+            Arc::new(SystemClock),
+            5,
+        )
+        .with_idempotency(claims.clone(), Duration::from_secs(30))
+    };
+    let itself = Arc::new(SelfIdempotent(Counting::default()));
+    let b = records(itself.clone());
+    for _ in 0..3 {
+        let (_, outcomes) = b.process(event(vec![record("same-id", "ok", 1)])).await;
+        assert_eq!(outcomes, [RecordOutcome::Done]);
+    }
+    assert_eq!(claims.claims.load(Ordering::SeqCst), 0, "no record claimed");
+    assert_eq!(
+        itself.0.effects.load(Ordering::SeqCst),
+        3,
+        "the handler ran each time"
+    );
+    // Any other handler is still claimed and completed once.
+    let other = Arc::new(Counting::default());
+    let b = records(other.clone());
+    for _ in 0..3 {
+        b.process(event(vec![record("same-id", "ok", 1)])).await;
+    }
+    assert_eq!(claims.claims.load(Ordering::SeqCst), 3);
+    assert_eq!(other.effects.load(Ordering::SeqCst), 1);
+}

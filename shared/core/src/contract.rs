@@ -143,6 +143,7 @@ pub fn sample_event(run: &Run, to: Option<PipelineState>, at: Timestamp) -> RunE
         actor: "contract".into(),
         evidence: None,
         cause: Some(format!("msg-{}", run.events + 1)),
+        verdict: None,
     }
 }
 

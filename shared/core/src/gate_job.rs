@@ -1,13 +1,36 @@
 //! What every gate function does around its own evaluation: find the job's run (a job
-//! for a run no longer in the job's stage is stale and does nothing), store the full
-//! verdict, and tell the orchestrator with a signal deduplicated per gate and stage.
+//! for a run no longer in the job's stage is stale and does nothing), tell the
+//! orchestrator the verdict with a signal deduplicated per gate and stage, and where a
+//! full verdict is kept (the one home of that: [`publish_verdict`] writes, and
+//! [`full_verdicts`] reads).
+//!
+//! A verdict whose JSON is at most [`INLINE_VERDICT_MAX_BYTES`] travels whole in its
+//! signal and the orchestrator keeps it with the event that records it (no blob write,
+//! no blob read: see `bench/COST.md`); a larger one is stored in the blob store at its
+//! [`verdict_key`] (numbered by attempt) and the signal carries only the key.
+//!
+//! A gate handler is idempotent by itself ([`crate::ports::MessageHandler::idempotent_by_itself`],
+//! so no idempotency records are kept for gate jobs): it writes no run state; a job for a
+//! run that has left its stage or attempt does nothing ([`run_for_job`]); a verdict blob is
+//! written once ([`publish_verdict`] keeps the first and publishes it again); the signal
+//! is deduplicated per gate, stage and attempt, and the orchestrator records a gate's
+//! first verdict only. A job handled twice costs a second evaluation (the eval gate's
+//! grades come from its cache) and changes nothing.
 
-use crate::ids::{BlobKey, IdError, RunId};
+use crate::ids::{BlobKey, GateName, IdError, RunId};
 use crate::layout::verdict_key;
 use crate::messages::{parse_body, send_signal, GateJob, Signal};
 use crate::ports::{BlobStore, HandlerError, PortError, Queue, ReceivedMessage, RunStore};
-use crate::run::Run;
+use crate::run::{Run, RunEvent};
 use crate::verdict::Verdict;
+use std::collections::BTreeMap;
+
+/// The largest verdict (compact JSON) that travels in its signal and is kept with its
+/// event; a larger one is a blob. Far under SQS's 256 KB message (and its 64 KB billing
+/// chunk) and DynamoDB's 400 KB item; and where keeping it in the event (2 write units
+/// per KB, deflated, in the transition's transaction) stops being cheaper than an S3 PUT
+/// and GET (the price of about 8 write units).
+pub const INLINE_VERDICT_MAX_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
@@ -47,7 +70,9 @@ pub async fn run_for_job(store: &dyn RunStore, job: &GateJob) -> Result<Option<R
     Ok(Some(run))
 }
 
-/// Stores `verdict` at its layout key and sends it to the orchestrator as `actor`.
+/// Sends `verdict` to the orchestrator as `actor`: whole in the signal when it is at most
+/// [`INLINE_VERDICT_MAX_BYTES`], else stored first at its layout key, once: when an
+/// earlier handling of the job stored one there, that one is sent.
 pub async fn publish_verdict(
     blobs: &dyn BlobStore,
     queue: &dyn Queue,
@@ -57,9 +82,24 @@ pub async fn publish_verdict(
     verdict: &Verdict,
 ) -> Result<(), GateError> {
     let key = verdict_key(&run.id, job.stage, &job.gate, job.attempt)?;
-    let bytes = serde_json::to_vec_pretty(verdict)
-        .map_err(|e| PortError::Invalid(format!("cannot encode verdict: {e}")))?;
-    blobs.put(&key, &bytes).await?;
+    let encode = |e: serde_json::Error| PortError::Invalid(format!("cannot encode verdict: {e}"));
+    let inline = serde_json::to_vec(verdict).map_err(encode)?.len() <= INLINE_VERDICT_MAX_BYTES;
+    let stored;
+    let verdict = if inline {
+        verdict
+    } else {
+        let bytes = serde_json::to_vec_pretty(verdict).map_err(encode)?;
+        if blobs.put_if_absent(&key, &bytes).await?.is_some() {
+            verdict
+        } else {
+            let bytes = blobs.get(&key).await?.ok_or_else(|| {
+                PortError::Unavailable(format!("verdict {key}: stored, then gone"))
+            })?;
+            stored = serde_json::from_slice::<Verdict>(&bytes)
+                .map_err(|e| PortError::Invalid(format!("verdict {key}: {e}")))?;
+            &stored
+        }
+    };
     let signal = Signal::GateVerdict {
         gate: job.gate.clone(),
         stage: job.stage,
@@ -68,6 +108,7 @@ pub async fn publish_verdict(
         metrics: verdict.metrics.clone(),
         verdict: key,
         attempt: job.attempt,
+        full: inline.then(|| Box::new(verdict.clone())),
     };
     let dedupe = match job.attempt {
         0 => format!("verdict:{}:{}", job.gate, job.stage),
@@ -83,6 +124,35 @@ pub async fn publish_verdict(
     )
     .await?;
     Ok(())
+}
+
+/// The full verdicts (findings included) of `run`'s gate records, by gate: each from the
+/// event of `events` (the run's log) that recorded it, or, for a verdict too large to
+/// travel in its signal and for runs recorded before verdicts travelled, from the blob
+/// store at its key. A verdict found in neither is left out; a stored one that does not
+/// decode is [`PortError::Invalid`] naming its key.
+pub async fn full_verdicts(
+    blobs: &dyn BlobStore,
+    run: &Run,
+    events: &[RunEvent],
+) -> Result<BTreeMap<GateName, Verdict>, PortError> {
+    let mut out = BTreeMap::new();
+    for (gate, record) in &run.verdicts {
+        let key = record.verdict.as_str();
+        let kept = events
+            .iter()
+            .rev()
+            .find(|e| e.evidence.as_deref() == Some(key) && e.verdict.is_some())
+            .and_then(|e| e.verdict.as_deref());
+        if let Some(verdict) = kept {
+            out.insert(gate.clone(), verdict.clone());
+        } else if let Some(bytes) = blobs.get(&record.verdict).await? {
+            let verdict: Verdict = serde_json::from_slice(&bytes)
+                .map_err(|e| PortError::Invalid(format!("verdict {key}: {e}")))?;
+            out.insert(gate.clone(), verdict);
+        }
+    }
+    Ok(out)
 }
 
 /// The gate job in a queue message; a body that is not one is a permanent failure.
@@ -237,5 +307,177 @@ pub fn verdict_of(
             Ok(v)
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use crate::machine::{decide, Decision};
+    use crate::memory::{ManualClock, MemoryBlobStore, MemoryQueue};
+    use crate::messages::{queues, AdvanceMessage};
+    use crate::ports::Clock;
+    use crate::run::Trigger;
+    use crate::verdict::{Finding, Outcome, Severity};
+    use crate::{CommitSha, PipelineState, Repository, Stage};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn ci_run(now: crate::run::Timestamp) -> Run {
+        let mut run = Run::new(
+            Repository::new("octo/agent").unwrap(),
+            CommitSha::new("c".repeat(40)).unwrap(),
+            None,
+            Trigger {
+                kind: "push".into(),
+                delivery: None,
+                actor: None,
+                at: now,
+            },
+            crate::policy::Policy::schema_only(),
+            now,
+        );
+        run.state = PipelineState::CiRunning;
+        run.version = 3;
+        run.events = 3;
+        run
+    }
+
+    /// A verdict of the schema gate with `findings` findings of about 100 bytes each.
+    fn verdict(findings: usize) -> Verdict {
+        let mut v = Verdict::new(GateName::new("schema").unwrap(), Outcome::Fail, "changed");
+        for i in 0..findings {
+            v.findings.push(
+                Finding::new(
+                    "schema.removed",
+                    Severity::High,
+                    format!("tool {i} removed"),
+                )
+                .at(format!("$.tools[{i}]")),
+            );
+        }
+        v
+    }
+
+    /// Publishes `v` for `run`, then has the orchestrator's decision record the signal:
+    /// the blob store, the message's signal, and the events written.
+    async fn publish_and_record(
+        run: &Run,
+        v: &Verdict,
+    ) -> (Arc<MemoryBlobStore>, Signal, Vec<RunEvent>, Run) {
+        let clock = Arc::new(ManualClock::new(run.created_at));
+        let queue = MemoryQueue::new(clock.clone(), 5);
+        let blobs = Arc::new(MemoryBlobStore::new(None));
+        let job = GateJob {
+            run_id: run.id.clone(),
+            repository: run.repository.clone(),
+            commit: run.commit.clone(),
+            gate: v.gate.clone(),
+            stage: Stage::Ci,
+            attempt: run.attempt(),
+        };
+        publish_verdict(&*blobs, &queue, run, &job, "gate-schema", v)
+            .await
+            .unwrap();
+        let sent = queue
+            .receive(queues::ADVANCE, 10, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(sent.len(), 1);
+        let msg: AdvanceMessage = serde_json::from_str(&sent[0].body).unwrap();
+        let Decision::Apply(applied) = decide(run, &msg, &sent[0].id, clock.now()) else {
+            panic!("the verdict was not recorded");
+        };
+        (blobs, msg.signal, applied.events, applied.run)
+    }
+
+    #[tokio::test]
+    async fn a_small_verdict_travels_in_its_signal_and_is_kept_with_its_event() {
+        let run = ci_run(chrono::Utc::now());
+        let v = verdict(3);
+        let (blobs, signal, events, after) = publish_and_record(&run, &v).await;
+        let key = verdict_key(&run.id, Stage::Ci, &v.gate, 0).unwrap();
+        assert_eq!(blobs.get(&key).await.unwrap(), None, "no blob written");
+        let Signal::GateVerdict { full, verdict, .. } = signal else {
+            panic!("{signal:?}")
+        };
+        assert_eq!((full.as_deref(), &verdict), (Some(&v), &key));
+        let note = events.iter().find(|e| e.verdict.is_some()).unwrap();
+        assert_eq!(note.evidence.as_deref(), Some(key.as_str()));
+        let found = full_verdicts(&*blobs, &after, &events).await.unwrap();
+        assert_eq!(found.get(&v.gate), Some(&v));
+    }
+
+    #[tokio::test]
+    async fn a_verdict_over_the_bound_is_a_blob_and_still_found() {
+        let mut run = ci_run(chrono::Utc::now());
+        // An operator's retry: the blob key carries the attempt.
+        run.retry = Some(crate::run::GateRetry {
+            gate: GateName::new("schema").unwrap(),
+            stage: Stage::Ci,
+            attempt: 2,
+            actor: "ops".into(),
+            reason: "judge was down".into(),
+            at: run.created_at,
+        });
+        let v = verdict(INLINE_VERDICT_MAX_BYTES / 64);
+        assert!(serde_json::to_vec(&v).unwrap().len() > INLINE_VERDICT_MAX_BYTES);
+        let (blobs, signal, events, after) = publish_and_record(&run, &v).await;
+        let key = verdict_key(&run.id, Stage::Ci, &v.gate, 2).unwrap();
+        assert!(key.as_str().ends_with("schema.attempt-2.json"), "{key}");
+        assert!(blobs.get(&key).await.unwrap().is_some(), "stored at {key}");
+        let Signal::GateVerdict { full, verdict, .. } = signal else {
+            panic!("{signal:?}")
+        };
+        assert_eq!((full, &verdict), (None, &key));
+        assert!(events.iter().all(|e| e.verdict.is_none()));
+        let found = full_verdicts(&*blobs, &after, &events).await.unwrap();
+        assert_eq!(found.get(&v.gate), Some(&v));
+    }
+
+    #[tokio::test]
+    async fn a_large_verdict_is_stored_once_and_the_first_is_sent_again() {
+        let run = ci_run(chrono::Utc::now());
+        let first = verdict(INLINE_VERDICT_MAX_BYTES / 64);
+        let (blobs, _, _, _) = publish_and_record(&run, &first).await;
+        let key = verdict_key(&run.id, Stage::Ci, &first.gate, 0).unwrap();
+        let mut second = first.clone();
+        second.outcome = Outcome::Pass;
+        let queue = MemoryQueue::new(Arc::new(ManualClock::new(run.created_at)), 5);
+        let job = GateJob {
+            run_id: run.id.clone(),
+            repository: run.repository.clone(),
+            commit: run.commit.clone(),
+            gate: first.gate.clone(),
+            stage: Stage::Ci,
+            attempt: 0,
+        };
+        publish_verdict(&*blobs, &queue, &run, &job, "gate-schema", &second)
+            .await
+            .unwrap();
+        let stored: Verdict =
+            serde_json::from_slice(&blobs.get(&key).await.unwrap().unwrap()).unwrap();
+        assert_eq!(stored, first);
+        let sent = queue
+            .receive(queues::ADVANCE, 10, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let msg: AdvanceMessage = serde_json::from_str(&sent[0].body).unwrap();
+        let Signal::GateVerdict { outcome, .. } = msg.signal else {
+            panic!("{:?}", msg.signal)
+        };
+        assert_eq!(outcome, first.outcome);
+    }
+
+    #[tokio::test]
+    async fn a_stored_verdict_that_does_not_decode_is_invalid_naming_its_key() {
+        let run = ci_run(chrono::Utc::now());
+        let v = verdict(INLINE_VERDICT_MAX_BYTES / 64);
+        let (blobs, _, events, after) = publish_and_record(&run, &v).await;
+        let key = verdict_key(&run.id, Stage::Ci, &v.gate, 0).unwrap();
+        blobs.put(&key, b"{not json").await.unwrap();
+        let e = full_verdicts(&*blobs, &after, &events).await.unwrap_err();
+        assert!(e.to_string().contains(key.as_str()), "{e}");
     }
 }

@@ -362,6 +362,13 @@ pub fn decide(run: &Run, msg: &AdvanceMessage, cause: &str, now: Timestamp) -> D
         Recorded::Data { note, requested } => {
             if let Some((reason, evidence)) = note {
                 log.push(&mut next, EventKind::Note, None, reason, evidence);
+                // A verdict that travelled in its signal is kept with the event that
+                // records it (`gate_job::full_verdicts` reads it there).
+                if let (Signal::GateVerdict { full: Some(v), .. }, Some(event)) =
+                    (&msg.signal, log.events.last_mut())
+                {
+                    event.verdict = Some(v.clone());
+                }
             }
             requested
         }
@@ -476,6 +483,7 @@ impl Log<'_> {
             actor: self.actor.to_string(),
             evidence,
             cause: Some(self.cause.to_string()),
+            verdict: None,
         });
     }
 
@@ -568,6 +576,7 @@ fn record(run: &mut Run, signal: &Signal, actor: &str, now: Timestamp) -> Record
             metrics,
             verdict,
             attempt,
+            full: _,
         } => {
             if state.stage() != Some(*stage) {
                 return ignore(&format!("{stage} verdict of {gate}"));
@@ -944,6 +953,7 @@ mod tests {
             metrics: Default::default(),
             verdict: BlobKey::new("verdicts/r/schema.json").unwrap(),
             attempt: 0,
+            full: None,
         }
     }
 
@@ -1370,6 +1380,7 @@ mod tests {
             metrics: Default::default(),
             verdict: BlobKey::new(format!("verdicts/r/ci/{gate}.json")).unwrap(),
             attempt,
+            full: None,
         }
     }
 

@@ -63,10 +63,18 @@ pub enum Signal {
         summary: String,
         #[serde(default)]
         metrics: Map<String, Value>,
+        /// The verdict's key ([`crate::layout::verdict_key`], numbered by attempt): where
+        /// it is stored in the blob store when it is too large to travel here (`full` is
+        /// then `None`).
         verdict: BlobKey,
         /// The run's attempt the gate judged for (see [`GateJob::attempt`]).
         #[serde(default, skip_serializing_if = "is_zero")]
         attempt: u32,
+        /// The full verdict (findings included), when its JSON is at most
+        /// [`crate::gate_job::INLINE_VERDICT_MAX_BYTES`]: the orchestrator keeps it with
+        /// the event that records it, and nothing is written to the blob store.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        full: Option<Box<crate::verdict::Verdict>>,
     },
     /// The registry assigned the candidate a version.
     ArtifactRegistered {

@@ -336,6 +336,16 @@ impl From<PortError> for HandlerError {
 #[async_trait]
 pub trait MessageHandler: Send + Sync {
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError>;
+
+    /// `true` when handling a message again, or twice at once, has the effect of handling
+    /// it once, with no record of the message kept anywhere (its only write is conditional
+    /// and recognises what the message already did; what it sends is deduplicated where it
+    /// lands). The AWS batch adapter then keeps no idempotency records for it (a claim and
+    /// a completion per message, see `bench/COST.md`). An implementation saying `true`
+    /// documents why. Default `false`: every message is claimed and completed.
+    fn idempotent_by_itself(&self) -> bool {
+        false
+    }
 }
 
 // --- Realtime feed: the connections of live dashboards and pushing to them (the AWS

@@ -105,7 +105,9 @@ pub struct GateRecord {
     pub summary: String,
     #[serde(default)]
     pub metrics: Map<String, Value>,
-    /// Where the full verdict (with findings) is stored.
+    /// The full verdict's key ([`crate::layout::verdict_key`]); the event that recorded
+    /// the verdict names it as its evidence. Where the full verdict is:
+    /// [`crate::gate_job::full_verdicts`].
     pub verdict: BlobKey,
     pub at: Timestamp,
 }
@@ -183,6 +185,10 @@ pub struct RunEvent {
     /// The message or request that caused this event; redeliveries are recognised by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
+    /// The full verdict this event records, when it travelled in its signal (see
+    /// [`crate::gate_job::full_verdicts`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Box<crate::verdict::Verdict>>,
 }
 
 impl Run {
