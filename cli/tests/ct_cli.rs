@@ -147,24 +147,47 @@ fn budget_reads_the_policy() {
     );
 }
 
-/// `vaia ct show` against a running stack: the latest evaluation for people, the API's
-/// answer with `--json`, and a clear error for a repository never evaluated.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn show_prints_the_latest_evaluation_and_the_recent_ones() {
-    use vaia::stack::{Stack, StackConfig};
+/// A local stack reading drift from reports in its blob store; its schedule (the default
+/// 15 minutes) never fires during a test.
+async fn ct_stack() -> (vaia::stack::Stack, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut policy = vaia_core::policy::Policy::default();
     policy.ct.drift_source = vaia_core::ct::DriftSource::Report;
-    let stack = Stack::start(StackConfig {
+    let stack = vaia::stack::Stack::start(vaia::stack::StackConfig {
         data_dir: dir.path().to_path_buf(),
         bind: "127.0.0.1".into(),
         port: 0,
         policy,
-        secret: vaia_webhook::WebhookSecret::new("ct-show-secret").unwrap(),
+        secret: vaia_webhook::WebhookSecret::new("ct-cli-test-secret").unwrap(),
         alertmanager_token: None,
     })
     .await
     .unwrap();
+    (stack, dir)
+}
+
+/// Runs the CLI off the runtime's threads: exit code, stdout, stderr.
+async fn run_vaia(args: Vec<String>) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_vaia"))
+            .args(&args)
+            .output()
+            .expect("run vaia");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// `vaia ct show` against a running stack: the latest evaluation for people, the API's
+/// answer with `--json`, and a clear error for a repository never evaluated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_prints_the_latest_evaluation_and_the_recent_ones() {
+    let (stack, _dir) = ct_stack().await;
     let repo = vaia_core::Repository::new("octo/agent").unwrap();
     let blobs = stack.ports.blobs.as_ref();
     let now = chrono::Utc::now();
@@ -188,19 +211,6 @@ async fn show_prints_the_latest_evaluation_and_the_recent_ones() {
         stack.ct.evaluate(&repo).await.unwrap().unwrap();
     }
     let url = stack.url();
-    let run = move |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || {
-            let out = Command::new(env!("CARGO_BIN_EXE_vaia"))
-                .args(&args)
-                .output()
-                .expect("run vaia");
-            (
-                out.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        })
-    };
     let args = |extra: &[&str]| -> Vec<String> {
         ["ct", "show", "--url", url.as_str()]
             .iter()
@@ -208,29 +218,27 @@ async fn show_prints_the_latest_evaluation_and_the_recent_ones() {
             .map(|s| s.to_string())
             .collect()
     };
-    let (code, out, err) = run(args(&["octo/agent"])).await.unwrap();
+    let (code, out, err) = run_vaia(args(&["octo/agent"])).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("octo/agent (prod 1.4.0)"), "{out}");
     assert!(out.contains("outcome     retrain"), "{out}");
     assert!(out.contains("budget      0.7000 (threshold 0.4)"), "{out}");
     assert!(out.contains("delta rows  15000"), "{out}");
     assert!(out.contains("queued (job "), "{out}");
-    // Three here, and the one the stack may run on the snapshot record's creation.
+    // The three evaluations above.
     assert!(out.matches("  retrain ").count() >= 3, "{out}");
-    let (code, out, err) = run(args(&["octo/agent", "--json", "--limit", "2"]))
-        .await
-        .unwrap();
+    let (code, out, err) = run_vaia(args(&["octo/agent", "--json", "--limit", "2"])).await;
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["evaluations"].as_array().unwrap().len(), 2);
     assert!(v["total"].as_u64().unwrap() >= 3, "{v}");
-    let (code, _, err) = run(args(&["octo/nothing"])).await.unwrap();
+    let (code, _, err) = run_vaia(args(&["octo/nothing"])).await;
     assert_ne!(code, 0);
     assert!(
         err.contains("no CT evaluation is recorded for octo/nothing"),
         "{err}"
     );
-    let (code, _, err) = run(args(&["not-a-repo"])).await.unwrap();
+    let (code, _, err) = run_vaia(args(&["not-a-repo"])).await;
     assert_ne!(code, 0);
     assert!(err.contains("expected OWNER/NAME"), "{err}");
     stack.stop().await;
@@ -241,21 +249,7 @@ async fn show_prints_the_latest_evaluation_and_the_recent_ones() {
 /// evaluation finds the job queued and queues nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evaluate_runs_one_scheduled_evaluation_now() {
-    use vaia::stack::{Stack, StackConfig};
-    let dir = tempfile::tempdir().unwrap();
-    let mut policy = vaia_core::policy::Policy::default();
-    policy.ct.drift_source = vaia_core::ct::DriftSource::Report;
-    // The default schedule (15 minutes) never fires during the test.
-    let stack = Stack::start(StackConfig {
-        data_dir: dir.path().to_path_buf(),
-        bind: "127.0.0.1".into(),
-        port: 0,
-        policy,
-        secret: vaia_webhook::WebhookSecret::new("ct-evaluate-secret").unwrap(),
-        alertmanager_token: None,
-    })
-    .await
-    .unwrap();
+    let (stack, _dir) = ct_stack().await;
     let blobs = stack.ports.blobs.as_ref();
     let now = chrono::Utc::now();
     let due = vaia_core::Repository::new("octo/due").unwrap();
@@ -283,19 +277,6 @@ async fn evaluate_runs_one_scheduled_evaluation_now() {
             .unwrap();
     }
     let url = stack.url();
-    let run = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || {
-            let out = Command::new(env!("CARGO_BIN_EXE_vaia"))
-                .args(&args)
-                .output()
-                .expect("run vaia");
-            (
-                out.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        })
-    };
     let args = |url: &str, extra: &[&str]| -> Vec<String> {
         ["ct", "evaluate", "--url", url]
             .iter()
@@ -303,7 +284,7 @@ async fn evaluate_runs_one_scheduled_evaluation_now() {
             .map(|s| s.to_string())
             .collect()
     };
-    let (code, out, err) = run(args(&url, &[])).await.unwrap();
+    let (code, out, err) = run_vaia(args(&url, &[])).await;
     assert_eq!(code, 0, "{err}");
     let job = vaia_ct_budget::job_id(&due, &semver::Version::new(1, 0, 0), &"b".repeat(32));
     assert_eq!(
@@ -312,7 +293,7 @@ async fn evaluate_runs_one_scheduled_evaluation_now() {
             "evaluated 2 repositories (1 hold, 1 retrain); 1 training job queued\n  queued {job}\n"
         )
     );
-    let (code, out, err) = run(args(&url, &["--json"])).await.unwrap();
+    let (code, out, err) = run_vaia(args(&url, &["--json"])).await;
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["evaluated"], 2, "{v}");
@@ -326,7 +307,7 @@ async fn evaluate_runs_one_scheduled_evaluation_now() {
         .await
         .unwrap();
     assert_eq!(depth.visible + depth.in_flight, 1);
-    let (code, _, err) = run(args("http://127.0.0.1:9", &[])).await.unwrap();
+    let (code, _, err) = run_vaia(args("http://127.0.0.1:9", &[])).await;
     assert_ne!(code, 0);
     assert!(
         err.contains("POST http://127.0.0.1:9/api/ct/evaluate"),
