@@ -17,7 +17,6 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use vaia_core::layout::versions_prefix;
 use vaia_core::policy::Policy;
 use vaia_core::ports::{BlobStore, OutgoingMessage, Queue, RunStore};
 use vaia_core::{BlobKey, Repository};
@@ -161,13 +160,6 @@ async fn promoted(d: &Deployment, now: chrono::DateTime<chrono::Utc>) -> Reposit
     )
     .await
     .unwrap();
-    blobs
-        .put(
-            &BlobKey::new(format!("{}1.2.0.json", versions_prefix(&repo))).unwrap(),
-            b"{}",
-        )
-        .await
-        .unwrap();
     seed::drift_report(blobs, &repo, 0.1, now).await.unwrap();
     repo
 }

@@ -365,13 +365,6 @@ async fn metrics_serve_the_stores_gauges_behind_the_token_layer() {
     )
     .await
     .unwrap();
-    blobs
-        .put(
-            &vaia_core::BlobKey::new("registry/octo-org/agent/versions/1.0.0.json").unwrap(),
-            b"{}",
-        )
-        .await
-        .unwrap();
     let raw = Arc::new(vaia_lambda::data_watcher::S3RawData(
         h.ports.blobs.with_bucket(h.ports.blobs.bucket()),
     ));

@@ -263,13 +263,6 @@ mod tests {
         )
         .await
         .unwrap();
-        blobs
-            .put(
-                &vaia_core::BlobKey::new("registry/octo/agent/versions/1.0.0.json").unwrap(),
-                b"{}",
-            )
-            .await
-            .unwrap();
         let raw = Arc::new(vaia_data_watcher::BlobRawData(blobs.clone()));
         let watcher = vaia_data_watcher::DataWatcher::new(blobs.clone(), raw, clock.clone());
         for (key, size) in [

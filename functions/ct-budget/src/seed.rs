@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use vaia_core::dataset::{snapshot_key, SnapshotRecord, SnapshotSource};
 use vaia_core::evidence::DatasetSnapshot;
 use vaia_core::layout::{
-    alias_key, ct_baseline_key, AliasRecord, AliasTarget, CtBaselineRecord, PROD_ALIAS,
+    alias_key, ct_baseline_key, version_key, AliasRecord, AliasTarget, CtBaselineRecord,
+    VersionRecord, PROD_ALIAS,
 };
 use vaia_core::ports::{BlobStore, PortError};
 use vaia_core::{BlobKey, CommitSha, ImageDigest, Repository, RunId};
@@ -24,7 +25,8 @@ fn key(text: String) -> Result<BlobKey, PortError> {
 }
 
 /// `prod` of `repo` at `version`, promoted with `data/train.dvc` of md5 `base_md5` and
-/// `base_rows` rows (its CT baseline).
+/// `base_rows` rows (its CT baseline), with the version record the registry wrote when it
+/// assigned the version (what makes the repository known to the data watcher).
 pub async fn promoted(
     blobs: &dyn BlobStore,
     repo: &Repository,
@@ -49,6 +51,20 @@ pub async fn promoted(
     };
     let alias_key = alias_key(repo, PROD_ALIAS).map_err(|e| PortError::Invalid(e.to_string()))?;
     blobs.put(&alias_key, &json(&alias)?).await?;
+    let record = VersionRecord {
+        version: target.version.clone(),
+        run_id: target.run_id.clone(),
+        commit: target.commit.clone(),
+        image_digest: target.image_digest.clone(),
+        bump: vaia_core::version::Bump::Minor,
+        previous: None,
+        created_at: at,
+        dataset: None,
+        gates: Default::default(),
+    };
+    let record_key =
+        version_key(repo, &target.version).map_err(|e| PortError::Invalid(e.to_string()))?;
+    blobs.put(&record_key, &json(&record)?).await?;
     let baseline = CtBaselineRecord {
         version: target.version.clone(),
         run_id: target.run_id.clone(),
