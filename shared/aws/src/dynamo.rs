@@ -4,7 +4,7 @@
 //!
 //! | item | pk | sk | other attributes |
 //! |---|---|---|---|
-//! | run | `RUN#<id>` | `RUN` | `version` (N), `state`, `events` (N), `body` (run JSON, see below), `gsi1pk` = `RUNS`, `gsi1sk` = `<created>#<id>`; while in flight `gsi2pk` = `INFLIGHT`, `gsi2sk` = `<deadline>#<id>` |
+//! | run | `RUN#<id>` | `RUN` | `version` (N), `state`, `events` (N), `body` (run JSON, see below) and `dict`, `gsi1pk` = `RUNS`, `gsi1sk` = `<created>#<id>`; while in flight `gsi2pk` = `INFLIGHT`, `gsi2sk` = `<deadline>#<id>` |
 //! | events | `RUN#<id>` | `EV#<seq of the first, 20 digits>` | `body` (the JSON of the event, or of the array of events one write appended, see below) |
 //! | idempotency record | `IDEM#<key>` | `IDEM` | `status` (`in_progress`/`completed`), `until_ms` (N), `result`, `ttl` (N, DynamoDB TTL) |
 //!
@@ -15,11 +15,9 @@
 //! keeps its state costs no index write and one that changes it a small one, instead of
 //! the whole run item again in each index (see `bench/COST.md`).
 //!
-//! A `body` is JSON, written as raw DEFLATE in a binary (`B`) attribute when that is
-//! smaller (a run's JSON, 2–3 KB, mostly its policy, deflates to about a third, and every
-//! transition rewrites the run item at 2 WRU per KB), and read in either form: a string
-//! (`S`) body is plain JSON, as items written before compression hold. Keys and the
-//! attributes conditions and indexes read (`version`, `state`, `events`) stay plain.
+//! A `body` is JSON, written compressed with a preset dictionary when that is smaller
+//! (every transition rewrites the run item at 2 WRU per KB): see [`crate::body`]. Keys and
+//! the attributes conditions and indexes read (`version`, `state`, `events`) stay plain.
 //!
 //! Events are stored if and only if the run is. A save or create that carries events is one
 //! `TransactWriteItems` (the conditional run write plus one insert-if-absent of one item
@@ -128,47 +126,9 @@ fn get_n(item: &Item, name: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Largest JSON a compressed `body` may inflate to (a run or an event is a few KB; an
-/// item is at most 400 KB): a corrupt or hostile attribute costs no more memory than this.
-pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
-
-/// DEFLATE level of stored bodies: small JSON documents, compressed once per write.
-const BODY_LEVEL: u8 = 6;
-
-/// The `body` attribute holding `json`: raw DEFLATE in a binary attribute when that is
-/// smaller, else the JSON as a string.
-pub(crate) fn body_attribute(json: String) -> AttributeValue {
-    let deflated = miniz_oxide::deflate::compress_to_vec(json.as_bytes(), BODY_LEVEL);
-    if deflated.len() < json.len() {
-        AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(deflated))
-    } else {
-        AttributeValue::S(json)
-    }
-}
-
-/// The bytes of an item's `body`, in either stored form.
-pub(crate) fn body_bytes(item: &Item, what: &str) -> PortResult<Vec<u8>> {
-    match item.get("body") {
-        Some(AttributeValue::S(text)) => Ok(text.clone().into_bytes()),
-        Some(AttributeValue::B(deflated)) => {
-            miniz_oxide::inflate::decompress_to_vec_with_limit(deflated.as_ref(), MAX_BODY_BYTES)
-                .map_err(|e| {
-                    PortError::Invalid(format!(
-                        "{what}: body does not inflate ({:?}; at most {MAX_BODY_BYTES} bytes)",
-                        e.status
-                    ))
-                })
-        }
-        Some(_) => Err(PortError::Invalid(format!(
-            "{what}: body is neither a string nor binary"
-        ))),
-        None => Err(PortError::Invalid(format!("{what}: item without a body"))),
-    }
-}
-
-/// The JSON of an item's `body`, in either stored form.
+/// The JSON of an item's `body`, in any stored form.
 fn body_json(item: &Item, what: &str) -> PortResult<String> {
-    String::from_utf8(body_bytes(item, what)?)
+    String::from_utf8(crate::body::bytes(item, what)?)
         .map_err(|e| PortError::Invalid(format!("{what}: body is not UTF-8: {e}")))
 }
 
@@ -208,7 +168,7 @@ fn run_item(run: &Run) -> PortResult<Item> {
     item.insert("version".into(), n(run.version));
     item.insert("state".into(), s(run.state.to_string()));
     item.insert("events".into(), n(run.events));
-    item.insert("body".into(), body_attribute(encode(run, "run")?));
+    crate::body::insert(&mut item, encode(run, "run")?);
     item.insert("gsi1pk".into(), s(ALL_RUNS));
     item.insert("gsi1sk".into(), s(list_sort_key(run.created_at, &run.id)));
     if run.state.is_in_flight() {
@@ -235,7 +195,7 @@ fn events_item(events: &[RunEvent]) -> PortResult<Item> {
         [one] => encode(one, "event")?,
         many => encode(&many, "events")?,
     };
-    item.insert("body".into(), body_attribute(json));
+    crate::body::insert(&mut item, json);
     Ok(item)
 }
 
@@ -963,12 +923,7 @@ mod tests {
     }
 
     #[test]
-    fn a_small_body_stays_a_string() {
-        assert_eq!(body_attribute("{}".into()), s("{}"));
-    }
-
-    #[test]
-    fn a_corrupt_or_oversized_body_is_invalid_not_a_panic() {
+    fn a_corrupt_body_is_invalid_not_a_panic() {
         let run = a_run();
         let mut item = run_item(&run).unwrap();
         item.insert(
@@ -977,13 +932,6 @@ mod tests {
         );
         let e = run_from_item(&item).unwrap_err();
         assert!(e.to_string().contains("does not inflate"), "{e}");
-        let bomb = miniz_oxide::deflate::compress_to_vec(&vec![b' '; MAX_BODY_BYTES + 1], 6);
-        item.insert(
-            "body".into(),
-            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bomb)),
-        );
-        let e = run_from_item(&item).unwrap_err();
-        assert!(e.to_string().contains("at most"), "{e}");
         item.insert("body".into(), n(3));
         assert!(run_from_item(&item).is_err());
     }

@@ -17,6 +17,7 @@
 //!
 //! The domain crates never see an AWS type: everything here implements the core's ports.
 
+pub mod body;
 pub mod config;
 pub mod dynamo;
 pub mod ecr;

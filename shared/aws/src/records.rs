@@ -19,7 +19,7 @@
 //! record writes the table's first item for the key, allowed only while the table holds
 //! none and S3's copy still has the etag read (S3 is no longer written under these keys).
 
-use crate::dynamo::{body_attribute, body_bytes, DynamoTable, Item};
+use crate::dynamo::{DynamoTable, Item};
 use crate::error::map_sdk;
 use crate::s3::S3BlobStore;
 use async_trait::async_trait;
@@ -98,7 +98,7 @@ impl AwsBlobStore {
         let Some(item) = r.item() else {
             return Ok(None);
         };
-        let bytes = body_bytes(item, key.as_str())?;
+        let bytes = crate::body::bytes(item, key.as_str())?;
         let etag = match item.get("etag") {
             Some(AttributeValue::S(e)) => e.clone(),
             _ => content_etag(&bytes),
@@ -127,16 +127,13 @@ impl AwsBlobStore {
                 bytes.len()
             )));
         }
-        let body = match std::str::from_utf8(bytes) {
-            Ok(text) => body_attribute(text.to_string()),
-            Err(_) => AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
-                miniz_oxide::deflate::compress_to_vec(bytes, 6),
-            )),
-        };
         let mut item = Item::new();
+        match std::str::from_utf8(bytes) {
+            Ok(text) => crate::body::insert(&mut item, text.to_string()),
+            Err(_) => crate::body::insert_binary(&mut item, bytes),
+        }
         item.insert("pk".into(), s(RECORDS_PK));
         item.insert("sk".into(), s(key.as_str()));
-        item.insert("body".into(), body);
         item.insert("etag".into(), s(content_etag(bytes)));
         item.insert("size".into(), AttributeValue::N(bytes.len().to_string()));
         let mut req = self
