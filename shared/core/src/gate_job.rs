@@ -201,12 +201,18 @@ pub async fn production_evidence(
 /// file overwritten or removed after verification is [`GateError::EvidenceChanged`],
 /// naming whose file it is, never silently judged. A file the manifest does not list is
 /// not part of the bundle (`None`), whatever lies beside it.
+///
+/// A bundle verified as one archive ([`crate::evidence::ARCHIVE_FILE`]) is read once, by
+/// [`Bundle::open`]; its files come from memory. A per-file bundle reads each file when
+/// asked. Either way a gate opens its bundle once per job.
 #[allow(missing_debug_implementations)]
 pub struct Bundle<'a> {
     blobs: &'a dyn BlobStore,
     repo: crate::ids::Repository,
     commit: crate::ids::CommitSha,
     files: Vec<crate::evidence::ManifestFile>,
+    /// The archive's key and its files, for a bundle verified as one archive.
+    archive: Option<(BlobKey, BTreeMap<String, Vec<u8>>)>,
     /// Whose evidence, for messages: "the candidate's", "production's (version 0.1.0)".
     whose: String,
 }
@@ -217,65 +223,91 @@ impl<'a> Bundle<'a> {
         run: &Run,
         whose: &str,
     ) -> Result<Bundle<'a>, GateError> {
+        use crate::evidence::{archive, ARCHIVE_FILE, MAX_BUNDLE_BYTES, MAX_MANIFEST_BYTES};
         let changed =
             |what: String| GateError::EvidenceChanged(format!("{whose} evidence: {what}"));
         let Some(record) = &run.candidate.evidence else {
             return Err(changed(format!("run {} has no verified evidence", run.id)));
         };
-        let bytes = match blobs
-            .get_at_most(&record.manifest, crate::evidence::MAX_MANIFEST_BYTES)
-            .await?
-        {
+        let key = &record.manifest;
+        let is_archive = key
+            .parse_evidence()
+            .is_some_and(|(_, _, file)| file == ARCHIVE_FILE);
+        let limit = if is_archive {
+            MAX_BUNDLE_BYTES
+        } else {
+            MAX_MANIFEST_BYTES
+        };
+        let bytes = match blobs.get_at_most(key, limit).await? {
             Some(crate::ports::Bounded::Bytes(b)) => b,
             Some(crate::ports::Bounded::TooLarge { .. }) => {
                 return Err(changed(format!(
-                    "{} changed after it was verified (it is now over {} bytes)",
-                    record.manifest,
-                    crate::evidence::MAX_MANIFEST_BYTES
+                    "{key} changed after it was verified (it is now over {limit} bytes)"
                 )))
             }
-            None => {
-                return Err(changed(format!(
-                    "{} is gone since it was verified",
-                    record.manifest
-                )))
-            }
+            None => return Err(changed(format!("{key} is gone since it was verified"))),
         };
-        let sha = sha256_hex(&bytes);
+        let (manifest_bytes, archive) = if is_archive {
+            let unpacked = archive::unpack(&bytes, key.as_str())
+                .map_err(|e| changed(format!("{key} changed after it was verified: {e}")))?;
+            (unpacked.manifest, Some((key.clone(), unpacked.files)))
+        } else {
+            (bytes, None)
+        };
+        let sha = sha256_hex(&manifest_bytes);
         if sha != record.manifest_sha256 {
+            let what = if is_archive {
+                format!("{key}: the manifest in it")
+            } else {
+                key.to_string()
+            };
             return Err(changed(format!(
-                "{} changed after it was verified (sha256 {sha}, verified {})",
-                record.manifest, record.manifest_sha256
+                "{what} changed after it was verified (sha256 {sha}, verified {})",
+                record.manifest_sha256
             )));
         }
-        let manifest = crate::evidence::Manifest::parse(&bytes, record.manifest.as_str())
+        let manifest = crate::evidence::Manifest::parse(&manifest_bytes, key.as_str())
             .map_err(|e| changed(e.to_string()))?;
         Ok(Bundle {
             blobs,
             repo: run.repository.clone(),
             commit: run.commit.clone(),
             files: manifest.files,
+            archive,
             whose: whose.to_string(),
         })
     }
 
-    /// `file` with its key, checked; `None` when the verified manifest does not list it.
+    /// `file` with its evidence key (for an archive bundle, the name it has in the
+    /// evidence layout, where the per-file form stores it), checked; `None` when the
+    /// verified manifest does not list it.
     pub async fn get(&self, file: &str) -> Result<Option<(BlobKey, Vec<u8>)>, GateError> {
+        use crate::evidence::FileMismatch;
         let Some(listed) = self.files.iter().find(|f| f.name == file) else {
             return Ok(None);
         };
         let key = BlobKey::evidence(&self.repo, &self.commit, file)?;
         let whose = &self.whose;
-        let bytes = match listed.read(self.blobs, &key).await? {
+        let (found, place) = match &self.archive {
+            Some((archive, files)) => {
+                let checked = match files.get(file) {
+                    None => Err(FileMismatch::Missing),
+                    Some(bytes) => listed.check(bytes).map(|()| bytes.clone()),
+                };
+                (checked, format!("{file} in {archive}"))
+            }
+            None => (listed.read(self.blobs, &key).await?, key.to_string()),
+        };
+        let bytes = match found {
             Ok(bytes) => bytes,
-            Err(crate::evidence::FileMismatch::Missing) => {
+            Err(FileMismatch::Missing) => {
                 return Err(GateError::EvidenceChanged(format!(
-                    "{whose} evidence: {key} is gone since it was verified"
+                    "{whose} evidence: {place} is gone since it was verified"
                 )))
             }
             Err(mismatch) => {
                 return Err(GateError::EvidenceChanged(format!(
-                    "{whose} evidence: {key} changed after it was verified (it {mismatch}; \
+                    "{whose} evidence: {place} changed after it was verified (it {mismatch}; \
                      the verified manifest says sha256 {}, {} bytes)",
                     listed.sha256, listed.bytes
                 )))
