@@ -379,10 +379,13 @@ async fn rollback(
     operator_signal(&s, &id, &body, Action::Rollback, caller.map(|c| c.0)).await
 }
 
-/// Stores one file of an evidence bundle. A bundle whose manifest is stored is sealed:
-/// the registry verifies it as uploaded, and later writes could change what gates judge, so
-/// only a byte-identical re-upload (a retried CI step) is accepted. A bundle may hold
-/// [`MAX_BUNDLE_BYTES`] in all.
+/// Stores one file of an evidence bundle, or the whole bundle as one archive
+/// (`bundle.tar`, [`vaia_core::evidence::ARCHIVE_FILE`]). A bundle whose manifest or
+/// archive is stored is sealed ([`vaia_core::evidence::SEALING_FILES`]): the registry
+/// verifies it as uploaded, and later writes could change what gates judge, so only a
+/// byte-identical re-upload (a retried CI step) is accepted. A bundle may hold
+/// [`MAX_BUNDLE_BYTES`] in all; one request, an archive too, at most
+/// [`MAX_EVIDENCE_BYTES`] (a larger archive goes to the bucket directly).
 async fn upload_evidence(
     State(s): State<ApiState>,
     Path((owner, repo, commit, file)): Path<(String, String, String, String)>,
@@ -407,10 +410,17 @@ async fn upload_evidence(
                 ),
             )
         })?;
-    let manifest = BlobKey::evidence(&repo, &commit, vaia_core::evidence::MANIFEST_FILE)
-        .map_err(|e| bad_request(format!("path: {e}")))?;
-    // Whether the manifest exists, without reading it (a limit of 0 bytes).
-    if s.blobs.get_at_most(&manifest, 0).await?.is_some() {
+    let mut sealed = false;
+    for sealing in vaia_core::evidence::SEALING_FILES {
+        let sealing = BlobKey::evidence(&repo, &commit, sealing)
+            .map_err(|e| bad_request(format!("path: {e}")))?;
+        // Whether it exists, without reading it (a limit of 0 bytes).
+        if s.blobs.get_at_most(&sealing, 0).await?.is_some() {
+            sealed = true;
+            break;
+        }
+    }
+    if sealed {
         let stored = match s.blobs.get_at_most(&key, MAX_EVIDENCE_BYTES as u64).await? {
             Some(Bounded::Bytes(stored)) => Some(stored),
             _ => None,
@@ -430,8 +440,8 @@ async fn upload_evidence(
             _ => Err(ApiError(
                 StatusCode::CONFLICT,
                 format!(
-                    "the evidence bundle of {repo}@{commit} is sealed (its manifest is \
-                     uploaded): {file} cannot change; push a new commit instead"
+                    "the evidence bundle of {repo}@{commit} is sealed (its manifest or \
+                     archive is uploaded): {file} cannot change; push a new commit instead"
                 ),
             )),
         };

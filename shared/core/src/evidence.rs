@@ -122,7 +122,7 @@ impl Manifest {
             }
             // Dot files are allowed (`.trivyignore` is evidence), `.` and `..` are not.
             let name_ok = !f.name.is_empty()
-                && f.name != MANIFEST_FILE
+                && !SEALING_FILES.contains(&f.name.as_str())
                 && f.name.len() <= 128
                 && !f.name.trim_start_matches('.').is_empty()
                 && f.name != ".."
@@ -132,7 +132,7 @@ impl Manifest {
             if !name_ok {
                 return Err(fail(
                     format!("{at}.name"),
-                    format!("file name {:?} must be a plain file name of at most 128 letters, digits, - _ . (not . or ..), not the manifest itself", f.name),
+                    format!("file name {:?} must be a plain file name of at most 128 letters, digits, - _ . (not . or ..), not {MANIFEST_FILE} or {ARCHIVE_FILE}", f.name),
                 ));
             }
             if !names.insert(f.name.as_str()) {
@@ -276,6 +276,12 @@ mod tests {
         v["files"][0]["name"] = "../x".into();
         let e = Manifest::parse(v.to_string().as_bytes(), "m.json").unwrap_err();
         assert_eq!(e.path, "$.files[0].name");
+        for sealing in SEALING_FILES {
+            let mut v = sample();
+            v["files"][0]["name"] = sealing.into();
+            let e = Manifest::parse(v.to_string().as_bytes(), "m.json").unwrap_err();
+            assert_eq!(e.path, "$.files[0].name", "{sealing}");
+        }
         let mut v = sample();
         v["schema"] = "vaia.evidence/v9".into();
         assert_eq!(
