@@ -121,7 +121,11 @@ async fn happy_then_breaking_run_through_dynamodb_sqs_and_s3() {
         "{verified:?}"
     );
     let schema = &run.verdicts[&vaia_core::GateName::new("schema").unwrap()];
-    assert_eq!(schema.outcome.as_str(), "fail", "judged against the archive's tools.json");
+    assert_eq!(
+        schema.outcome.as_str(),
+        "fail",
+        "judged against the archive's tools.json"
+    );
 
     // Nothing left anywhere, nothing dead-lettered.
     for q in vaia_aws::testing::DEPLOYED_QUEUES {

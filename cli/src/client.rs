@@ -5,8 +5,8 @@ use anyhow::{bail, Context, Result};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use vaia_core::evidence::{DatasetSnapshot, ImageRef};
 use vaia_core::evidence::{archive, Manifest, ARCHIVE_FILE, MANIFEST_FILE};
+use vaia_core::evidence::{DatasetSnapshot, ImageRef};
 use vaia_core::{CommitSha, ImageDigest, Repository};
 
 use crate::api::{RunDetail, RunList};
@@ -231,8 +231,13 @@ impl Client {
     /// Uploads a packed bundle ([`pack_dir`], [`pack`]) as one object, `bundle.tar`: one
     /// request, which seals the bundle as a manifest does.
     pub async fn upload_archive(&self, manifest: &Manifest, archive: Vec<u8>) -> Result<()> {
-        self.put_evidence(&manifest.repository, &manifest.commit, ARCHIVE_FILE, archive)
-            .await
+        self.put_evidence(
+            &manifest.repository,
+            &manifest.commit,
+            ARCHIVE_FILE,
+            archive,
+        )
+        .await
     }
 
     async fn put_evidence(
@@ -283,8 +288,8 @@ pub fn pack_dir(dir: &Path) -> Result<(Manifest, Vec<u8>)> {
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let manifest = Manifest::parse(&bytes, &path.display().to_string())?;
     let files = read_bundle(dir)?;
-    let archive = pack(&manifest, &bytes, &files)
-        .with_context(|| format!("packing {}", dir.display()))?;
+    let archive =
+        pack(&manifest, &bytes, &files).with_context(|| format!("packing {}", dir.display()))?;
     Ok((manifest, archive))
 }
 

@@ -587,13 +587,18 @@ mod upload_tests {
     }
 
     async fn put(app: &Router, file: &str, body: Body, length: Option<usize>) -> (u16, String) {
-        let mut req = Request::put(format!("/api/evidence/octo/agent/{}/{file}", "c".repeat(40)));
+        let mut req = Request::put(format!(
+            "/api/evidence/octo/agent/{}/{file}",
+            "c".repeat(40)
+        ));
         if let Some(n) = length {
             req = req.header("content-length", n);
         }
         let res = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
         let status = res.status().as_u16();
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
@@ -608,7 +613,10 @@ mod upload_tests {
         let other = vaia_core::evidence::archive::pack(b"{}", &[("tools.json", b"[1]")]).unwrap();
         let (status, body) = put(&app, "bundle.tar", Body::from(other), None).await;
         assert_eq!(status, 409, "{body}");
-        assert!(body.contains("is sealed (its manifest or archive is uploaded)"), "{body}");
+        assert!(
+            body.contains("is sealed (its manifest or archive is uploaded)"),
+            "{body}"
+        );
         for (file, body) in [("tools.json", "[1]"), ("manifest.json", "{}")] {
             let (status, answer) = put(&app, file, Body::from(body), None).await;
             assert_eq!(status, 409, "{file}: {answer}");

@@ -8,11 +8,11 @@
 use async_trait::async_trait;
 use semver::Version;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use vaia_core::dataset::{
     out_path, parse_dataset_key, snapshot_key, SnapshotRecord, SnapshotSource,
 };
-use std::collections::BTreeMap;
 use vaia_core::evidence::{
     archive, FileMismatch, Manifest, ARCHIVE_FILE, MANIFEST_FILE, MAX_BUNDLE_BYTES,
     MAX_MANIFEST_BYTES, SEALING_FILES,
@@ -202,15 +202,13 @@ impl Registry {
                 if is_archive { "archive" } else { "manifest" },
                 size.map_or_else(|| "larger".to_string(), |n| format!("{n} bytes")),
             )),
-            Bounded::Bytes(bytes) if is_archive => {
-                match archive::unpack(&bytes, key.as_str()) {
-                    Err(e) => Err(e.to_string()),
-                    Ok(unpacked) => {
-                        self.check_bundle(run, &key, &unpacked.manifest, Some(&unpacked.files))
-                            .await?
-                    }
+            Bounded::Bytes(bytes) if is_archive => match archive::unpack(&bytes, key.as_str()) {
+                Err(e) => Err(e.to_string()),
+                Ok(unpacked) => {
+                    self.check_bundle(run, &key, &unpacked.manifest, Some(&unpacked.files))
+                        .await?
                 }
-            }
+            },
             Bounded::Bytes(bytes) => self.check_bundle(run, &key, &bytes, None).await?,
         };
         match checked {

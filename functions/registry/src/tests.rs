@@ -141,7 +141,10 @@ async fn verifies_a_complete_bundle() {
             .object_created(&f.created("tools.json"))
             .await
             .unwrap(),
-        Done::Skipped(format!("{} is not a manifest or archive", f.created("tools.json").key))
+        Done::Skipped(format!(
+            "{} is not a manifest or archive",
+            f.created("tools.json").key
+        ))
     );
     f.registry
         .object_created(&f.created(MANIFEST_FILE))
@@ -235,7 +238,9 @@ async fn a_bad_archive_fails_the_run_naming_the_entry() {
     verify(&f).await;
     let reason = rejected(only_signal(&f).await);
     assert!(
-        reason.ends_with(r#"bundle.tar: entry "secret.env": in the archive but not listed in its manifest.json"#),
+        reason.ends_with(
+            r#"bundle.tar: entry "secret.env": in the archive but not listed in its manifest.json"#
+        ),
         "{reason}"
     );
 
@@ -254,12 +259,18 @@ async fn a_bad_archive_fails_the_run_naming_the_entry() {
         .await;
     verify(&f).await;
     let reason = rejected(only_signal(&f).await);
-    assert!(reason.contains("tools.json is listed but missing"), "{reason}");
+    assert!(
+        reason.contains("tools.json is listed but missing"),
+        "{reason}"
+    );
 
     // An entry that is not a flat regular file.
     let f = fixture().with_state(PipelineState::Triggered).await;
     let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in [("manifest.json", manifest.as_bytes()), ("tools.json", b"[]")] {
+    for (name, data) in [
+        ("manifest.json", manifest.as_bytes()),
+        ("tools.json", b"[]"),
+    ] {
         let mut h = tar::Header::new_ustar();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);

@@ -10,8 +10,8 @@
 
 use aws_lambda_events::s3::{S3Event, S3EventRecord};
 use serde_json::{json, Value};
-use vaia_core::messages::ObjectCreated;
 use vaia_core::evidence::SEALING_FILES;
+use vaia_core::messages::ObjectCreated;
 use vaia_core::BlobKey;
 
 /// The bucket's object-created notifications to the `blob-events` queue, as

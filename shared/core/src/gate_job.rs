@@ -521,13 +521,18 @@ mod tests {
 
     impl Counted {
         fn read(&self) {
-            self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     #[async_trait::async_trait]
     impl BlobStore for Counted {
-        async fn put(&self, k: &BlobKey, b: &[u8]) -> crate::ports::PortResult<crate::messages::ObjectCreated> {
+        async fn put(
+            &self,
+            k: &BlobKey,
+            b: &[u8],
+        ) -> crate::ports::PortResult<crate::messages::ObjectCreated> {
             self.inner.put(k, b).await
         }
         async fn put_if_absent(
@@ -564,7 +569,10 @@ mod tests {
             self.read();
             self.inner.get_tagged(k).await
         }
-        async fn list(&self, prefix: &str) -> crate::ports::PortResult<Vec<crate::ports::BlobMeta>> {
+        async fn list(
+            &self,
+            prefix: &str,
+        ) -> crate::ports::PortResult<Vec<crate::ports::BlobMeta>> {
             self.read();
             self.inner.list(prefix).await
         }
@@ -591,12 +599,8 @@ mod tests {
     async fn archived(blobs: &dyn BlobStore, files: &[(&str, &[u8])]) -> (Run, BlobKey) {
         let mut run = ci_run(chrono::Utc::now());
         let manifest = manifest_of(&run, files);
-        let key = BlobKey::evidence(
-            &run.repository,
-            &run.commit,
-            crate::evidence::ARCHIVE_FILE,
-        )
-        .unwrap();
+        let key =
+            BlobKey::evidence(&run.repository, &run.commit, crate::evidence::ARCHIVE_FILE).unwrap();
         let bytes = crate::evidence::archive::pack(&manifest, files).unwrap();
         blobs.put(&key, &bytes).await.unwrap();
         run.candidate.evidence = Some(crate::run::EvidenceRecord {
@@ -669,13 +673,19 @@ mod tests {
             panic!("a removed file was read")
         };
         assert!(reason.contains("tools.json in"), "{reason}");
-        assert!(reason.ends_with("is gone since it was verified"), "{reason}");
+        assert!(
+            reason.ends_with("is gone since it was verified"),
+            "{reason}"
+        );
 
         // The manifest inside changed: the bundle does not open.
         let mut other = manifest.clone();
         other.extend_from_slice(b" ");
         blobs
-            .put(&key, &crate::evidence::archive::pack(&other, files).unwrap())
+            .put(
+                &key,
+                &crate::evidence::archive::pack(&other, files).unwrap(),
+            )
             .await
             .unwrap();
         let Err(GateError::EvidenceChanged(reason)) =

@@ -182,10 +182,7 @@ pub fn unpack(bytes: &[u8], origin: &str) -> Result<Unpacked, ArchiveError> {
         }
     }
     let Some(manifest) = manifest else {
-        return Err(fail(
-            None,
-            format!("no {MANIFEST_FILE} in the archive"),
-        ));
+        return Err(fail(None, format!("no {MANIFEST_FILE} in the archive")));
     };
     Ok(Unpacked { manifest, files })
 }
@@ -300,22 +297,34 @@ mod tests {
     fn refuses_what_is_not_a_flat_regular_file() {
         let cases: Vec<(Vec<u8>, &str, &str)> = vec![
             (
-                raw(&[(b"manifest.json", R, M), (b"sub/", tar::EntryType::Directory, b"")]),
+                raw(&[
+                    (b"manifest.json", R, M),
+                    (b"sub/", tar::EntryType::Directory, b""),
+                ]),
                 "sub/",
                 "is a directory",
             ),
             (
-                raw(&[(b"manifest.json", R, M), (b"link", tar::EntryType::Symlink, b"")]),
+                raw(&[
+                    (b"manifest.json", R, M),
+                    (b"link", tar::EntryType::Symlink, b""),
+                ]),
                 "link",
                 "Symlink",
             ),
             (
-                raw(&[(b"manifest.json", R, M), (b"hard", tar::EntryType::Link, b"")]),
+                raw(&[
+                    (b"manifest.json", R, M),
+                    (b"hard", tar::EntryType::Link, b""),
+                ]),
                 "hard",
                 "Link",
             ),
             (
-                raw(&[(b"manifest.json", R, M), (b"dev", tar::EntryType::Char, b"")]),
+                raw(&[
+                    (b"manifest.json", R, M),
+                    (b"dev", tar::EntryType::Char, b""),
+                ]),
                 "dev",
                 "Char",
             ),
@@ -350,7 +359,8 @@ mod tests {
             assert_eq!(e.entry.as_deref(), Some(entry), "{e}");
             assert!(e.to_string().contains(says), "{e}");
             assert!(
-                e.to_string().starts_with("evidence/o/r/s/bundle.tar: entry "),
+                e.to_string()
+                    .starts_with("evidence/o/r/s/bundle.tar: entry "),
                 "{e}"
             );
         }
