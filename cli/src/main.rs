@@ -63,7 +63,7 @@ enum Command {
     /// A repository's versions and their lineage, from a running stack's registry.
     #[command(subcommand)]
     Registry(RegistryCommand),
-    /// Upload an evidence bundle to a running stack.
+    /// Collect an evidence bundle, pack it into one archive (bundle.tar), upload it to a running stack.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
     /// DVC dataset files.
