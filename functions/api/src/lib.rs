@@ -490,8 +490,9 @@ async fn name_the_upload_limit(response: Response) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE,
         format!(
             "the body is over {MAX_EVIDENCE_BYTES} bytes, the most one evidence upload (a file \
-             or a whole {}) may hold; upload a larger bundle.tar to the evidence bucket directly",
-            vaia_core::evidence::ARCHIVE_FILE
+             or a whole {archive}) may hold; upload a larger {archive} to the evidence bucket \
+             directly",
+            archive = vaia_core::evidence::ARCHIVE_FILE
         ),
     )
     .into_response()
