@@ -37,19 +37,20 @@ async fn deploy(test: &str) -> Option<Deployment> {
     .await
 }
 
-/// The agent's CI: tools, Trivy report and Locust statistics, then the manifest.
-async fn upload_evidence(d: &Deployment, commit: &CommitSha, tools: &[u8]) {
+/// The agent's CI: tools, Trivy report and Locust statistics, as one archive or (`per_file`)
+/// each its own object, then the manifest.
+async fn upload_evidence(d: &Deployment, commit: &CommitSha, tools: &[u8], per_file: bool) {
     let image = ImageDigest::new(format!("sha256:{}", hex::encode(Sha256::digest(tools)))).unwrap();
-    d.upload(
-        commit,
-        &image,
-        &[
-            ("tools.json", tools),
-            ("trivy.json", TRIVY),
-            ("locust_stats.csv", LOCUST),
-        ],
-    )
-    .await;
+    let files: &[(&str, &[u8])] = &[
+        ("tools.json", tools),
+        ("trivy.json", TRIVY),
+        ("locust_stats.csv", LOCUST),
+    ];
+    if per_file {
+        d.upload_per_file(commit, &image, files).await;
+    } else {
+        d.upload(commit, &image, files).await;
+    }
 }
 
 const TOOLS_V1: &[u8] = include_bytes!("../examples/demo/tools-v1.json");
@@ -63,7 +64,9 @@ async fn happy_then_breaking_run_through_dynamodb_sqs_and_s3() {
     let c1 = commit(1);
     let (status, body) = d.push(&c1, "delivery-1").await;
     assert_eq!(status, 201, "{body}");
-    upload_evidence(&d, &c1, TOOLS_V1).await;
+    // Production's evidence as one archive, the candidate's per file: both forms are
+    // announced by S3 and verified, and the schema gate reads one against the other.
+    upload_evidence(&d, &c1, TOOLS_V1, false).await;
     let run = d.settle(&run_id(&c1)).await;
     assert_eq!(run.state, PipelineState::Promoted, "{run:?}");
     let events = d.p.store.events(&run.id).await.unwrap();
@@ -84,9 +87,10 @@ async fn happy_then_breaking_run_through_dynamodb_sqs_and_s3() {
         ],
         "the happy path, each transition logged once"
     );
+    let verified = run.candidate.evidence.as_ref().map(|e| e.manifest.as_str());
     assert!(
-        run.candidate.evidence.is_some(),
-        "the manifest arrived through S3 → SQS"
+        verified.is_some_and(|k| k.ends_with("/bundle.tar")),
+        "the archive arrived through S3 → SQS: {verified:?}"
     );
     let passed: Vec<(String, &str)> = run
         .verdicts
@@ -107,10 +111,21 @@ async fn happy_then_breaking_run_through_dynamodb_sqs_and_s3() {
     let c2 = commit(2);
     let (status, body) = d.push(&c2, "delivery-2").await;
     assert_eq!(status, 201, "{body}");
-    upload_evidence(&d, &c2, TOOLS_V3_BREAKING).await;
+    upload_evidence(&d, &c2, TOOLS_V3_BREAKING, true).await;
     let run = d.settle(&run_id(&c2)).await;
     assert_eq!(run.state, PipelineState::Failed, "{run:?}");
     assert!(run.failure.is_some());
+    let verified = run.candidate.evidence.as_ref().map(|e| e.manifest.as_str());
+    assert!(
+        verified.is_some_and(|k| k.ends_with("/manifest.json")),
+        "{verified:?}"
+    );
+    let schema = &run.verdicts[&vaia_core::GateName::new("schema").unwrap()];
+    assert_eq!(
+        schema.outcome.as_str(),
+        "fail",
+        "judged against the archive's tools.json"
+    );
 
     // Nothing left anywhere, nothing dead-lettered.
     for q in vaia_aws::testing::DEPLOYED_QUEUES {

@@ -10,7 +10,7 @@ use vaia_core::run::EventKind;
 use vaia_core::{CommitSha, ImageDigest, Repository};
 
 use crate::api::{RunDetail, RunList};
-use crate::client::{read_bundle, Client};
+use crate::client::{pack, read_bundle, Client};
 
 /// Which pages `vaia runs list` prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,9 +161,32 @@ pub async fn action(
     Ok(())
 }
 
+/// `vaia evidence pack`: writes the archive of `dir` to `out`, by default `bundle.tar`
+/// beside `dir` (in its parent: inside it, it would be a file the manifest does not list).
+pub fn pack_command(dir: &Path, out: Option<&Path>) -> Result<()> {
+    let (manifest, archive) = crate::client::pack_dir(dir)?;
+    let out = match out {
+        Some(out) => out.to_path_buf(),
+        None => std::fs::canonicalize(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .with_file_name(vaia_core::evidence::ARCHIVE_FILE),
+    };
+    std::fs::write(&out, &archive).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "packed {} files and the manifest for {}@{} into {} ({} bytes)",
+        manifest.files.len(),
+        manifest.repository,
+        manifest.commit.short(),
+        out.display(),
+        archive.len()
+    );
+    Ok(())
+}
+
 /// `vaia evidence upload`: a directory `vaia evidence collect` wrote is sent with its own
 /// manifest (checked against the files; `--repo`, `--commit`, `--image-digest` must agree
 /// with it when given); a directory without one gets a manifest made from the flags.
+/// Either way the bundle goes as one archive in one request (`PUT .../bundle.tar`).
 pub async fn upload(
     url: &str,
     token: Option<String>,
@@ -184,7 +207,7 @@ pub async fn upload(
         Some(t) => Client::with_token(url, Some(&t)),
         None => Client::new(url),
     };
-    let manifest = if manifest_path.exists() {
+    let archive = if manifest_path.exists() {
         let bytes = std::fs::read(&manifest_path)
             .with_context(|| format!("reading {}", manifest_path.display()))?;
         let manifest = Manifest::parse(&bytes, &manifest_path.display().to_string())?;
@@ -204,8 +227,7 @@ pub async fn upload(
         if let Some(i) = image.as_ref().filter(|i| **i != manifest.image.digest) {
             return Err(disagree("--image-digest", i, &manifest.image.digest));
         }
-        client.upload_manifested(&manifest, &bytes, &files).await?;
-        manifest
+        (pack(&manifest, &bytes, &files)?, manifest)
     } else {
         let (Some(repo), Some(commit), Some(image)) = (repo, commit, image) else {
             anyhow::bail!(
@@ -213,15 +235,24 @@ pub async fn upload(
                 dir.display()
             );
         };
-        client
-            .upload_evidence(&repo, &commit, &image, None, &files)
-            .await?
+        let image = vaia_core::evidence::ImageRef {
+            digest: image,
+            base_digest: None,
+        };
+        let manifest =
+            crate::collect::manifest_for(&repo, &commit, image, None, &files, chrono::Utc::now());
+        let bytes = serde_json::to_vec_pretty(&manifest)?;
+        (pack(&manifest, &bytes, &files)?, manifest)
     };
+    let (archive, manifest) = archive;
+    let size = archive.len();
+    client.upload_archive(&manifest, archive).await?;
     println!(
-        "uploaded {} files and the manifest for {}@{}",
+        "uploaded {} files and the manifest for {}@{} as one {} ({size} bytes)",
         manifest.files.len(),
         manifest.repository,
-        manifest.commit.short()
+        manifest.commit.short(),
+        vaia_core::evidence::ARCHIVE_FILE
     );
     Ok(())
 }

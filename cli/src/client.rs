@@ -5,8 +5,8 @@ use anyhow::{bail, Context, Result};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use vaia_core::evidence::{archive, Manifest, ARCHIVE_FILE, MANIFEST_FILE};
 use vaia_core::evidence::{DatasetSnapshot, ImageRef};
-use vaia_core::evidence::{Manifest, MANIFEST_FILE};
 use vaia_core::{CommitSha, ImageDigest, Repository};
 
 use crate::api::{RunDetail, RunList};
@@ -228,6 +228,18 @@ impl Client {
         .await
     }
 
+    /// Uploads a packed bundle ([`pack_dir`], [`pack`]) as one object, `bundle.tar`: one
+    /// request, which seals the bundle as a manifest does.
+    pub async fn upload_archive(&self, manifest: &Manifest, archive: Vec<u8>) -> Result<()> {
+        self.put_evidence(
+            &manifest.repository,
+            &manifest.commit,
+            ARCHIVE_FILE,
+            archive,
+        )
+        .await
+    }
+
     async fn put_evidence(
         &self,
         repo: &Repository,
@@ -254,13 +266,44 @@ impl Client {
     }
 }
 
-/// Reads a directory's regular files (not the manifest) as an evidence bundle.
+/// The archive of `manifest` (its bytes as given) and `files`, which must be exactly the
+/// files it lists ([`check_listed`]).
+pub fn pack(
+    manifest: &Manifest,
+    manifest_bytes: &[u8],
+    files: &[(String, Vec<u8>)],
+) -> Result<Vec<u8>> {
+    check_listed(manifest, files)?;
+    let files: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    Ok(archive::pack(manifest_bytes, &files)?)
+}
+
+/// The archive of a directory `vaia evidence collect` (or the agent's CI) wrote: its
+/// `manifest.json` and exactly the files it lists ([`read_bundle`], [`check_listed`]).
+pub fn pack_dir(dir: &Path) -> Result<(Manifest, Vec<u8>)> {
+    let path = dir.join(MANIFEST_FILE);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest = Manifest::parse(&bytes, &path.display().to_string())?;
+    let files = read_bundle(dir)?;
+    let archive =
+        pack(&manifest, &bytes, &files).with_context(|| format!("packing {}", dir.display()))?;
+    Ok((manifest, archive))
+}
+
+/// Reads a directory's regular files (not the manifest, not a `bundle.tar` packed there,
+/// not dot files) as an evidence bundle.
 pub fn read_bundle(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !entry.file_type()?.is_file() || name == MANIFEST_FILE || name.starts_with('.') {
+        if !entry.file_type()?.is_file()
+            || vaia_core::evidence::SEALING_FILES.contains(&name.as_str())
+            || name.starts_with('.')
+        {
             continue;
         }
         let bytes = std::fs::read(entry.path())

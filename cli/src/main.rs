@@ -63,7 +63,7 @@ enum Command {
     /// A repository's versions and their lineage, from a running stack's registry.
     #[command(subcommand)]
     Registry(RegistryCommand),
-    /// Upload an evidence bundle to a running stack.
+    /// Collect an evidence bundle, pack it into one archive (bundle.tar), upload it to a running stack.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
     /// DVC dataset files.
@@ -394,7 +394,18 @@ enum EvidenceCommand {
     /// Question a running candidate (attack corpus, golden set) and write an evidence bundle
     /// with its manifest; exit 0 written, 2 bad input, 3 the candidate could not be questioned.
     Collect(Box<vaia::collect::CollectArgs>),
-    /// Upload every file of DIR, then its manifest (the one `collect` wrote, or one made from the flags).
+    /// Pack DIR (its manifest.json and exactly the files it lists) into one archive,
+    /// bundle.tar, for a bucket upload (`aws s3 cp OUT s3://BUCKET/evidence/OWNER/REPO/SHA/bundle.tar`).
+    Pack {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Where to write the archive [default: bundle.tar beside DIR, in DIR's parent].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Upload DIR as one archive in one request (PUT .../bundle.tar): its manifest.json
+    /// (the one `collect` wrote, or one made from the flags) and the files it lists.
+    /// At most 64 MiB through the API (413 over it); a larger bundle goes to the bucket.
     Upload {
         #[arg(long)]
         dir: PathBuf,
@@ -770,6 +781,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 image_digest.as_deref(),
             )
             .await
+        }
+        Command::Evidence(EvidenceCommand::Pack { dir, out }) => {
+            cli_runs::pack_command(&dir, out.as_deref())
         }
         Command::Evidence(EvidenceCommand::Collect(_)) => Ok(()),
         Command::Monitoring(MonitoringCommand::Rules { spec, out }) => {

@@ -239,6 +239,57 @@ async fn the_workflow_scripts_deliver_a_bundle_that_vaia_promotes() {
     }
     agent.stop().await;
 
+    // The S3 branch of the upload step, with an `aws` that keeps what it is given.
+    let bin = work.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake_aws = bin.join("aws");
+    std::fs::write(
+        &fake_aws,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {0}/aws.log\ncp \"$3\" {0}/s3-object\n",
+            work.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &fake_aws,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut s3_ctx = ctx.clone();
+    s3_ctx.insert("inputs.vaia-url".into(), String::new());
+    s3_ctx.insert("inputs.evidence-bucket".into(), "evidence-bucket".into());
+    let mut s3_env = job_env.clone();
+    s3_env.insert(
+        "PATH".into(),
+        format!("{}:{}", bin.display(), job_env["PATH"]),
+    );
+    let upload = all
+        .iter()
+        .find(|s| s["id"].as_str() == Some("upload"))
+        .unwrap()
+        .clone();
+    let w = work.to_path_buf();
+    tokio::task::spawn_blocking(move || run_step(&upload, &s3_env, &s3_ctx, &w))
+        .await
+        .unwrap();
+    let log = std::fs::read_to_string(work.join("aws.log")).unwrap();
+    assert_eq!(
+        log.trim(),
+        format!(
+            "s3 cp {}/bundle.tar s3://evidence-bucket/evidence/{REPO}/{sha}/bundle.tar",
+            work.display()
+        ),
+        "one upload"
+    );
+    let sent = std::fs::read(work.join("s3-object")).unwrap();
+    let unpacked = vaia_core::evidence::archive::unpack(&sent, "s3-object").unwrap();
+    let manifest = vaia_core::evidence::Manifest::parse(&unpacked.manifest, "m").unwrap();
+    assert_eq!(
+        manifest.files.iter().map(|f| &f.name).collect::<Vec<_>>(),
+        unpacked.files.keys().collect::<Vec<_>>()
+    );
+
     let detail = wait_settled(&client, &run_id, Duration::from_secs(60))
         .await
         .unwrap();
@@ -251,4 +302,10 @@ async fn the_workflow_scripts_deliver_a_bundle_that_vaia_promotes() {
     assert_eq!(detail.verdicts.len(), 5, "every default gate ran");
     let bundle = work.join("workspace/.vaia-evidence/manifest.json");
     assert!(bundle.exists(), "collect wrote {}", bundle.display());
+    // `vaia evidence upload` stored one object: the archive (no per-file PUT).
+    let stored: Vec<String> = std::fs::read_dir(data.join(format!("blobs/evidence/{REPO}/{sha}")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(stored, ["bundle.tar"]);
 }

@@ -377,3 +377,80 @@ async fn bad_input_exits_2_and_an_unreachable_candidate_3_writing_nothing() {
     assert!(r.stderr.contains("every one of the"), "{}", r.stderr);
     assert!(!out.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pack_writes_one_archive_beside_the_directory_and_refuses_unlisted_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("evidence");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let files = vec![
+        ("tools.json".to_string(), b"[]".to_vec()),
+        ("trivy.json".to_string(), b"{}".to_vec()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(bundle.join(name), bytes).unwrap();
+    }
+    let manifest = vaia::collect::manifest_for(
+        &Repository::new(REPO).unwrap(),
+        &commit(9),
+        vaia_core::evidence::ImageRef {
+            digest: vaia_core::ImageDigest::new(image(9)).unwrap(),
+            base_digest: None,
+        },
+        None,
+        &files,
+        chrono::Utc::now(),
+    );
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    std::fs::write(bundle.join("manifest.json"), &manifest_bytes).unwrap();
+    let pack = |extra: &[&str]| {
+        let mut args: Vec<String> = ["evidence", "pack", "--dir"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(bundle.display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        vaia(args)
+    };
+
+    let r = pack(&[]).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let written = std::fs::read(dir.path().join("bundle.tar")).unwrap();
+    let unpacked = vaia_core::evidence::archive::unpack(&written, "bundle.tar").unwrap();
+    assert_eq!(unpacked.manifest, manifest_bytes);
+    let names: Vec<&String> = unpacked.files.keys().collect();
+    assert_eq!(names, ["tools.json", "trivy.json"]);
+    assert!(r.stdout.contains("packed 2 files"), "{}", r.stdout);
+
+    // An archive packed inside the directory is not one of its files.
+    let inside = bundle.join("bundle.tar");
+    let r = pack(&["--out", &inside.display().to_string()]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = pack(&[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read(dir.path().join("bundle.tar")).unwrap(),
+        written
+    );
+
+    // A file the manifest does not list, and a listed file that is gone: refused.
+    std::fs::write(bundle.join("extra.json"), b"{}").unwrap();
+    let r = pack(&[]).await;
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("extra.json is in the bundle's directory but not in its manifest.json"),
+        "{}",
+        r.stderr
+    );
+    std::fs::remove_file(bundle.join("extra.json")).unwrap();
+    std::fs::remove_file(bundle.join("trivy.json")).unwrap();
+    let r = pack(&[]).await;
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("manifest.json lists trivy.json but the directory has no such file"),
+        "{}",
+        r.stderr
+    );
+}

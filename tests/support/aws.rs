@@ -321,32 +321,30 @@ impl Deployment {
         (r.status, r.body)
     }
 
-    /// The agent's CI: `files` first, the manifest last, all to S3.
+    /// The agent's CI as its workflow does it: the bundle packed into one archive
+    /// (`vaia evidence pack`) and uploaded to S3 in one PUT, `bundle.tar`.
     pub async fn upload(&self, commit: &CommitSha, image: &ImageDigest, files: &[(&str, &[u8])]) {
+        let repo = Repository::new(REPO).unwrap();
+        let manifest = serde_json::to_vec(&manifest_of(commit, image, files)).unwrap();
+        let archive = vaia_core::evidence::archive::pack(&manifest, files).unwrap();
+        let key = BlobKey::evidence(&repo, commit, vaia_core::evidence::ARCHIVE_FILE).unwrap();
+        self.p.blobs.put(&key, &archive).await.unwrap();
+    }
+
+    /// The per-file form (still valid, for other uploaders): `files` first, the manifest
+    /// last, each its own PUT.
+    pub async fn upload_per_file(
+        &self,
+        commit: &CommitSha,
+        image: &ImageDigest,
+        files: &[(&str, &[u8])],
+    ) {
         let repo = Repository::new(REPO).unwrap();
         let key = |f: &str| BlobKey::evidence(&repo, commit, f).unwrap();
         for (name, bytes) in files {
             self.p.blobs.put(&key(name), bytes).await.unwrap();
         }
-        let manifest = Manifest {
-            schema: MANIFEST_SCHEMA_V1.into(),
-            repository: repo.clone(),
-            commit: commit.clone(),
-            image: ImageRef {
-                digest: image.clone(),
-                base_digest: None,
-            },
-            dataset: None,
-            files: files
-                .iter()
-                .map(|(name, bytes)| ManifestFile {
-                    name: (*name).into(),
-                    sha256: hex::encode(Sha256::digest(bytes)),
-                    bytes: bytes.len() as u64,
-                })
-                .collect(),
-            created_at: chrono::Utc::now(),
-        };
+        let manifest = manifest_of(commit, image, files);
         self.p
             .blobs
             .put(&key(MANIFEST_FILE), &serde_json::to_vec(&manifest).unwrap())
@@ -386,5 +384,28 @@ impl Deployment {
         }
         let r = self.observer.get(run).await.unwrap().unwrap();
         panic!("run {run} did not settle: {:?}", r.state);
+    }
+}
+
+/// The manifest of `files` for `commit` of the test repository.
+fn manifest_of(commit: &CommitSha, image: &ImageDigest, files: &[(&str, &[u8])]) -> Manifest {
+    Manifest {
+        schema: MANIFEST_SCHEMA_V1.into(),
+        repository: Repository::new(REPO).unwrap(),
+        commit: commit.clone(),
+        image: ImageRef {
+            digest: image.clone(),
+            base_digest: None,
+        },
+        dataset: None,
+        files: files
+            .iter()
+            .map(|(name, bytes)| ManifestFile {
+                name: (*name).into(),
+                sha256: hex::encode(Sha256::digest(bytes)),
+                bytes: bytes.len() as u64,
+            })
+            .collect(),
+        created_at: chrono::Utc::now(),
     }
 }

@@ -88,6 +88,9 @@ pub fn router(state: ApiState) -> Router {
                 // Refuses a declared Content-Length over the limit before reading.
                 .layer::<_, std::convert::Infallible>(RequestBodyLimitLayer::new(
                     MAX_EVIDENCE_BYTES,
+                ))
+                .layer::<_, std::convert::Infallible>(axum::middleware::map_response(
+                    name_the_upload_limit,
                 )),
         )
         .route("/api/openapi.json", get(openapi))
@@ -379,10 +382,13 @@ async fn rollback(
     operator_signal(&s, &id, &body, Action::Rollback, caller.map(|c| c.0)).await
 }
 
-/// Stores one file of an evidence bundle. A bundle whose manifest is stored is sealed:
-/// the registry verifies it as uploaded, and later writes could change what gates judge, so
-/// only a byte-identical re-upload (a retried CI step) is accepted. A bundle may hold
-/// [`MAX_BUNDLE_BYTES`] in all.
+/// Stores one file of an evidence bundle, or the whole bundle as one archive
+/// (`bundle.tar`, [`vaia_core::evidence::ARCHIVE_FILE`]). A bundle whose manifest or
+/// archive is stored is sealed ([`vaia_core::evidence::SEALING_FILES`]): the registry
+/// verifies it as uploaded, and later writes could change what gates judge, so only a
+/// byte-identical re-upload (a retried CI step) is accepted. A bundle may hold
+/// [`MAX_BUNDLE_BYTES`] in all; one request, an archive too, at most
+/// [`MAX_EVIDENCE_BYTES`] (a larger archive goes to the bucket directly).
 async fn upload_evidence(
     State(s): State<ApiState>,
     Path((owner, repo, commit, file)): Path<(String, String, String, String)>,
@@ -407,10 +413,17 @@ async fn upload_evidence(
                 ),
             )
         })?;
-    let manifest = BlobKey::evidence(&repo, &commit, vaia_core::evidence::MANIFEST_FILE)
-        .map_err(|e| bad_request(format!("path: {e}")))?;
-    // Whether the manifest exists, without reading it (a limit of 0 bytes).
-    if s.blobs.get_at_most(&manifest, 0).await?.is_some() {
+    let mut sealed = false;
+    for sealing in vaia_core::evidence::SEALING_FILES {
+        let sealing = BlobKey::evidence(&repo, &commit, sealing)
+            .map_err(|e| bad_request(format!("path: {e}")))?;
+        // Whether it exists, without reading it (a limit of 0 bytes).
+        if s.blobs.get_at_most(&sealing, 0).await?.is_some() {
+            sealed = true;
+            break;
+        }
+    }
+    if sealed {
         let stored = match s.blobs.get_at_most(&key, MAX_EVIDENCE_BYTES as u64).await? {
             Some(Bounded::Bytes(stored)) => Some(stored),
             _ => None,
@@ -430,8 +443,8 @@ async fn upload_evidence(
             _ => Err(ApiError(
                 StatusCode::CONFLICT,
                 format!(
-                    "the evidence bundle of {repo}@{commit} is sealed (its manifest is \
-                     uploaded): {file} cannot change; push a new commit instead"
+                    "the evidence bundle of {repo}@{commit} is sealed (its manifest or \
+                     archive is uploaded): {file} cannot change; push a new commit instead"
                 ),
             )),
         };
@@ -461,6 +474,28 @@ async fn upload_evidence(
         Json(json!({"key": event.key, "size": event.size})),
     )
         .into_response())
+}
+
+/// The body-limit layers' 413 (plain text, no limit named) as the evidence route's own:
+/// JSON naming [`MAX_EVIDENCE_BYTES`] and where a larger bundle goes.
+async fn name_the_upload_limit(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return response;
+    }
+    ApiError(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the body is over {MAX_EVIDENCE_BYTES} bytes, the most one evidence upload (a file \
+             or a whole {archive}) may hold; upload a larger {archive} to the evidence bucket \
+             directly",
+            archive = vaia_core::evidence::ARCHIVE_FILE
+        ),
+    )
+    .into_response()
 }
 
 /// A re-sent manifest that says what the stored one says: a retried upload step that
@@ -532,4 +567,80 @@ async fn json_errors(response: Response) -> Response {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod upload_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    use vaia_core::memory::{ManualClock, MemoryBlobStore, MemoryQueue, MemoryRunStore};
+
+    fn app() -> Router {
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        served(router(ApiState {
+            store: Arc::new(MemoryRunStore::new()),
+            blobs: Arc::new(MemoryBlobStore::new(None)),
+            queue: Arc::new(MemoryQueue::new(clock, 5)),
+        }))
+    }
+
+    async fn put(app: &Router, file: &str, body: Body, length: Option<usize>) -> (u16, String) {
+        let mut req = Request::put(format!(
+            "/api/evidence/octo/agent/{}/{file}",
+            "c".repeat(40)
+        ));
+        if let Some(n) = length {
+            req = req.header("content-length", n);
+        }
+        let res = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = res.status().as_u16();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn an_archive_seals_its_bundle() {
+        let app = app();
+        let archive = vaia_core::evidence::archive::pack(b"{}", &[("tools.json", b"[]")]).unwrap();
+        let (status, body) = put(&app, "bundle.tar", Body::from(archive.clone()), None).await;
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = put(&app, "bundle.tar", Body::from(archive), None).await;
+        assert_eq!(status, 200, "an identical re-upload: {body}");
+        let other = vaia_core::evidence::archive::pack(b"{}", &[("tools.json", b"[1]")]).unwrap();
+        let (status, body) = put(&app, "bundle.tar", Body::from(other), None).await;
+        assert_eq!(status, 409, "{body}");
+        assert!(
+            body.contains("is sealed (its manifest or archive is uploaded)"),
+            "{body}"
+        );
+        for (file, body) in [("tools.json", "[1]"), ("manifest.json", "{}")] {
+            let (status, answer) = put(&app, file, Body::from(body), None).await;
+            assert_eq!(status, 409, "{file}: {answer}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_archive_over_the_upload_limit_is_413_naming_it() {
+        let (status, body) = put(
+            &app(),
+            "bundle.tar",
+            Body::from("x"),
+            Some(MAX_EVIDENCE_BYTES + 1),
+        )
+        .await;
+        assert_eq!(status, 413, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("over {MAX_EVIDENCE_BYTES} bytes")),
+            "{v}"
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! The registry: verifies evidence bundles when their manifest lands, assigns candidates a
+//! The registry: verifies evidence bundles when their manifest or archive lands, assigns candidates a
 //! semantic version, records CT baselines and dataset snapshots (from the evidence's
 //! `dataset` and from DVC files pushed under `datasets/<owner>/<repo>/`) and moves the
 //! `prod` alias by compare-and-swap. It never writes run
@@ -8,11 +8,15 @@
 use async_trait::async_trait;
 use semver::Version;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use vaia_core::dataset::{
     out_path, parse_dataset_key, snapshot_key, SnapshotRecord, SnapshotSource,
 };
-use vaia_core::evidence::{FileMismatch, Manifest, MANIFEST_FILE};
+use vaia_core::evidence::{
+    archive, FileMismatch, Manifest, ARCHIVE_FILE, MANIFEST_FILE, MAX_BUNDLE_BYTES,
+    MAX_MANIFEST_BYTES, SEALING_FILES,
+};
 use vaia_core::layout::{
     alias_key, ct_baseline_key, version_key, versions_prefix, AliasRecord, AliasTarget,
     CtBaselineRecord, VersionRecord, PROD_ALIAS,
@@ -98,8 +102,8 @@ impl Registry {
         }
     }
 
-    /// An object landed. Only evidence manifests matter; a manifest for a commit with no
-    /// run yet is left where it is: the run's TRIGGERED entry action verifies it.
+    /// An object landed. Only evidence manifests and archives matter; one for a commit
+    /// with no run yet is left where it is: the run's TRIGGERED entry action verifies it.
     pub async fn object_created(&self, event: &ObjectCreated) -> Result<Done, RegistryError> {
         if let Some((repo, path)) = parse_dataset_key(&event.key) {
             return self.dataset_uploaded(&event.key, &repo, path).await;
@@ -107,16 +111,19 @@ impl Registry {
         let Some((repo, commit, file)) = event.key.parse_evidence() else {
             return Ok(Done::Skipped(format!("{} is not evidence", event.key)));
         };
-        if file != MANIFEST_FILE {
-            return Ok(Done::Skipped(format!("{} is not a manifest", event.key)));
-        }
+        let Some(form) = SEALING_FILES.into_iter().find(|f| *f == file) else {
+            return Ok(Done::Skipped(format!(
+                "{} is not a manifest or archive",
+                event.key
+            )));
+        };
         let run_id = RunId::for_commit(&repo, &commit);
         match self.store.get(&run_id).await? {
             None => Ok(Done::Skipped(format!(
-                "manifest for {repo}@{} arrived before its run; it is verified when the run is triggered",
+                "{form} for {repo}@{} arrived before its run; it is verified when the run is triggered",
                 commit.short()
             ))),
-            Some(run) => self.verify(&run).await,
+            Some(run) => self.verify(&run, &[form]).await,
         }
     }
 
@@ -127,7 +134,10 @@ impl Registry {
             .await?
             .ok_or_else(|| RegistryError::RunNotFound(job.run_id().clone()))?;
         match job {
-            RegistryJob::VerifyEvidence { .. } => self.verify(&run).await,
+            // The archive first: it is what the agent workflow uploads.
+            RegistryJob::VerifyEvidence { .. } => {
+                self.verify(&run, &[ARCHIVE_FILE, MANIFEST_FILE]).await
+            }
             RegistryJob::RegisterArtifact { .. } => self.register(&run).await,
             RegistryJob::RecordCtBaseline { .. } => self.record_ct(&run).await,
             RegistryJob::Promote { .. } => self.promote(&run).await,
@@ -149,27 +159,57 @@ impl Registry {
         Ok(Done::Signalled(name))
     }
 
-    /// Checks every file the manifest lists against its sha256 and size.
-    async fn verify(&self, run: &Run) -> Result<Done, RegistryError> {
+    /// Verifies the run's bundle in the first of `forms` ([`SEALING_FILES`]) that is
+    /// stored: the manifest parses and names the run's repository and commit, and every
+    /// file it lists is there with its sha256 and size (an archive holds nothing else).
+    ///
+    /// A bundle uploaded soon after its run was triggered is verified twice, by the
+    /// TRIGGERED entry action's job and by the object-created event, whichever comes first
+    /// for the run still TRIGGERED: each reads the bundle (one GET for an archive) and
+    /// sends the same deduplicated signal, and the orchestrator records the first. Skipping
+    /// one would need a record of the other (a write, dearer than the read it saves). The
+    /// same holds for a bundle uploaded in both forms: the first verified wins.
+    async fn verify(&self, run: &Run, forms: &[&str]) -> Result<Done, RegistryError> {
         if run.state != PipelineState::Triggered {
             return Ok(Done::Skipped(format!(
                 "run is {}, not TRIGGERED",
                 run.state
             )));
         }
-        let key = evidence_key(&run.repository, run, MANIFEST_FILE)?;
-        let checked = match self
-            .blobs
-            .get_at_most(&key, vaia_core::evidence::MAX_MANIFEST_BYTES)
-            .await?
-        {
-            None => return Ok(Done::Skipped(format!("{key} not uploaded yet"))),
-            Some(Bounded::TooLarge { size }) => Err(format!(
-                "{key}: the manifest is {}, over the limit of {} bytes",
+        let mut found = None;
+        for form in forms {
+            let key = evidence_key(&run.repository, run, form)?;
+            let is_archive = *form == ARCHIVE_FILE;
+            let limit = if is_archive {
+                MAX_BUNDLE_BYTES
+            } else {
+                MAX_MANIFEST_BYTES
+            };
+            if let Some(got) = self.blobs.get_at_most(&key, limit).await? {
+                found = Some((key, is_archive, limit, got));
+                break;
+            }
+        }
+        let Some((key, is_archive, limit, got)) = found else {
+            return Ok(Done::Skipped(format!(
+                "{} not uploaded yet",
+                forms.join(" or ")
+            )));
+        };
+        let checked = match got {
+            Bounded::TooLarge { size } => Err(format!(
+                "{key}: the {} is {}, over the limit of {limit} bytes",
+                if is_archive { "archive" } else { "manifest" },
                 size.map_or_else(|| "larger".to_string(), |n| format!("{n} bytes")),
-                vaia_core::evidence::MAX_MANIFEST_BYTES
             )),
-            Some(Bounded::Bytes(bytes)) => self.check_bundle(run, &key, &bytes).await?,
+            Bounded::Bytes(bytes) if is_archive => match archive::unpack(&bytes, key.as_str()) {
+                Err(e) => Err(e.to_string()),
+                Ok(unpacked) => {
+                    self.check_bundle(run, &key, &unpacked.manifest, Some(&unpacked.files))
+                        .await?
+                }
+            },
+            Bounded::Bytes(bytes) => self.check_bundle(run, &key, &bytes, None).await?,
         };
         match checked {
             Ok(evidence) => {
@@ -191,12 +231,15 @@ impl Registry {
         }
     }
 
-    /// `Ok(Err(reason))` when the bundle is unusable; `Err` only for storage faults.
+    /// `Ok(Err(reason))` when the bundle is unusable; `Err` only for storage faults. The
+    /// files are `archived` (an archive's, which must hold nothing unlisted) or, when
+    /// `None`, stored beside the manifest at `key`.
     async fn check_bundle(
         &self,
         run: &Run,
         key: &BlobKey,
         bytes: &[u8],
+        archived: Option<&BTreeMap<String, Vec<u8>>>,
     ) -> Result<Result<EvidenceRecord, String>, RegistryError> {
         let manifest = match Manifest::parse(bytes, key.as_str()) {
             Ok(m) => m,
@@ -209,9 +252,18 @@ impl Registry {
             )));
         }
         for (i, file) in manifest.files.iter().enumerate() {
-            let fkey = evidence_key(&run.repository, run, &file.name)?;
-            match file.read(&*self.blobs, &fkey).await? {
-                Ok(_) => {}
+            let checked = match archived {
+                Some(files) => match files.get(&file.name) {
+                    None => Err(FileMismatch::Missing),
+                    Some(b) => file.check(b),
+                },
+                None => {
+                    let fkey = evidence_key(&run.repository, run, &file.name)?;
+                    file.read(&*self.blobs, &fkey).await?.map(drop)
+                }
+            };
+            match checked {
+                Ok(()) => {}
                 Err(FileMismatch::Missing) => {
                     return Ok(Err(format!(
                         "{key}: $.files[{i}]: {} is listed but missing from the bundle",
@@ -226,6 +278,15 @@ impl Registry {
                     )))
                 }
             }
+        }
+        if let Some(unlisted) = archived
+            .into_iter()
+            .flat_map(BTreeMap::keys)
+            .find(|name| manifest.file(name).is_none())
+        {
+            return Ok(Err(format!(
+                "{key}: entry {unlisted:?}: in the archive but not listed in its {MANIFEST_FILE}"
+            )));
         }
         Ok(Ok(EvidenceRecord {
             manifest: key.clone(),

@@ -56,17 +56,47 @@ impl F {
     }
 
     async fn upload(&self, files: &[(&str, &[u8])], tamper: Option<&str>) {
-        let mut listed = Vec::new();
         for (name, bytes) in files {
             let key = BlobKey::evidence(&self.run.repository, &self.run.commit, name).unwrap();
             self.blobs.put(&key, bytes).await.unwrap();
+        }
+        let manifest = self.manifest(files, tamper);
+        let key = BlobKey::evidence(&self.run.repository, &self.run.commit, MANIFEST_FILE).unwrap();
+        self.blobs
+            .put(&key, manifest.to_string().as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// The bundle as one archive: the manifest listing `files` (a `tamper`ed one with a
+    /// wrong sha256) and `files` with `extra` files it does not list.
+    async fn upload_archive(
+        &self,
+        files: &[(&str, &[u8])],
+        tamper: Option<&str>,
+        extra: &[(&str, &[u8])],
+    ) {
+        let manifest = self.manifest(files, tamper).to_string();
+        let all: Vec<(&str, &[u8])> = files.iter().chain(extra).copied().collect();
+        let bytes = archive::pack(manifest.as_bytes(), &all).unwrap();
+        self.put_archive(&bytes).await;
+    }
+
+    async fn put_archive(&self, bytes: &[u8]) {
+        let key = BlobKey::evidence(&self.run.repository, &self.run.commit, ARCHIVE_FILE).unwrap();
+        self.blobs.put(&key, bytes).await.unwrap();
+    }
+
+    fn manifest(&self, files: &[(&str, &[u8])], tamper: Option<&str>) -> serde_json::Value {
+        let mut listed = Vec::new();
+        for (name, bytes) in files {
             let mut sha = hex::encode(Sha256::digest(bytes));
             if tamper == Some(*name) {
                 sha = "0".repeat(64);
             }
             listed.push(serde_json::json!({"name": name, "sha256": sha, "bytes": bytes.len()}));
         }
-        let manifest = serde_json::json!({
+        serde_json::json!({
             "schema": "vaia.evidence/v1",
             "repository": self.run.repository,
             "commit": self.run.commit,
@@ -74,12 +104,7 @@ impl F {
             "dataset": {"path": "data/train.dvc", "md5": "abc", "rows": 10},
             "files": listed,
             "created_at": "2026-11-27T10:00:00Z"
-        });
-        let key = BlobKey::evidence(&self.run.repository, &self.run.commit, MANIFEST_FILE).unwrap();
-        self.blobs
-            .put(&key, manifest.to_string().as_bytes())
-            .await
-            .unwrap();
+        })
     }
 
     async fn signals(&self) -> Vec<Signal> {
@@ -116,7 +141,10 @@ async fn verifies_a_complete_bundle() {
             .object_created(&f.created("tools.json"))
             .await
             .unwrap(),
-        Done::Skipped(format!("{} is not a manifest", f.created("tools.json").key))
+        Done::Skipped(format!(
+            "{} is not a manifest or archive",
+            f.created("tools.json").key
+        ))
     );
     f.registry
         .object_created(&f.created(MANIFEST_FILE))
@@ -128,6 +156,167 @@ async fn verifies_a_complete_bundle() {
     };
     assert_eq!(evidence.files, vec!["tools.json", "trivy.json"]);
     assert_eq!(evidence.dataset.as_ref().unwrap().rows, Some(10));
+}
+
+async fn verify(f: &F) {
+    f.registry
+        .job(&RegistryJob::VerifyEvidence {
+            run_id: f.run.id.clone(),
+        })
+        .await
+        .unwrap();
+}
+
+/// The one signal the registry sent.
+async fn only_signal(f: &F) -> Signal {
+    let signals = f.signals().await;
+    let [signal] = &signals[..] else {
+        panic!("{signals:?}")
+    };
+    signal.clone()
+}
+
+#[tokio::test]
+async fn an_archive_is_verified_as_its_per_file_form_is() {
+    let files: &[(&str, &[u8])] = &[("tools.json", b"[]"), ("trivy.json", b"{}")];
+    let per_file = fixture().with_state(PipelineState::Triggered).await;
+    per_file.upload(files, None).await;
+    per_file
+        .registry
+        .object_created(&per_file.created(MANIFEST_FILE))
+        .await
+        .unwrap();
+    let Signal::EvidenceVerified { evidence: want } = only_signal(&per_file).await else {
+        panic!()
+    };
+    // Announced by its object event, and found by the TRIGGERED entry action's job.
+    for announced in [true, false] {
+        let f = fixture().with_state(PipelineState::Triggered).await;
+        f.upload_archive(files, None, &[]).await;
+        if announced {
+            f.registry
+                .object_created(&f.created(ARCHIVE_FILE))
+                .await
+                .unwrap();
+        } else {
+            f.registry
+                .job(&RegistryJob::VerifyEvidence {
+                    run_id: f.run.id.clone(),
+                })
+                .await
+                .unwrap();
+        }
+        let Signal::EvidenceVerified { evidence } = only_signal(&f).await else {
+            panic!()
+        };
+        assert_eq!(evidence.manifest, f.created(ARCHIVE_FILE).key);
+        assert_eq!(
+            EvidenceRecord {
+                manifest: want.manifest.clone(),
+                ..evidence
+            },
+            want,
+            "the same record but where it was verified"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_archive_fails_the_run_naming_the_entry() {
+    let files: &[(&str, &[u8])] = &[("tools.json", b"[]")];
+    let rejected = |signal: Signal| match signal {
+        Signal::EvidenceRejected { reason, manifest } => {
+            assert!(manifest.as_str().ends_with(ARCHIVE_FILE), "{manifest}");
+            reason
+        }
+        other => panic!("{other:?}"),
+    };
+
+    // A file the manifest does not list.
+    let f = fixture().with_state(PipelineState::Triggered).await;
+    f.upload_archive(files, None, &[("secret.env", b"x")]).await;
+    verify(&f).await;
+    let reason = rejected(only_signal(&f).await);
+    assert!(
+        reason.ends_with(
+            r#"bundle.tar: entry "secret.env": in the archive but not listed in its manifest.json"#
+        ),
+        "{reason}"
+    );
+
+    // A file that is not what the manifest says, or not there.
+    let f = fixture().with_state(PipelineState::Triggered).await;
+    f.upload_archive(files, Some("tools.json"), &[]).await;
+    verify(&f).await;
+    let reason = rejected(only_signal(&f).await);
+    assert!(
+        reason.contains("$.files[0]: tools.json does not match the manifest: it has sha256"),
+        "{reason}"
+    );
+    let f = fixture().with_state(PipelineState::Triggered).await;
+    let manifest = f.manifest(files, None).to_string();
+    f.put_archive(&archive::pack(manifest.as_bytes(), &[]).unwrap())
+        .await;
+    verify(&f).await;
+    let reason = rejected(only_signal(&f).await);
+    assert!(
+        reason.contains("tools.json is listed but missing"),
+        "{reason}"
+    );
+
+    // An entry that is not a flat regular file.
+    let f = fixture().with_state(PipelineState::Triggered).await;
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("manifest.json", manifest.as_bytes()),
+        ("tools.json", b"[]"),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "evil", "/etc/passwd").unwrap();
+    f.put_archive(&b.into_inner().unwrap()).await;
+    verify(&f).await;
+    let reason = rejected(only_signal(&f).await);
+    assert!(
+        reason.contains(r#"bundle.tar: entry "evil": is a Symlink entry"#),
+        "{reason}"
+    );
+
+    // A manifest that does not parse, inside the archive: named as in the archive.
+    let f = fixture().with_state(PipelineState::Triggered).await;
+    f.put_archive(&archive::pack(b"{not json", &[]).unwrap())
+        .await;
+    verify(&f).await;
+    let reason = rejected(only_signal(&f).await);
+    assert!(reason.contains("bundle.tar: $: not JSON"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_bundle_in_both_forms_is_verified_once() {
+    let files: &[(&str, &[u8])] = &[("tools.json", b"[]")];
+    let f = fixture().with_state(PipelineState::Triggered).await;
+    f.upload(files, None).await;
+    f.upload_archive(files, None, &[]).await;
+    for form in [MANIFEST_FILE, ARCHIVE_FILE] {
+        f.registry.object_created(&f.created(form)).await.unwrap();
+    }
+    f.registry
+        .job(&RegistryJob::VerifyEvidence {
+            run_id: f.run.id.clone(),
+        })
+        .await
+        .unwrap();
+    // Three verifications, one signal (the first; the others share its dedupe key).
+    let Signal::EvidenceVerified { evidence } = only_signal(&f).await else {
+        panic!()
+    };
+    assert_eq!(evidence.manifest, f.created(MANIFEST_FILE).key);
 }
 
 #[tokio::test]

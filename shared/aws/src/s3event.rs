@@ -10,6 +10,7 @@
 
 use aws_lambda_events::s3::{S3Event, S3EventRecord};
 use serde_json::{json, Value};
+use vaia_core::evidence::SEALING_FILES;
 use vaia_core::messages::ObjectCreated;
 use vaia_core::BlobKey;
 
@@ -18,12 +19,15 @@ use vaia_core::BlobKey;
 /// the filters; `infra/template.yaml` states the same rules (a test compares them) and
 /// the moto deployments of the tests are configured from here.
 ///
-/// Only an evidence bundle's manifest (uploaded last) wakes the registry: the other files
-/// of a bundle, and the registry's own records under `registry/`, are skipped by it, and
-/// each notification would cost an SQS message, a Lambda invocation and an idempotency
-/// record. DVC files pushed under `datasets/` record dataset snapshots.
+/// Only the file that seals an evidence bundle wakes the registry
+/// ([`vaia_core::evidence::SEALING_FILES`]: the manifest of the per-file form, uploaded
+/// last, and the one-object `bundle.tar`): the other files of a bundle, and the registry's
+/// own records under `registry/`, are skipped by it, and each notification would cost an
+/// SQS message, a Lambda invocation and an idempotency record. DVC files pushed under
+/// `datasets/` record dataset snapshots.
 pub const NOTIFICATIONS: &[(&str, Option<&str>)] = &[
-    ("evidence/", Some("manifest.json")),
+    ("evidence/", Some(SEALING_FILES[0])),
+    ("evidence/", Some(SEALING_FILES[1])),
     (vaia_core::dataset::DATASETS_PREFIX, None),
 ];
 
@@ -237,6 +241,16 @@ pub fn parse_notification(body: &str) -> Result<S3Notification, S3EventError> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn every_file_that_seals_a_bundle_is_announced_and_no_other_evidence() {
+        let announced: Vec<&str> = NOTIFICATIONS
+            .iter()
+            .filter(|(prefix, _)| *prefix == "evidence/")
+            .map(|(_, suffix)| suffix.expect("evidence filters name a suffix"))
+            .collect();
+        assert_eq!(announced, SEALING_FILES);
+    }
 
     #[test]
     fn keys_are_url_decoded() {

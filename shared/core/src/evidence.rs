@@ -1,12 +1,20 @@
 //! The evidence manifest: the versioned contract between an agent repository's CI and vaia.
 //! `evidence/<owner>/<repo>/<sha>/manifest.json` is uploaded last and lists every file of
-//! the bundle with its sha256; see `docs/architecture.md`.
+//! the bundle with its sha256; or the whole bundle is one object,
+//! `evidence/<owner>/<repo>/<sha>/bundle.tar` ([`archive`]); see `docs/architecture.md`.
+
+pub mod archive;
 
 use crate::ids::{CommitSha, ImageDigest, Repository};
 use serde::{Deserialize, Serialize};
 
 pub const MANIFEST_SCHEMA_V1: &str = "vaia.evidence/v1";
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The bundle as one object: a tar of the manifest and its files ([`archive`]).
+pub const ARCHIVE_FILE: &str = "bundle.tar";
+/// The evidence files whose arrival seals a bundle and asks the registry to verify it:
+/// the manifest of the per-file form and the archive.
+pub const SEALING_FILES: [&str; 2] = [MANIFEST_FILE, ARCHIVE_FILE];
 
 /// Largest file of a bundle (the upload API's limit, and what a manifest may list).
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -114,7 +122,7 @@ impl Manifest {
             }
             // Dot files are allowed (`.trivyignore` is evidence), `.` and `..` are not.
             let name_ok = !f.name.is_empty()
-                && f.name != MANIFEST_FILE
+                && !SEALING_FILES.contains(&f.name.as_str())
                 && f.name.len() <= 128
                 && !f.name.trim_start_matches('.').is_empty()
                 && f.name != ".."
@@ -124,7 +132,7 @@ impl Manifest {
             if !name_ok {
                 return Err(fail(
                     format!("{at}.name"),
-                    format!("file name {:?} must be a plain file name of at most 128 letters, digits, - _ . (not . or ..), not the manifest itself", f.name),
+                    format!("file name {:?} must be a plain file name of at most 128 letters, digits, - _ . (not . or ..), not {MANIFEST_FILE} or {ARCHIVE_FILE}", f.name),
                 ));
             }
             if !names.insert(f.name.as_str()) {
@@ -184,17 +192,24 @@ impl ManifestFile {
             Some(Bounded::TooLarge { size }) => return Ok(Err(FileMismatch::Larger { size })),
             Some(Bounded::Bytes(b)) => b,
         };
+        Ok(self.check(&bytes).map(|()| bytes))
+    }
+
+    /// Whether `bytes` are the file this entry lists (its sha256 and size): the one
+    /// comparison of evidence with its manifest, for a stored file ([`Self::read`]) and
+    /// for a file of an archive alike.
+    pub fn check(&self, bytes: &[u8]) -> Result<(), FileMismatch> {
         let sha256 = {
             use sha2::{Digest, Sha256};
-            hex::encode(Sha256::digest(&bytes))
+            hex::encode(Sha256::digest(bytes))
         };
         if sha256 != self.sha256 || bytes.len() as u64 != self.bytes {
-            return Ok(Err(FileMismatch::Different {
+            return Err(FileMismatch::Different {
                 sha256,
                 bytes: bytes.len() as u64,
-            }));
+            });
         }
-        Ok(Ok(bytes))
+        Ok(())
     }
 }
 
@@ -261,6 +276,12 @@ mod tests {
         v["files"][0]["name"] = "../x".into();
         let e = Manifest::parse(v.to_string().as_bytes(), "m.json").unwrap_err();
         assert_eq!(e.path, "$.files[0].name");
+        for sealing in SEALING_FILES {
+            let mut v = sample();
+            v["files"][0]["name"] = sealing.into();
+            let e = Manifest::parse(v.to_string().as_bytes(), "m.json").unwrap_err();
+            assert_eq!(e.path, "$.files[0].name", "{sealing}");
+        }
         let mut v = sample();
         v["schema"] = "vaia.evidence/v9".into();
         assert_eq!(

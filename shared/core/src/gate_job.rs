@@ -201,12 +201,18 @@ pub async fn production_evidence(
 /// file overwritten or removed after verification is [`GateError::EvidenceChanged`],
 /// naming whose file it is, never silently judged. A file the manifest does not list is
 /// not part of the bundle (`None`), whatever lies beside it.
+///
+/// A bundle verified as one archive ([`crate::evidence::ARCHIVE_FILE`]) is read once, by
+/// [`Bundle::open`]; its files come from memory. A per-file bundle reads each file when
+/// asked. Either way a gate opens its bundle once per job.
 #[allow(missing_debug_implementations)]
 pub struct Bundle<'a> {
     blobs: &'a dyn BlobStore,
     repo: crate::ids::Repository,
     commit: crate::ids::CommitSha,
     files: Vec<crate::evidence::ManifestFile>,
+    /// The archive's key and its files, for a bundle verified as one archive.
+    archive: Option<(BlobKey, BTreeMap<String, Vec<u8>>)>,
     /// Whose evidence, for messages: "the candidate's", "production's (version 0.1.0)".
     whose: String,
 }
@@ -217,65 +223,91 @@ impl<'a> Bundle<'a> {
         run: &Run,
         whose: &str,
     ) -> Result<Bundle<'a>, GateError> {
+        use crate::evidence::{archive, ARCHIVE_FILE, MAX_BUNDLE_BYTES, MAX_MANIFEST_BYTES};
         let changed =
             |what: String| GateError::EvidenceChanged(format!("{whose} evidence: {what}"));
         let Some(record) = &run.candidate.evidence else {
             return Err(changed(format!("run {} has no verified evidence", run.id)));
         };
-        let bytes = match blobs
-            .get_at_most(&record.manifest, crate::evidence::MAX_MANIFEST_BYTES)
-            .await?
-        {
+        let key = &record.manifest;
+        let is_archive = key
+            .parse_evidence()
+            .is_some_and(|(_, _, file)| file == ARCHIVE_FILE);
+        let limit = if is_archive {
+            MAX_BUNDLE_BYTES
+        } else {
+            MAX_MANIFEST_BYTES
+        };
+        let bytes = match blobs.get_at_most(key, limit).await? {
             Some(crate::ports::Bounded::Bytes(b)) => b,
             Some(crate::ports::Bounded::TooLarge { .. }) => {
                 return Err(changed(format!(
-                    "{} changed after it was verified (it is now over {} bytes)",
-                    record.manifest,
-                    crate::evidence::MAX_MANIFEST_BYTES
+                    "{key} changed after it was verified (it is now over {limit} bytes)"
                 )))
             }
-            None => {
-                return Err(changed(format!(
-                    "{} is gone since it was verified",
-                    record.manifest
-                )))
-            }
+            None => return Err(changed(format!("{key} is gone since it was verified"))),
         };
-        let sha = sha256_hex(&bytes);
+        let (manifest_bytes, archive) = if is_archive {
+            let unpacked = archive::unpack(&bytes, key.as_str())
+                .map_err(|e| changed(format!("{key} changed after it was verified: {e}")))?;
+            (unpacked.manifest, Some((key.clone(), unpacked.files)))
+        } else {
+            (bytes, None)
+        };
+        let sha = sha256_hex(&manifest_bytes);
         if sha != record.manifest_sha256 {
+            let what = if is_archive {
+                format!("{key}: the manifest in it")
+            } else {
+                key.to_string()
+            };
             return Err(changed(format!(
-                "{} changed after it was verified (sha256 {sha}, verified {})",
-                record.manifest, record.manifest_sha256
+                "{what} changed after it was verified (sha256 {sha}, verified {})",
+                record.manifest_sha256
             )));
         }
-        let manifest = crate::evidence::Manifest::parse(&bytes, record.manifest.as_str())
+        let manifest = crate::evidence::Manifest::parse(&manifest_bytes, key.as_str())
             .map_err(|e| changed(e.to_string()))?;
         Ok(Bundle {
             blobs,
             repo: run.repository.clone(),
             commit: run.commit.clone(),
             files: manifest.files,
+            archive,
             whose: whose.to_string(),
         })
     }
 
-    /// `file` with its key, checked; `None` when the verified manifest does not list it.
+    /// `file` with its evidence key (for an archive bundle, the name it has in the
+    /// evidence layout, where the per-file form stores it), checked; `None` when the
+    /// verified manifest does not list it.
     pub async fn get(&self, file: &str) -> Result<Option<(BlobKey, Vec<u8>)>, GateError> {
+        use crate::evidence::FileMismatch;
         let Some(listed) = self.files.iter().find(|f| f.name == file) else {
             return Ok(None);
         };
         let key = BlobKey::evidence(&self.repo, &self.commit, file)?;
         let whose = &self.whose;
-        let bytes = match listed.read(self.blobs, &key).await? {
+        let (found, place) = match &self.archive {
+            Some((archive, files)) => {
+                let checked = match files.get(file) {
+                    None => Err(FileMismatch::Missing),
+                    Some(bytes) => listed.check(bytes).map(|()| bytes.clone()),
+                };
+                (checked, format!("{file} in {archive}"))
+            }
+            None => (listed.read(self.blobs, &key).await?, key.to_string()),
+        };
+        let bytes = match found {
             Ok(bytes) => bytes,
-            Err(crate::evidence::FileMismatch::Missing) => {
+            Err(FileMismatch::Missing) => {
                 return Err(GateError::EvidenceChanged(format!(
-                    "{whose} evidence: {key} is gone since it was verified"
+                    "{whose} evidence: {place} is gone since it was verified"
                 )))
             }
             Err(mismatch) => {
                 return Err(GateError::EvidenceChanged(format!(
-                    "{whose} evidence: {key} changed after it was verified (it {mismatch}; \
+                    "{whose} evidence: {place} changed after it was verified (it {mismatch}; \
                      the verified manifest says sha256 {}, {} bytes)",
                     listed.sha256, listed.bytes
                 )))
@@ -479,5 +511,201 @@ mod tests {
         blobs.put(&key, b"{not json").await.unwrap();
         let e = full_verdicts(&*blobs, &after, &events).await.unwrap_err();
         assert!(e.to_string().contains(key.as_str()), "{e}");
+    }
+
+    /// A blob store that counts reads, delegating to memory.
+    struct Counted {
+        inner: MemoryBlobStore,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Counted {
+        fn read(&self) {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl BlobStore for Counted {
+        async fn put(
+            &self,
+            k: &BlobKey,
+            b: &[u8],
+        ) -> crate::ports::PortResult<crate::messages::ObjectCreated> {
+            self.inner.put(k, b).await
+        }
+        async fn put_if_absent(
+            &self,
+            k: &BlobKey,
+            b: &[u8],
+        ) -> crate::ports::PortResult<Option<crate::messages::ObjectCreated>> {
+            self.inner.put_if_absent(k, b).await
+        }
+        async fn put_if_match(
+            &self,
+            k: &BlobKey,
+            b: &[u8],
+            etag: &str,
+        ) -> crate::ports::PortResult<Option<crate::messages::ObjectCreated>> {
+            self.inner.put_if_match(k, b, etag).await
+        }
+        async fn get(&self, k: &BlobKey) -> crate::ports::PortResult<Option<Vec<u8>>> {
+            self.read();
+            self.inner.get(k).await
+        }
+        async fn get_at_most(
+            &self,
+            k: &BlobKey,
+            limit: u64,
+        ) -> crate::ports::PortResult<Option<crate::ports::Bounded>> {
+            self.read();
+            self.inner.get_at_most(k, limit).await
+        }
+        async fn get_tagged(
+            &self,
+            k: &BlobKey,
+        ) -> crate::ports::PortResult<Option<crate::ports::Tagged>> {
+            self.read();
+            self.inner.get_tagged(k).await
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+        ) -> crate::ports::PortResult<Vec<crate::ports::BlobMeta>> {
+            self.read();
+            self.inner.list(prefix).await
+        }
+    }
+
+    const TOOLS: &[u8] = br#"{"tools": []}"#;
+    const TRIVY: &[u8] = b"{}";
+
+    fn manifest_of(run: &Run, files: &[(&str, &[u8])]) -> Vec<u8> {
+        serde_json::json!({
+            "schema": crate::evidence::MANIFEST_SCHEMA_V1,
+            "repository": run.repository,
+            "commit": run.commit,
+            "image": {"digest": format!("sha256:{}", "a".repeat(64))},
+            "files": files.iter().map(|(n, b)| serde_json::json!({
+                "name": n, "sha256": sha256_hex(b), "bytes": b.len()})).collect::<Vec<_>>(),
+            "created_at": "2026-12-03T10:00:00Z"
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// A run whose evidence the registry verified as the archive of `files`, stored.
+    async fn archived(blobs: &dyn BlobStore, files: &[(&str, &[u8])]) -> (Run, BlobKey) {
+        let mut run = ci_run(chrono::Utc::now());
+        let manifest = manifest_of(&run, files);
+        let key =
+            BlobKey::evidence(&run.repository, &run.commit, crate::evidence::ARCHIVE_FILE).unwrap();
+        let bytes = crate::evidence::archive::pack(&manifest, files).unwrap();
+        blobs.put(&key, &bytes).await.unwrap();
+        run.candidate.evidence = Some(crate::run::EvidenceRecord {
+            manifest: key.clone(),
+            manifest_sha256: sha256_hex(&manifest),
+            image_digest: crate::ImageDigest::new(format!("sha256:{}", "a".repeat(64))).unwrap(),
+            base_digest: None,
+            dataset: None,
+            files: files.iter().map(|(n, _)| n.to_string()).collect(),
+        });
+        (run, key)
+    }
+
+    #[tokio::test]
+    async fn an_archive_bundle_is_read_with_one_get_per_job() {
+        let blobs = Counted {
+            inner: MemoryBlobStore::new(None),
+            reads: Default::default(),
+        };
+        let (run, _) = archived(&blobs, &[("tools.json", TOOLS), ("trivy.json", TRIVY)]).await;
+        let bundle = Bundle::open(&blobs, &run, "the candidate's").await.unwrap();
+        let (key, tools) = bundle.get("tools.json").await.unwrap().unwrap();
+        assert_eq!(tools, TOOLS);
+        assert_eq!(
+            key,
+            BlobKey::evidence(&run.repository, &run.commit, "tools.json").unwrap()
+        );
+        assert_eq!(bundle.get("trivy.json").await.unwrap().unwrap().1, TRIVY);
+        assert!(bundle.get("locust_stats.csv").await.unwrap().is_none());
+        assert_eq!(blobs.reads.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn an_archive_changed_after_verification_is_named() {
+        let blobs = MemoryBlobStore::new(None);
+        let files: &[(&str, &[u8])] = &[("tools.json", TOOLS), ("trivy.json", TRIVY)];
+        let (run, key) = archived(&blobs, files).await;
+        let manifest = manifest_of(&run, files);
+        // tools.json changed, the manifest (and its sha256) not.
+        let changed = crate::evidence::archive::pack(
+            &manifest,
+            &[("tools.json", br#"{"tools": [1]}"#), ("trivy.json", TRIVY)],
+        )
+        .unwrap();
+        blobs.put(&key, &changed).await.unwrap();
+        let bundle = Bundle::open(&blobs, &run, "production's (version 0.1.0)")
+            .await
+            .unwrap();
+        assert_eq!(bundle.get("trivy.json").await.unwrap().unwrap().1, TRIVY);
+        let Err(GateError::EvidenceChanged(reason)) = bundle.get("tools.json").await else {
+            panic!("a changed file was read")
+        };
+        assert!(
+            reason.starts_with(&format!(
+                "production's (version 0.1.0) evidence: tools.json in {key} changed after it \
+                 was verified (it has sha256 "
+            )),
+            "{reason}"
+        );
+        // A file removed from the archive.
+        blobs
+            .put(
+                &key,
+                &crate::evidence::archive::pack(&manifest, &[("trivy.json", TRIVY)]).unwrap(),
+            )
+            .await
+            .unwrap();
+        let bundle = Bundle::open(&blobs, &run, "the candidate's").await.unwrap();
+        let Err(GateError::EvidenceChanged(reason)) = bundle.get("tools.json").await else {
+            panic!("a removed file was read")
+        };
+        assert!(reason.contains("tools.json in"), "{reason}");
+        assert!(
+            reason.ends_with("is gone since it was verified"),
+            "{reason}"
+        );
+
+        // The manifest inside changed: the bundle does not open.
+        let mut other = manifest.clone();
+        other.extend_from_slice(b" ");
+        blobs
+            .put(
+                &key,
+                &crate::evidence::archive::pack(&other, files).unwrap(),
+            )
+            .await
+            .unwrap();
+        let Err(GateError::EvidenceChanged(reason)) =
+            Bundle::open(&blobs, &run, "the candidate's").await
+        else {
+            panic!("a changed manifest was opened")
+        };
+        assert!(
+            reason.starts_with(&format!(
+                "the candidate's evidence: {key}: the manifest in it changed after it was verified"
+            )),
+            "{reason}"
+        );
+        // No longer an archive at all.
+        blobs.put(&key, b"not a tar").await.unwrap();
+        let Err(GateError::EvidenceChanged(reason)) =
+            Bundle::open(&blobs, &run, "the candidate's").await
+        else {
+            panic!("garbage was opened")
+        };
+        assert!(reason.contains("changed after it was verified"), "{reason}");
     }
 }

@@ -88,7 +88,10 @@ pub struct Candidate {
 /// What the registry verified of the evidence bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvidenceRecord {
+    /// Where the bundle was verified: its `manifest.json`, or its `bundle.tar` when it was
+    /// uploaded as one archive ([`crate::evidence::ARCHIVE_FILE`]).
     pub manifest: BlobKey,
+    /// The sha256 of the manifest (for an archive, of the manifest inside it).
     pub manifest_sha256: String,
     pub image_digest: ImageDigest,
     #[serde(default, skip_serializing_if = "Option::is_none")]
