@@ -177,8 +177,9 @@ impl Client {
         Ok((status, res.json().await.unwrap_or_default()))
     }
 
-    /// Uploads every file, then a manifest listing them with their sha256 (last, as the
-    /// evidence contract demands). Returns the manifest.
+    /// Uploads a bundle in its per-file form: every file, then a manifest listing them with
+    /// their sha256 (last, as the evidence contract demands). Returns the manifest. (`vaia
+    /// evidence upload` and the demo send one archive instead: [`Self::upload_archive`].)
     pub async fn upload_evidence(
         &self,
         repo: &Repository,
@@ -204,28 +205,6 @@ impl Client {
         )
         .await?;
         Ok(manifest)
-    }
-
-    /// Uploads a bundle that already has its manifest (`vaia evidence collect` wrote it):
-    /// every file it lists, checked against its sha256 and size, then the manifest as it is.
-    pub async fn upload_manifested(
-        &self,
-        manifest: &Manifest,
-        manifest_bytes: &[u8],
-        files: &[(String, Vec<u8>)],
-    ) -> Result<()> {
-        check_listed(manifest, files)?;
-        for (name, bytes) in files {
-            self.put_evidence(&manifest.repository, &manifest.commit, name, bytes.clone())
-                .await?;
-        }
-        self.put_evidence(
-            &manifest.repository,
-            &manifest.commit,
-            MANIFEST_FILE,
-            manifest_bytes.to_vec(),
-        )
-        .await
     }
 
     /// Uploads a packed bundle ([`pack_dir`], [`pack`]) as one object, `bundle.tar`: one

@@ -366,17 +366,17 @@ async fn drive(client: &Client, secret: &str, latency: &LatencyEvidence) -> Resu
             ),
         ];
         let bundle = agent_evidence(step.variant, &repo, &commit, &image, copies).await?;
-        client
-            .upload_manifested(
-                &bundle.manifest,
-                &serde_json::to_vec_pretty(&bundle.manifest)?,
-                &bundle.files,
-            )
-            .await?;
+        let archive = crate::client::pack(
+            &bundle.manifest,
+            &serde_json::to_vec_pretty(&bundle.manifest)?,
+            &bundle.files,
+        )?;
+        client.upload_archive(&bundle.manifest, archive).await?;
         println!(
-            "agent variant {}{}: attack corpus, golden set and load test run; evidence uploaded: {} + manifest.json",
+            "agent variant {}{}: attack corpus, golden set and load test run; evidence uploaded as one {}: {} + manifest.json",
             step.variant.as_str(),
             if step.slow { " (slow)" } else { "" },
+            vaia_core::evidence::ARCHIVE_FILE,
             bundle.files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
         );
         let run_id = answer["run_id"]
