@@ -375,7 +375,10 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        /** Upload one evidence file; upload manifest.json last (it starts verification) */
+        /**
+         * Upload an evidence bundle: as one archive, file bundle.tar (a tar of manifest.json and the files it lists), or one file at a time with manifest.json last; bundle.tar or manifest.json starts verification
+         * @description Either stored file seals the bundle: afterwards only a byte-identical re-upload is accepted (200), anything else is 409. One request holds at most 67108864 bytes (64 MiB; 413 over it): a larger bundle.tar goes to the evidence bucket directly.
+         */
         put: {
             parameters: {
                 query?: never;
@@ -394,6 +397,19 @@ export interface paths {
                 };
             };
             responses: {
+                /** @description the bundle is sealed and this is the stored file, byte for byte (a retried upload) */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            key: string;
+                            size: number;
+                            unchanged: boolean;
+                        };
+                    };
+                };
                 /** @description stored */
                 201: {
                     headers: {
@@ -408,6 +424,24 @@ export interface paths {
                 };
                 /** @description invalid repository, commit or file name */
                 400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description the bundle is sealed (its manifest.json or bundle.tar is stored) and this differs */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description the body is over 64 MiB, or the bundle over its 256 MiB quota */
+                413: {
                     headers: {
                         [name: string]: unknown;
                     };
