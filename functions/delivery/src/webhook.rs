@@ -81,4 +81,8 @@ impl EventSink for WebhookEvents {
             Err(StatusError::Refused(format!("POST {}: {code}", self.url)))
         }
     }
+
+    fn name(&self) -> String {
+        format!("webhook {}", self.url)
+    }
 }
