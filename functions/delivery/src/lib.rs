@@ -446,9 +446,7 @@ impl AfterAdvance {
                     tracing::info!(run_id = %id, event = %event.detail_type, attempt, "promotion event sent");
                     return;
                 }
-                Err(StatusError::Unavailable { message, .. })
-                    if attempt < self.retry.attempts =>
-                {
+                Err(StatusError::Unavailable { message, .. }) if attempt < self.retry.attempts => {
                     if !deadline::allows(wait) {
                         break StatusError::Abandoned(format!("{message}; no time left to retry"));
                     }

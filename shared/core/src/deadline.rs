@@ -94,7 +94,10 @@ mod tests {
         let limit = Duration::from_millis(300);
         scope(start + limit, async {
             let left = remaining().unwrap();
-            assert!(left <= limit && left > Duration::from_millis(200), "{left:?}");
+            assert!(
+                left <= limit && left > Duration::from_millis(200),
+                "{left:?}"
+            );
             assert!(allows(Duration::from_millis(100)));
             assert!(!allows(limit));
             let hung = run(std::future::pending::<()>()).await;
