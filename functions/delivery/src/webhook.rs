@@ -82,7 +82,11 @@ impl EventSink for WebhookEvents {
         }
     }
 
+    /// The webhook's origin only: a path or query may carry a secret (as Slack's do).
     fn name(&self) -> String {
-        format!("webhook {}", self.url)
+        match reqwest::Url::parse(&self.url) {
+            Ok(url) => format!("webhook {}", url.origin().ascii_serialization()),
+            Err(_) => "webhook".into(),
+        }
     }
 }

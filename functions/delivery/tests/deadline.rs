@@ -170,7 +170,10 @@ async fn hung_sinks_are_abandoned_at_the_per_message_budget() {
             abandoned.iter().any(|l| l.contains("ERROR")
                 && l.contains("promotion event abandoned")
                 && l.contains(run.id.as_str())
-                && l.contains(&format!("webhook {webhook}"))
+                && l.contains(&format!(
+                    "sink=webhook {}",
+                    webhook.trim_end_matches("/events")
+                ))
                 && l.contains("vaia.run.failed")),
             "{text}"
         );
