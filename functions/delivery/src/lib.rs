@@ -11,6 +11,12 @@
 //! `VAIA_IMAGE_PROD_TAG` (default `prod`); credentials `VAIA_REGISTRY_USERNAME` and
 //! `VAIA_REGISTRY_PASSWORD`, or `VAIA_REGISTRY_TOKEN`; `VAIA_REGISTRY_PLAIN_HTTP` a host
 //! spoken to over HTTP (a local registry); `VAIA_REGISTRY_ATTEMPTS` (default 5).
+//!
+//! Deliveries never outlast the invocation: what follows one message (tags, commit statuses,
+//! promotion events) runs under [`vaia_core::deadline`], narrowed to `VAIA_DELIVERY_BUDGET_SECS`
+//! per message ([`DEFAULT_BUDGET`]); what is not delivered by then is abandoned with an
+//! `error` log naming the run, the sink and what was not delivered, and the message is
+//! acknowledged (its state change was made).
 
 pub mod github;
 pub mod webhook;
@@ -18,9 +24,10 @@ pub mod webhook;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
+use vaia_core::deadline;
 use vaia_core::delivery::{
     changed_statuses, post_status, promotion_event, promotion_tags, tag_all, CommitStatuses,
-    EventSink, ImageRegistry, Retry,
+    EventSink, ImageRegistry, Retry, StatusError, TagError,
 };
 use vaia_core::layout::{alias_key, AliasRecord, PROD_ALIAS};
 use vaia_core::messages::{parse_body, queues, AdvanceMessage, RegistryJob};
@@ -32,6 +39,26 @@ use vaia_core::{ImageDigest, ImageName, ImageTag, PipelineState, Repository};
 use vaia_oci::{Credentials, OciRegistry};
 
 pub const IMAGE_ENV: &str = "VAIA_IMAGE";
+
+/// The variable capping the time the deliveries after one message may take.
+pub const BUDGET_ENV: &str = "VAIA_DELIVERY_BUDGET_SECS";
+/// The default of [`BUDGET_ENV`]: well inside a Lambda invocation (30 s) and the local
+/// queue's visibility timeout (30 s), so that one message cannot hold a batch.
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
+
+/// The per-message delivery budget `var` gives ([`BUDGET_ENV`], whole seconds ≥ 1).
+pub fn delivery_budget(var: Vars<'_>) -> Result<Duration, String> {
+    match var(BUDGET_ENV).filter(|v| !v.trim().is_empty()) {
+        None => Ok(DEFAULT_BUDGET),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{BUDGET_ENV}: {v:?} is not a count of seconds ≥ 1")),
+    }
+}
 
 /// Queue consumers by queue name, as the local stack routes them.
 pub type Consumers = Vec<(String, Arc<dyn MessageHandler>)>;
@@ -47,6 +74,8 @@ pub struct DeliveryConfig {
     pub image_template: String,
     pub prod_tag: ImageTag,
     pub retry: Retry,
+    /// How long the tagging after one message may take ([`BUDGET_ENV`]).
+    pub budget: Duration,
 }
 
 impl DeliveryConfig {
@@ -135,6 +164,7 @@ pub fn registry_settings(var: Vars<'_>) -> Result<Option<RegistrySettings>, Stri
             attempts,
             ..Retry::default()
         },
+        budget: delivery_budget(&var)?,
     };
     config.image(&Repository::new("owner/name").map_err(|e| e.to_string())?)?;
     Ok(Some(RegistrySettings {
@@ -213,8 +243,14 @@ impl Delivery {
             Ok(Some((digest, tags))) => match self.config.image(&run.repository) {
                 Err(reason) => format!("image not tagged: {reason}"),
                 Ok(image) => {
-                    let outcomes =
-                        tag_all(&*self.registry, &image, &digest, &tags, self.config.retry).await;
+                    let tagging =
+                        tag_all(&*self.registry, &image, &digest, &tags, self.config.retry);
+                    let outcomes = deadline::scope_budget(self.config.budget, tagging).await;
+                    for o in &outcomes {
+                        if let Err(TagError::Abandoned(why)) = &o.result {
+                            tracing::error!(run_id = %run.id, sink = "image registry", %image, tag = %o.tag, %digest, %why, "image tag abandoned: not delivered before the delivery deadline");
+                        }
+                    }
                     outcomes
                         .iter()
                         .map(|o| o.describe(&image, &digest))
@@ -362,6 +398,9 @@ impl Statuses {
                 Ok(()) => {
                     tracing::info!(run_id = %after.id, context = %status.context, state = ?status.state, attempts, "commit status posted")
                 }
+                Err(StatusError::Abandoned(why)) => {
+                    tracing::error!(run_id = %after.id, sink = "GitHub commit statuses", context = %status.context, state = ?status.state, attempts, %why, "commit status abandoned: not delivered before the delivery deadline")
+                }
                 Err(e) => {
                     tracing::warn!(run_id = %after.id, context = %status.context, attempts, error = %e, "commit status not posted")
                 }
@@ -379,6 +418,8 @@ pub struct AfterAdvance {
     /// Every sink a promotion event goes to (each retried on its own).
     pub events: Vec<Arc<dyn EventSink>>,
     pub retry: Retry,
+    /// How long the deliveries after one message may take ([`BUDGET_ENV`]).
+    pub budget: Duration,
 }
 
 impl AfterAdvance {
@@ -391,24 +432,48 @@ impl AfterAdvance {
             return;
         };
         let mut wait = self.retry.backoff;
-        for attempt in 1..=self.retry.attempts.max(1) {
-            match sink.publish(&event).await {
+        let mut attempt = 0;
+        let error = loop {
+            if !deadline::allows(Duration::ZERO) {
+                break StatusError::Abandoned("not started".into());
+            }
+            attempt += 1;
+            let Ok(result) = deadline::run(sink.publish(&event)).await else {
+                break StatusError::Abandoned(format!("attempt {attempt} cut off"));
+            };
+            match result {
                 Ok(()) => {
                     tracing::info!(run_id = %id, event = %event.detail_type, attempt, "promotion event sent");
                     return;
                 }
-                Err(vaia_core::delivery::StatusError::Unavailable { message, .. })
-                    if attempt < self.retry.attempts =>
-                {
+                Err(StatusError::Unavailable { message, .. }) if attempt < self.retry.attempts => {
+                    if !deadline::allows(wait) {
+                        break StatusError::Abandoned(format!("{message}; no time left to retry"));
+                    }
                     tracing::warn!(run_id = %id, attempt, %message, "promotion event not sent yet; retrying");
                     tokio::time::sleep(wait).await;
                     wait = wait.saturating_mul(2);
                 }
-                Err(e) => {
-                    tracing::warn!(run_id = %id, event = %event.detail_type, error = %e, "promotion event not sent");
-                    return;
-                }
+                Err(e) => break e,
             }
+        };
+        match error {
+            StatusError::Abandoned(why) => {
+                tracing::error!(run_id = %id, sink = %sink.name(), event = %event.detail_type, attempts = attempt, %why, "promotion event abandoned: not delivered before the delivery deadline")
+            }
+            e => {
+                tracing::warn!(run_id = %id, sink = %sink.name(), event = %event.detail_type, error = %e, "promotion event not sent")
+            }
+        }
+    }
+
+    /// The commit statuses and promotion events that follow the message about `id`.
+    async fn deliver(&self, before: Option<&Run>, id: &vaia_core::RunId) {
+        if let Some(statuses) = &self.statuses {
+            statuses.after(before, id).await;
+        }
+        for events in &self.events {
+            self.publish(&**events, before, id).await;
         }
     }
 }
@@ -425,12 +490,9 @@ impl MessageHandler for AfterAdvance {
         };
         self.orchestrator.handle(message).await?;
         if let Some(id) = run_id {
-            if let Some(statuses) = &self.statuses {
-                statuses.after(before.as_ref(), &id).await;
-            }
-            for events in &self.events {
-                self.publish(&**events, before.as_ref(), &id).await;
-            }
+            // Whatever is not delivered in time is abandoned (and logged): the state
+            // change is made, so the message is acknowledged all the same.
+            deadline::scope_budget(self.budget, self.deliver(before.as_ref(), &id)).await;
         }
         Ok(())
     }
@@ -443,17 +505,29 @@ impl MessageHandler for AfterAdvance {
     }
 }
 
-/// What follows the orchestrator: commit statuses and promotion event sinks.
-#[derive(Default)]
+/// What follows the orchestrator: commit statuses and promotion event sinks, and how long
+/// they may take after one message.
 pub struct AdvanceSinks {
     pub statuses: Option<Arc<Statuses>>,
     pub events: Vec<Arc<dyn EventSink>>,
+    pub budget: Duration,
+}
+
+impl Default for AdvanceSinks {
+    fn default() -> Self {
+        Self {
+            statuses: None,
+            events: Vec::new(),
+            budget: DEFAULT_BUDGET,
+        }
+    }
 }
 
 /// The sinks `var` configures: commit statuses with `VAIA_GITHUB_TOKEN`
 /// (`VAIA_GITHUB_API_URL`, default `https://api.github.com`; `VAIA_PUBLIC_URL` links each
 /// status to its run), promotion events as signed webhooks with `VAIA_EVENTS_WEBHOOK_URL`
-/// and `VAIA_EVENTS_WEBHOOK_SECRET`. An error names the variable that is wrong.
+/// and `VAIA_EVENTS_WEBHOOK_SECRET`; [`BUDGET_ENV`] caps their time per message. An error
+/// names the variable that is wrong.
 pub fn advance_sinks(var: Vars<'_>, store: Arc<dyn RunStore>) -> Result<AdvanceSinks, String> {
     let var = |k: &str| var(k).filter(|v| !v.trim().is_empty());
     let statuses = match var("VAIA_GITHUB_TOKEN") {
@@ -489,7 +563,11 @@ pub fn advance_sinks(var: Vars<'_>, store: Arc<dyn RunStore>) -> Result<AdvanceS
             return Err("VAIA_EVENTS_WEBHOOK_URL and VAIA_EVENTS_WEBHOOK_SECRET go together".into())
         }
     };
-    Ok(AdvanceSinks { statuses, events })
+    Ok(AdvanceSinks {
+        statuses,
+        events,
+        budget: delivery_budget(&var)?,
+    })
 }
 
 /// The consumers with the orchestrator's wrapped in [`AfterAdvance`] when the environment
@@ -537,5 +615,6 @@ pub fn after_advance(
         statuses: sinks.statuses.clone(),
         events: sinks.events.clone(),
         retry: Retry::default(),
+        budget: sinks.budget,
     })
 }

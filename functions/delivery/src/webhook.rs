@@ -81,4 +81,12 @@ impl EventSink for WebhookEvents {
             Err(StatusError::Refused(format!("POST {}: {code}", self.url)))
         }
     }
+
+    /// The webhook's origin only: a path or query may carry a secret (as Slack's do).
+    fn name(&self) -> String {
+        match reqwest::Url::parse(&self.url) {
+            Ok(url) => format!("webhook {}", url.origin().ascii_serialization()),
+            Err(_) => "webhook".into(),
+        }
+    }
 }

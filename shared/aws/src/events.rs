@@ -80,6 +80,10 @@ impl EventSink for EventBridgeEvents {
             failed.and_then(|e| e.error_message()).unwrap_or(""),
         ))
     }
+
+    fn name(&self) -> String {
+        format!("EventBridge bus {}", self.bus)
+    }
 }
 
 /// The error of an entry EventBridge accepted the request for but failed (`PutEvents`

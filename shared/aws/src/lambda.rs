@@ -22,6 +22,11 @@
 //!
 //! On a FIFO queue, once a record of a message group fails, the later records of that
 //! group in the batch are reported failed without being handled, to keep the group's order.
+//!
+//! Each invocation runs under its deadline ([`vaia_core::deadline`]): the context's, less
+//! [`DEADLINE_MARGIN`], so that deliveries still waiting (commit statuses, promotion events,
+//! image tags) are abandoned and the batch is answered before Lambda times the function out
+//! (which would hand the whole batch back, and at last to the dead-letter queue).
 
 use crate::s3event::{parse_notification, S3Notification};
 use crate::sqs::SqsQueue;
@@ -376,17 +381,47 @@ fn run_id_of(body: &str) -> Option<String> {
         .and_then(|p| p.run_id)
 }
 
+/// How long before Lambda's deadline an invocation stops delivering: time left to answer
+/// the batch (and write the idempotency records) before the function would time out.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+
+/// The deadline of an invocation whose context gives `deadline_ms` (milliseconds since the
+/// Unix epoch), less [`DEADLINE_MARGIN`]; `None` when the context gives none (0).
+pub fn invocation_deadline(deadline_ms: u64) -> Option<tokio::time::Instant> {
+    (deadline_ms > 0).then(|| {
+        vaia_core::deadline::from_epoch_millis(
+            deadline_ms,
+            DEADLINE_MARGIN,
+            std::time::SystemTime::now(),
+            tokio::time::Instant::now(),
+        )
+    })
+}
+
+/// Handles one invocation: `event`'s batch under [`invocation_deadline`].
+pub async fn invoke(
+    batch: &SqsBatch,
+    event: lambda_runtime::LambdaEvent<SqsEvent>,
+) -> SqsBatchResponse {
+    let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
+    let handled = batch.handle(event.payload);
+    match invocation_deadline(event.context.deadline) {
+        Some(deadline) => {
+            vaia_core::deadline::scope(deadline, handled)
+                .instrument(span)
+                .await
+        }
+        None => handled.instrument(span).await,
+    }
+}
+
 /// Serves `batch` as the function's handler through the Lambda Runtime API.
 pub async fn serve_sqs(batch: SqsBatch) -> Result<(), lambda_runtime::Error> {
     let batch = Arc::new(batch);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
             let batch = batch.clone();
-            async move {
-                let request_id = event.context.request_id.clone();
-                let span = tracing::info_span!("invocation", request_id = %request_id);
-                Ok::<_, lambda_runtime::Error>(batch.handle(event.payload).instrument(span).await)
-            }
+            async move { Ok::<_, lambda_runtime::Error>(invoke(&batch, event).await) }
         },
     ))
     .await

@@ -400,3 +400,50 @@ async fn a_handler_idempotent_by_itself_is_run_without_records() {
     assert_eq!(claims.claims.load(Ordering::SeqCst), 3);
     assert_eq!(other.effects.load(Ordering::SeqCst), 1);
 }
+
+/// Records the time left before the deadline its handler ran under.
+#[derive(Default)]
+struct SeesDeadline(Mutex<Vec<Option<Duration>>>);
+
+#[async_trait]
+impl MessageHandler for SeesDeadline {
+    async fn handle(&self, _: &ReceivedMessage) -> Result<(), HandlerError> {
+        let left = vaia_core::deadline::remaining();
+        self.0.lock().unwrap().push(left);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_invocation_runs_under_its_context_deadline_less_the_margin() {
+    let seen = Arc::new(SeesDeadline::default());
+    let b = SqsBatch::new(
+        vec![Route {
+            queue: "work".into(),
+            physical: "t-work".into(),
+            source: Source::Messages,
+            handler: seen.clone(),
+        }],
+        Arc::new(Sink::default()),
+        Arc::new(SystemClock),
+        5,
+    );
+    let invocation = |deadline_ms: u64| {
+        let mut context = lambda_runtime::Context::default();
+        context.deadline = deadline_ms;
+        lambda_runtime::LambdaEvent::new(event(vec![record("m1", "ok", 1)]), context)
+    };
+    let in_10s = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap() + 10_000;
+    let answer = vaia_aws::lambda::invoke(&b, invocation(in_10s)).await;
+    assert!(answer.batch_item_failures.is_empty());
+    // A context without a deadline (0) sets none.
+    vaia_aws::lambda::invoke(&b, invocation(0)).await;
+    let seen = seen.0.lock().unwrap().clone();
+    let expected = Duration::from_secs(10) - vaia_aws::lambda::DEADLINE_MARGIN;
+    let left = seen[0].expect("the handler ran under a deadline");
+    assert!(
+        left <= expected && left > expected - Duration::from_secs(1),
+        "{left:?} left, expected about {expected:?}"
+    );
+    assert_eq!(seen[1], None);
+}

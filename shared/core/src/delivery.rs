@@ -6,6 +6,7 @@
 //! a registry that is down delays the tagging but never changes the run's outcome: the
 //! caller records the [`TagOutcome`] in the run's log.
 
+use crate::deadline;
 use crate::ids::{ImageDigest, ImageName, ImageTag};
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ pub enum TagError {
     /// Not worth retrying: refused credentials, unknown manifest, a bad request.
     #[error("registry refused: {0}")]
     Refused(String),
+    /// Not finished before the delivery deadline ([`crate::deadline`]); not tried again.
+    #[error("abandoned at the delivery deadline: {0}")]
+    Abandoned(String),
 }
 
 /// A container registry that can point a tag at a manifest it holds.
@@ -76,7 +80,9 @@ impl TagOutcome {
 }
 
 /// Tags `digest` with every tag of `tags` in order, retrying what the registry could not do
-/// yet; a tag that still fails is reported, and the next ones are still tried.
+/// yet; a tag that still fails is reported, and the next ones are still tried. Nothing runs
+/// past the deadline in force ([`crate::deadline`]): a tag it cuts off, or that is not
+/// started before it, is [`TagError::Abandoned`].
 pub async fn tag_all(
     registry: &dyn ImageRegistry,
     image: &ImageName,
@@ -89,9 +95,18 @@ pub async fn tag_all(
         let mut wait = retry.backoff;
         let mut attempts = 0;
         let result = loop {
+            if !deadline::allows(Duration::ZERO) {
+                break Err(TagError::Abandoned("not started".into()));
+            }
             attempts += 1;
-            match registry.tag(image, digest, tag).await {
+            let Ok(result) = deadline::run(registry.tag(image, digest, tag)).await else {
+                break Err(TagError::Abandoned(format!("attempt {attempts} cut off")));
+            };
+            match result {
                 Err(TagError::Unavailable(e)) if attempts < retry.attempts.max(1) => {
+                    if !deadline::allows(wait) {
+                        break Err(TagError::Abandoned(format!("{e}; no time left to retry")));
+                    }
                     tracing::warn!(%image, %tag, attempt = attempts, error = %e, "registry unavailable; retrying");
                     tokio::time::sleep(wait).await;
                     wait = wait.saturating_mul(2);
@@ -149,6 +164,9 @@ pub enum StatusError {
     /// Not worth retrying: a bad or under-privileged token, an unknown commit.
     #[error("status API refused: {0}")]
     Refused(String),
+    /// Not finished before the delivery deadline ([`crate::deadline`]); not tried again.
+    #[error("abandoned at the delivery deadline: {0}")]
+    Abandoned(String),
 }
 
 /// Where commit statuses go (GitHub's REST API).
@@ -244,6 +262,8 @@ pub fn changed_statuses(
 
 /// Posts `status`, retrying what the API could not take yet (waiting its `Retry-After` when
 /// it gave one, else `retry.backoff` doubling). Returns the attempts and the last error.
+/// Nothing runs past the deadline in force ([`crate::deadline`]): a post it cuts off, or
+/// that is not started before it, is [`StatusError::Abandoned`].
 pub async fn post_status(
     sink: &dyn CommitStatuses,
     repo: &crate::Repository,
@@ -254,12 +274,25 @@ pub async fn post_status(
     let mut wait = retry.backoff;
     let mut attempts = 0;
     loop {
+        if !deadline::allows(Duration::ZERO) {
+            return (attempts, Err(StatusError::Abandoned("not started".into())));
+        }
         attempts += 1;
-        match sink.post(repo, commit, status).await {
-            Err(StatusError::Unavailable { retry_after, .. })
-                if attempts < retry.attempts.max(1) =>
-            {
-                tokio::time::sleep(retry_after.unwrap_or(wait).min(Duration::from_secs(60))).await;
+        let Ok(result) = deadline::run(sink.post(repo, commit, status)).await else {
+            let cut = format!("attempt {attempts} cut off");
+            return (attempts, Err(StatusError::Abandoned(cut)));
+        };
+        match result {
+            Err(StatusError::Unavailable {
+                retry_after,
+                message,
+            }) if attempts < retry.attempts.max(1) => {
+                let pause = retry_after.unwrap_or(wait).min(Duration::from_secs(60));
+                if !deadline::allows(pause) {
+                    let left = format!("{message}; no time left to retry");
+                    return (attempts, Err(StatusError::Abandoned(left)));
+                }
+                tokio::time::sleep(pause).await;
                 wait = wait.saturating_mul(2);
             }
             other => return (attempts, other),
@@ -354,6 +387,11 @@ impl PromotionEvent {
 #[async_trait::async_trait]
 pub trait EventSink: Send + Sync {
     async fn publish(&self, event: &PromotionEvent) -> Result<(), StatusError>;
+
+    /// The sink, for logs (never a secret): e.g. `webhook https://host/path`.
+    fn name(&self) -> String {
+        "promotion events".into()
+    }
 }
 
 /// A registry login that expires: the user name and password to present (ECR's token API
@@ -463,6 +501,63 @@ mod tests {
         let out = tag_all(&refusing, &image, &digest, &tags, FAST).await;
         assert_eq!(out[0].attempts, 1);
         assert_eq!(refusing.calls.load(Ordering::SeqCst), 2);
+    }
+
+    struct Hung;
+
+    #[async_trait::async_trait]
+    impl CommitStatuses for Hung {
+        async fn post(
+            &self,
+            _: &crate::Repository,
+            _: &crate::CommitSha,
+            _: &CommitStatus,
+        ) -> Result<(), StatusError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn deliveries_stop_at_the_deadline() {
+        use std::time::Instant;
+        let repo = crate::Repository::new("acme/agent").unwrap();
+        let sha = crate::CommitSha::new("ab".repeat(20)).unwrap();
+        let status = CommitStatus {
+            state: StatusState::Success,
+            target_url: None,
+            description: "d".into(),
+            context: "vaia/run".into(),
+        };
+        let budget = Duration::from_millis(300);
+        let start = Instant::now();
+        let (attempts, result) = deadline::scope_budget(
+            budget,
+            post_status(&Hung, &repo, &sha, &status, Retry::default()),
+        )
+        .await;
+        let took = start.elapsed();
+        assert!(took >= budget && took < Duration::from_secs(2), "{took:?}");
+        assert_eq!(attempts, 1);
+        assert!(matches!(result, Err(StatusError::Abandoned(m)) if m.contains("cut off")));
+        // A registry that is down is not retried when the backoff outlasts the deadline.
+        let (image, digest, tags) = fixtures();
+        let down = Flaky {
+            failures: u32::MAX,
+            calls: AtomicU32::new(0),
+            refuse: false,
+        };
+        let start = Instant::now();
+        let out = deadline::scope_budget(
+            budget,
+            tag_all(&down, &image, &digest, &tags, Retry::default()),
+        )
+        .await;
+        assert!(start.elapsed() < budget, "{:?}", start.elapsed());
+        assert_eq!(down.calls.load(Ordering::SeqCst), 2, "one attempt per tag");
+        assert!(
+            matches!(&out[0].result, Err(TagError::Abandoned(m)) if m.contains("no time left")),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod contract;
 pub mod ct;
 pub mod dataset;
+pub mod deadline;
 pub mod delivery;
 pub mod evidence;
 pub mod gate_job;
