@@ -114,8 +114,14 @@ async fn handle_within(
     start.elapsed()
 }
 
+/// The tests of this file run one at a time: `tracing` caches per call site whether any
+/// subscriber wants its events, and a test that logs to no subscriber, running beside the
+/// one that captures the logs, can leave the "abandoned" call sites cached as unwanted.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn hung_sinks_are_abandoned_at_the_per_message_budget() {
+    let _serial = SERIAL.lock().await;
     let logs = Logs::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer({
@@ -125,6 +131,8 @@ async fn hung_sinks_are_abandoned_at_the_per_message_budget() {
         .with_ansi(false)
         .finish();
     async {
+        // Call sites an earlier test met without this subscriber are asked again.
+        tracing::callsite::rebuild_interest_cache();
         let (handler, store, webhook) = setup("2").await;
         let run = sample_run(1, base_time());
         store.create(&run, &[]).await.unwrap();
@@ -185,6 +193,7 @@ async fn hung_sinks_are_abandoned_at_the_per_message_budget() {
 
 #[tokio::test]
 async fn the_invocation_deadline_cuts_the_budget_short() {
+    let _serial = SERIAL.lock().await;
     let (handler, store, _) = setup("600").await;
     let run = sample_run(2, base_time());
     store.create(&run, &[]).await.unwrap();
